@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// Thin launcher: the CLI is compiled to dist/ by `npm install` (the `prepare` script).
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const cli = new URL('../dist/cli.js', import.meta.url);
+if (!existsSync(fileURLToPath(cli))) {
+  process.stderr.write('dbx-gateway: dist/ is missing; run `npm install` (or `npm run build`) in the checkout first.\n');
+  process.exit(1);
+}
+const { main } = await import(cli.href);
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,37 @@
+/** The one interface every credential type implements (one file each under credentials/). */
+
+/** Which resource a token is for. */
+export type Audience = 'databricks' | 'azure-management';
+
+export interface AccessToken {
+  token: string;
+  /** Epoch milliseconds (wall clock). PATs use Number.POSITIVE_INFINITY. */
+  expiresOnMs: number;
+}
+
+export interface GetTokenOptions {
+  signal?: AbortSignal;
+}
+
+export interface Credential {
+  /** The credential type name from the contract's table (azure-cli, pat, ...). */
+  readonly type: string;
+  /**
+   * Identity key: two credentials with the same id yield the same tokens and share one cache entry;
+   * different identities never do. Never contains a secret (hash secrets into it).
+   */
+  readonly id: string;
+  /** What a user should do when it fails, e.g. "run az login". Never a secret. */
+  readonly hint: string;
+  /** Why this credential was chosen for the route (reported at startup, /readyz, doctor). */
+  readonly reason: string;
+  getToken(audience: Audience, options?: GetTokenOptions): Promise<AccessToken>;
+}
+
+/** Thrown by a credential whose source cannot give a token; message says what went wrong. */
+export class CredentialError extends Error {
+  override readonly name = 'CredentialError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,209 @@
+import { LRUCache } from 'lru-cache';
+import { GatewayError } from '../errors.js';
+import { scrubSecrets } from '../security/redact.js';
+import type { AccessToken, Audience, Credential } from './credential.js';
+
+/**
+ * Never send a token with this much or less left: Azure Databricks rejects tokens that expire in
+ * 30 s or less, and the Go SDK refreshes 40 s before expiry (databricks-sdk-go config/azure.go).
+ */
+export const EXPIRY_CUTOFF_MS = 40_000;
+/** Start refreshing at most this long before the cutoff (Go SDK's async refresh: min(TTL/2, 20 min)). */
+export const MAX_REFRESH_AHEAD_MS = 20 * 60_000;
+/** First retry after a failed background refresh (Azure core's tokenCycler retries every 3 s). */
+export const REFRESH_RETRY_BASE_MS = 3_000;
+/** Backoff ceiling (the Go SDK waits 1 min after a failed async refresh). */
+export const REFRESH_RETRY_MAX_MS = 60_000;
+/** A token source that hangs must not hang requests: az and databricks CLIs usually answer in 1-3 s. */
+export const TOKEN_FETCH_TIMEOUT_MS = 30_000;
+
+export interface CachedToken extends AccessToken {
+  /** When the gateway obtained it (wall clock); the usable lifetime runs from here. */
+  obtainedAtMs: number;
+  /** Set when the upstream answered 401 to it: never hand it out again. */
+  rejected?: boolean;
+}
+
+export interface TokenStatus {
+  token?: CachedToken;
+  lastError?: string;
+  failures: number;
+}
+
+export interface TokenCacheEvents {
+  onFetch?(credential: Credential, audience: Audience): void;
+  onFetchFailure?(credential: Credential, audience: Audience, err: unknown): void;
+}
+
+export interface TokenCacheOptions extends TokenCacheEvents {
+  /** Wall clock; injectable so tests can move time (and so a laptop resumed from sleep is handled). */
+  now?: () => number;
+  fetchTimeoutMs?: number;
+}
+
+interface FetchContext {
+  credential: Credential;
+  audience: Audience;
+}
+
+interface EntryHealth {
+  failures: number;
+  retryAtMs: number;
+  lastError?: string;
+}
+
+/** The last moment a token may be sent. */
+export function cutoffMs(token: AccessToken): number {
+  return token.expiresOnMs - EXPIRY_CUTOFF_MS;
+}
+
+/** When to start a background refresh: the usable time left drops below min(usable lifetime / 2, 20 min). */
+export function refreshAtMs(token: CachedToken): number {
+  const cutoff = cutoffMs(token);
+  const usableLifetime = cutoff - token.obtainedAtMs;
+  return cutoff - Math.min(usableLifetime / 2, MAX_REFRESH_AHEAD_MS);
+}
+
+function isUsable(token: CachedToken, now: number): boolean {
+  return !token.rejected && now < cutoffMs(token);
+}
+
+/**
+ * Single-flight, refresh-ahead token cache (design after Azure core's tokenCycler: refresh in the
+ * background when due, block only when no usable token is left). lru-cache's fetch() gives the
+ * single flight: concurrent callers on a cold or expiring entry share one in-flight fetch.
+ * Expiry is always checked against the wall clock at use, never a monotonic timer, so a laptop
+ * resumed from sleep never sends a dead token.
+ */
+export class TokenCache {
+  readonly #now: () => number;
+  readonly #fetchTimeoutMs: number;
+  readonly #events: TokenCacheEvents;
+  readonly #health = new Map<string, EntryHealth>();
+  readonly #lru: LRUCache<string, CachedToken, FetchContext>;
+
+  constructor(options: TokenCacheOptions = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? TOKEN_FETCH_TIMEOUT_MS;
+    this.#events = options;
+    this.#lru = new LRUCache<string, CachedToken, FetchContext>({
+      // Keys are credential identities x audiences from the config: a few dozen at most.
+      max: 1024,
+      // A failed refresh must not throw away a token that is still usable.
+      noDeleteOnFetchRejection: true,
+      fetchMethod: (key, _stale, { context, signal }) => this.#fetchToken(key, context, signal),
+    });
+  }
+
+  /** A token usable right now, or GATEWAY_TOKEN_UNAVAILABLE; starts a background refresh when due. */
+  async get(credential: Credential, audience: Audience): Promise<CachedToken> {
+    const key = cacheKey(credential, audience);
+    const now = this.#now();
+    const cached = this.#lru.peek(key, { allowStale: true });
+    if (cached && isUsable(cached, now)) {
+      const health = this.#health.get(key);
+      if (now >= refreshAtMs(cached) && now >= (health?.retryAtMs ?? 0)) {
+        this.#fetch(key, credential, audience, true).catch(() => {
+          // Recorded in health; the current token stays in use until its cutoff.
+        });
+      }
+      return cached;
+    }
+    try {
+      const fresh = await this.#fetch(key, credential, audience, cached !== undefined);
+      if (!isUsable(fresh, this.#now())) {
+        throw new Error(
+          `it returned a token that expires in ${Math.round((fresh.expiresOnMs - this.#now()) / 1000)} s, too close to expiry to use`,
+        );
+      }
+      return fresh;
+    } catch (err) {
+      throw tokenUnavailable(credential, err);
+    }
+  }
+
+  /** The upstream rejected this token (401): drop it so the next request fetches a new one. */
+  reject(credential: Credential, audience: Audience, token: string): void {
+    const cached = this.#lru.peek(cacheKey(credential, audience), { allowStale: true });
+    if (cached?.token === token) cached.rejected = true;
+  }
+
+  status(credential: Credential, audience: Audience): TokenStatus {
+    const key = cacheKey(credential, audience);
+    const token = this.#lru.peek(key, { allowStale: true });
+    const health = this.#health.get(key);
+    return {
+      ...(token && !token.rejected ? { token } : {}),
+      ...(health?.lastError !== undefined ? { lastError: health.lastError } : {}),
+      failures: health?.failures ?? 0,
+    };
+  }
+
+  #fetch(key: string, credential: Credential, audience: Audience, force: boolean): Promise<CachedToken> {
+    // An in-flight fetch for the key is joined whatever forceRefresh says (lru-cache #fetch).
+    return this.#lru.fetch(key, { context: { credential, audience }, forceRefresh: force }) as Promise<CachedToken>;
+  }
+
+  async #fetchToken(key: string, { credential, audience }: FetchContext, signal: AbortSignal): Promise<CachedToken> {
+    const obtainedAtMs = this.#now();
+    this.#events.onFetch?.(credential, audience);
+    try {
+      const token = await withTimeout(credential, audience, signal, this.#fetchTimeoutMs);
+      this.#health.set(key, { failures: 0, retryAtMs: 0 });
+      return { ...token, obtainedAtMs };
+    } catch (err) {
+      const previous = this.#health.get(key)?.failures ?? 0;
+      const backoff = Math.min(REFRESH_RETRY_BASE_MS * 2 ** previous, REFRESH_RETRY_MAX_MS);
+      this.#health.set(key, {
+        failures: previous + 1,
+        retryAtMs: this.#now() + backoff,
+        lastError: scrubSecrets(errorMessage(err)),
+      });
+      this.#events.onFetchFailure?.(credential, audience, err);
+      throw err;
+    }
+  }
+}
+
+function cacheKey(credential: Credential, audience: Audience): string {
+  return `${credential.id}\u0000${audience}`;
+}
+
+async function withTimeout(
+  credential: Credential,
+  audience: Audience,
+  outer: AbortSignal,
+  timeoutMs: number,
+): Promise<AccessToken> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(outer.reason);
+  outer.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new Error(`${credential.type} did not answer within ${Math.round(timeoutMs / 1000)} s`);
+      controller.abort(err);
+      reject(err);
+    }, timeoutMs);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([credential.getToken(audience, { signal: controller.signal }), timeout]);
+  } finally {
+    clearTimeout(timer);
+    outer.removeEventListener('abort', onAbort);
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function tokenUnavailable(credential: Credential, err: unknown): GatewayError {
+  const detail = scrubSecrets(errorMessage(err)).replace(/\s+/g, ' ').trim();
+  return new GatewayError(
+    'GATEWAY_TOKEN_UNAVAILABLE',
+    `no usable token from credential ${credential.type}: ${detail}${/[.!?]$/.test(detail) ? '' : '.'} Fix: ${credential.hint}`,
+    { cause: err },
+  );
+}

@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type CliFlags } from './config/load.js';
+import type { GatewayConfig } from './config/types.js';
+import { GatewayError } from './errors.js';
+import { createGatewayCore } from './gateway.js';
+import { createLogger } from './observability/logger.js';
+import { startGateway } from './server.js';
+
+const USAGE = `Usage:
+  dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
+              [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
+              [--credential TYPE] [--demo]
+  dbx-gateway token NAME      print {"access_token","token_type","expires_on"} for route NAME
+  dbx-gateway --help | --version
+
+Serves /ws/NAME/... and /acct/NAME/... on 127.0.0.1:8080, attaching a fresh token to each request.
+With nothing configured it serves a built-in demo workspace at /ws/demo.
+
+Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY_LOG_LEVEL.
+Credential types: default, pat, azure-cli.
+`;
+
+const OPTIONS = {
+  config: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string', short: 'p' },
+  workspace: { type: 'string', multiple: true },
+  account: { type: 'string', multiple: true },
+  credential: { type: 'string' },
+  demo: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${(err as Error).message}\nRun dbx-gateway --help for usage.\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  const flags: CliFlags = {
+    ...(values.config !== undefined ? { config: values.config } : {}),
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(values.port !== undefined ? { port: values.port } : {}),
+    ...(values.workspace ? { workspace: values.workspace } : {}),
+    ...(values.account ? { account: values.account } : {}),
+    ...(values.credential !== undefined ? { credential: values.credential } : {}),
+    ...(values.demo ? { demo: true } : {}),
+  };
+  const [command = 'serve', ...rest] = positionals;
+  switch (command) {
+    case 'serve':
+      return serve(flags);
+    case 'token':
+      return printToken(flags, rest[0]);
+    default:
+      process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
+      return 2;
+  }
+}
+
+function load(flags: CliFlags): GatewayConfig | undefined {
+  try {
+    return loadConfig({ flags });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dbx-gateway: ${err.message}\n`);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+async function serve(flags: CliFlags): Promise<number> {
+  const config = load(flags);
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway(config, { logger });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${config.listen.port}: stop it or pass --port N` : '';
+    process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${config.listen.port}: ${e.message}${hint}\n`);
+    return 1;
+  }
+  for (const route of gateway.routes.routes) {
+    logger.info(
+      { route: route.name, prefix: route.prefix, upstream: route.target.origin, credential: route.credential.type, why: route.credential.reason },
+      `route ${gateway.url}${route.prefix}/ -> ${route.target.origin}`,
+    );
+  }
+  if (config.demo) {
+    logger.info(
+      `demo mode: no workspace is configured, so the built-in demo workspace serves ${gateway.url}/ws/demo - try: curl ${gateway.url}/ws/demo/api/2.0/clusters/list`,
+    );
+  }
+  logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
+      gateway.shutdown().then(() => resolve(0), () => resolve(1));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function printToken(flags: CliFlags, name: string | undefined): Promise<number> {
+  if (!name) {
+    process.stderr.write('dbx-gateway: usage: dbx-gateway token NAME\n');
+    return 2;
+  }
+  const config = load(flags);
+  if (!config) return 2;
+  const core = await createGatewayCore(config);
+  try {
+    const route = core.routes.routes.find((r) => r.name === name);
+    if (!route) {
+      process.stderr.write(`dbx-gateway: ${core.routes.notFound(`/ws/${name}`).message}\n`);
+      return 2;
+    }
+    const token = await core.tokens.get(route.credential, 'databricks');
+    const expiresOn = Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null;
+    process.stdout.write(`${JSON.stringify({ access_token: token.token, token_type: 'Bearer', expires_on: expiresOn })}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${err instanceof GatewayError ? err.message : (err as Error).message}\n`);
+    return 1;
+  } finally {
+    await core.close();
+  }
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}

@@ -1,0 +1,285 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { isLoopbackHost } from '../security/loopback.js';
+import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
+import {
+  type CredentialSpec,
+  DEFAULT_LISTEN,
+  DEFAULT_TIMEOUTS,
+  type GatewayConfig,
+  type RouteConfig,
+} from './types.js';
+
+export const DEFAULT_CONFIG_FILE = 'dbx-gateway.yaml';
+export const DEFAULT_ACCOUNTS_HOST = 'https://accounts.azuredatabricks.net';
+
+/** What the command line contributed; every field optional so tests can build it by hand. */
+export interface CliFlags {
+  config?: string;
+  host?: string;
+  port?: string;
+  workspace?: string[];
+  account?: string[];
+  credential?: string;
+  demo?: boolean;
+}
+
+export interface LoadConfigOptions {
+  flags?: CliFlags;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Every problem found in one pass, so a user fixes them all at once (oauth2-proxy style). */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly problems: string[],
+    readonly file?: string,
+  ) {
+    super(
+      `invalid configuration${file ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+    );
+  }
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
+  const flags = options.flags ?? {};
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const problems: string[] = [];
+
+  const configFile = findConfigFile(flags, env, cwd, problems);
+  const file = configFile ? readConfigFile(configFile, env, problems) : {};
+
+  const defaultCredential = toCredentialSpec(flags.credential ?? file.credential ?? 'default');
+  const routes = new Map<string, RouteConfig>();
+  for (const [name, route] of Object.entries(file.routes ?? {})) {
+    const built = buildFileRoute(name, route, defaultCredential, configFile ?? 'config', problems);
+    if (built) routes.set(name, built);
+  }
+  // Command-line flags win over the file (contract: "Command-line flags win over the file").
+  for (const spec of flags.workspace ?? []) {
+    const built = buildFlagRoute('workspace', spec, defaultCredential, problems);
+    if (built) routes.set(built.name, built);
+  }
+  for (const spec of flags.account ?? []) {
+    const built = buildFlagRoute('account', spec, defaultCredential, problems);
+    if (built) routes.set(built.name, built);
+  }
+  checkPortClashes([...routes.values()], problems);
+
+  const host = flags.host ?? env.DBX_GATEWAY_HOST ?? file.listen?.host ?? DEFAULT_LISTEN.host;
+  const portText = flags.port ?? env.DBX_GATEWAY_PORT;
+  const port = portText === undefined ? (file.listen?.port ?? DEFAULT_LISTEN.port) : parsePort(portText, problems);
+
+  if (problems.length > 0) throw new ConfigError(problems, configFile);
+
+  const demo = flags.demo === true || routes.size === 0;
+  return {
+    listen: { host, port },
+    routes: [...routes.values()],
+    allowedHosts: file.allowedHosts ?? [],
+    timeouts: { ...DEFAULT_TIMEOUTS, ...file.timeouts },
+    demo,
+    ...(configFile ? { configFile } : {}),
+    logLevel: env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info',
+  };
+}
+
+function findConfigFile(flags: CliFlags, env: NodeJS.ProcessEnv, cwd: string, problems: string[]): string | undefined {
+  const explicit = flags.config ?? env.DBX_GATEWAY_CONFIG;
+  if (explicit !== undefined) {
+    const path = resolve(cwd, explicit);
+    if (!existsSync(path)) {
+      const origin = flags.config !== undefined ? '--config' : 'DBX_GATEWAY_CONFIG';
+      problems.push(`${origin}: ${path} does not exist; create it or point ${origin} at an existing file`);
+      return undefined;
+    }
+    return path;
+  }
+  const implicit = resolve(cwd, DEFAULT_CONFIG_FILE);
+  return existsSync(implicit) ? implicit : undefined;
+}
+
+function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[]): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`cannot read ${path}: ${(err as Error).message}`);
+    return {};
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) problems.push(`YAML syntax: ${e.message.split('\n')[0]}`);
+    return {};
+  }
+  const raw: unknown = expandEnv(doc.toJS() ?? {}, env, '', problems);
+  const parsed = fileConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(describeIssue(issue));
+    return {};
+  }
+  return parsed.data;
+}
+
+function describeIssue(issue: { path: PropertyKey[]; message: string; code: string; keys?: string[] }): string {
+  const at = issue.path.map(String).join('.') || '(top level)';
+  if (issue.code === 'unrecognized_keys' && issue.keys) {
+    return `${at}: unknown setting ${issue.keys.map((k) => `"${k}"`).join(', ')}; remove it or check its spelling against the README`;
+  }
+  return `${at}: ${issue.message}`;
+}
+
+/** `${VAR}` in any string value is read from the environment, so secrets stay out of the file. */
+function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        problems.push(`${path}: \${${name}} is not set in the environment; export ${name} or write the value in the file`);
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`, problems));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, path ? `${path}.${k}` : k, problems)]),
+    );
+  }
+  return value;
+}
+
+function toCredentialSpec(value: string | { type: string; [k: string]: unknown }): CredentialSpec {
+  return typeof value === 'string' ? { type: value } : { ...value };
+}
+
+function buildFileRoute(
+  name: string,
+  route: FileRoute,
+  defaultCredential: CredentialSpec,
+  source: string,
+  problems: string[],
+): RouteConfig | undefined {
+  const field = `routes.${name}`;
+  if (!ROUTE_NAME_PATTERN.test(name)) {
+    problems.push(`${field}: route names may use letters, digits, ".", "_" and "-" only (it becomes /ws/${name})`);
+    return undefined;
+  }
+  if (route.host === undefined) {
+    problems.push(
+      route.profile !== undefined
+        ? `${field}.profile: routes from ~/.databrickscfg profiles are not supported yet; set ${field}.host`
+        : `${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net`,
+    );
+    return undefined;
+  }
+  const upstream = parseUpstream(route.host, `${field}.host`, problems);
+  if (!upstream) return undefined;
+  const kind = isAccountsHost(upstream) ? 'account' : 'workspace';
+  if (kind === 'account' && route.accountId === undefined) {
+    problems.push(`${field}.accountId: missing; an accounts console route needs the account id (a UUID)`);
+  }
+  return {
+    name,
+    kind,
+    upstream,
+    ...(route.accountId !== undefined ? { accountId: route.accountId } : {}),
+    credential: route.credential !== undefined ? toCredentialSpec(route.credential) : defaultCredential,
+    readOnly: route.readOnly ?? false,
+    ...(route.port !== undefined ? { port: route.port } : {}),
+    ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
+    ...(route.azureResourceId !== undefined ? { azureResourceId: route.azureResourceId } : {}),
+    source,
+  };
+}
+
+function buildFlagRoute(
+  kind: 'workspace' | 'account',
+  spec: string,
+  credential: CredentialSpec,
+  problems: string[],
+): RouteConfig | undefined {
+  const flag = `--${kind}`;
+  const eq = spec.indexOf('=');
+  const name = eq > 0 ? spec.slice(0, eq) : '';
+  const value = eq > 0 ? spec.slice(eq + 1) : '';
+  if (!name || !value) {
+    problems.push(
+      kind === 'workspace'
+        ? `${flag} ${spec}: expected NAME=URL, e.g. --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net`
+        : `${flag} ${spec}: expected NAME=ACCOUNT_ID[@HOST], e.g. --account main=00000000-0000-0000-0000-000000000000`,
+    );
+    return undefined;
+  }
+  if (!ROUTE_NAME_PATTERN.test(name)) {
+    problems.push(`${flag} ${spec}: route names may use letters, digits, ".", "_" and "-" only`);
+    return undefined;
+  }
+  if (kind === 'workspace') {
+    const upstream = parseUpstream(value, `${flag} ${name}`, problems);
+    if (!upstream) return undefined;
+    return { name, kind: isAccountsHost(upstream) ? 'account' : 'workspace', upstream, credential, readOnly: false, source: flag };
+  }
+  const at = value.indexOf('@');
+  const accountId = at >= 0 ? value.slice(0, at) : value;
+  const upstream = parseUpstream(at >= 0 ? value.slice(at + 1) : DEFAULT_ACCOUNTS_HOST, `${flag} ${name}`, problems);
+  if (!upstream) return undefined;
+  return { name, kind: 'account', upstream, accountId, credential, readOnly: false, source: flag };
+}
+
+/**
+ * Upstreams are https:// origins. Plain http:// is allowed only on loopback (the demo and tests),
+ * because the token would otherwise cross the network in clear text.
+ */
+export function parseUpstream(text: string, field: string, problems: string[]): URL | undefined {
+  const example = 'e.g. https://adb-1234567890123456.7.azuredatabricks.net';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    problems.push(`${field}: "${text}" is not a URL; write the full workspace URL, ${example}`);
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    problems.push(`${field}: must be an https:// URL (${example}); http:// is accepted only for loopback hosts`);
+    return undefined;
+  }
+  if (url.username || url.password) {
+    problems.push(`${field}: must not contain credentials; configure a credential instead`);
+    return undefined;
+  }
+  if (url.pathname !== '/' && url.pathname !== '') {
+    problems.push(`${field}: must be the workspace URL without a path (got "${url.pathname}"), ${example}`);
+    return undefined;
+  }
+  // "?o=<workspace id>" as copied from the browser is harmless: only the origin is used.
+  return new URL(url.origin);
+}
+
+export function isAccountsHost(url: URL): boolean {
+  return url.hostname.startsWith('accounts.');
+}
+
+function parsePort(text: string, problems: string[]): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    problems.push(`port: "${text}" is not a port number; use 1-65535 (or 0 for any free port)`);
+    return 0;
+  }
+  return n;
+}
+
+function checkPortClashes(routes: RouteConfig[], problems: string[]): void {
+  const seen = new Map<number, string>();
+  for (const r of routes) {
+    if (r.port === undefined) continue;
+    const other = seen.get(r.port);
+    if (other) problems.push(`routes.${r.name}.port: ${r.port} is already used by route ${other}; give each route its own port`);
+    seen.set(r.port, r.name);
+  }
+}

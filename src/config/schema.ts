@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+/** Route names become URL segments (/ws/NAME): keep them to characters that never need encoding. */
+export const ROUTE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+const port = z
+  .number({ error: 'must be a port number (1-65535)' })
+  .int('must be a whole number')
+  .min(1, 'must be between 1 and 65535')
+  .max(65535, 'must be between 1 and 65535');
+
+const credentialObject = z.looseObject({
+  type: z.string({ error: 'must name a credential type, e.g. type: azure-cli' }),
+});
+
+/** `credential: azure-cli` or `credential: { type: azure-client-secret, tenantId: ..., ... }`. */
+export const credentialSchema = z.union([z.string(), credentialObject], {
+  error: 'must be a credential type name or an object with a type',
+});
+
+export const routeSchema = z.strictObject({
+  host: z.string().optional(),
+  profile: z.string().optional(),
+  accountId: z.string().optional(),
+  credential: credentialSchema.optional(),
+  readOnly: z.boolean().optional(),
+  port: port.optional(),
+  caFile: z.string().optional(),
+  azureResourceId: z.string().optional(),
+});
+
+const positiveMs = z.number().int('must be a whole number of milliseconds').positive('must be positive');
+
+export const fileConfigSchema = z.strictObject({
+  listen: z.strictObject({ host: z.string().optional(), port: port.optional() }).optional(),
+  credential: credentialSchema.optional(),
+  routes: z.record(z.string(), routeSchema).optional(),
+  allowedHosts: z.array(z.string()).optional(),
+  allowedOrigins: z.array(z.string()).optional(),
+  inboundKeys: z.record(z.string(), z.string()).optional(),
+  timeouts: z
+    .strictObject({
+      connectMs: positiveMs.optional(),
+      headersMs: positiveMs.optional(),
+      idleMs: positiveMs.optional(),
+      drainMs: positiveMs.optional(),
+    })
+    .optional(),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+});
+
+export type FileConfig = z.infer<typeof fileConfigSchema>;
+export type FileRoute = z.infer<typeof routeSchema>;

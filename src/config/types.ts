@@ -1,0 +1,57 @@
+/** The resolved, validated configuration the rest of the gateway runs on. */
+
+/** A credential as configured: its type plus that type's settings (tenantId, clientId, ...). */
+export interface CredentialSpec {
+  type: string;
+  [setting: string]: unknown;
+}
+
+export type RouteKind = 'workspace' | 'account';
+
+export interface RouteConfig {
+  name: string;
+  kind: RouteKind;
+  /** scheme://host[:port] of the workspace or accounts console, no path. */
+  upstream: URL;
+  accountId?: string;
+  credential: CredentialSpec;
+  readOnly: boolean;
+  /** Also serve this route without a prefix on 127.0.0.1:port. */
+  port?: number;
+  /** Extra CA bundle trusted for this upstream (corporate TLS inspection, tests). */
+  caFile?: string;
+  azureResourceId?: string;
+  /** Where the route came from, for startup output and doctor. */
+  source: string;
+}
+
+export interface Timeouts {
+  connectMs: number;
+  headersMs: number;
+  idleMs: number;
+  drainMs: number;
+}
+
+export interface GatewayConfig {
+  listen: { host: string; port: number };
+  routes: RouteConfig[];
+  allowedHosts: string[];
+  timeouts: Timeouts;
+  /** True when nothing was configured and the built-in demo workspace serves /ws/demo. */
+  demo: boolean;
+  /** The config file read, if any. */
+  configFile?: string;
+  logLevel: string;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  // TCP + TLS to a cloud front door takes well under a second; 10 s covers slow VPNs.
+  connectMs: 10_000,
+  // Databricks holds some calls (e.g. command status polling, SQL statements with wait_timeout) up to ~50 s.
+  headersMs: 120_000,
+  // Long enough for a slow export to pause, short enough that dead exchanges do not pile up.
+  idleMs: 300_000,
+  drainMs: 30_000,
+};
+
+export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8080 } as const;

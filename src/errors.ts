@@ -1,0 +1,110 @@
+import type { ServerResponse } from 'node:http';
+
+/** Every error the gateway answers itself, with its HTTP status (contract: "HTTP surface"). */
+export const GATEWAY_ERROR_STATUS = {
+  GATEWAY_BAD_REQUEST: 400,
+  GATEWAY_UNAUTHENTICATED: 401,
+  GATEWAY_FORBIDDEN: 403,
+  GATEWAY_ROUTE_NOT_FOUND: 404,
+  GATEWAY_UPSTREAM_UNREACHABLE: 502,
+  GATEWAY_TOKEN_UNAVAILABLE: 503,
+  GATEWAY_UPSTREAM_TIMEOUT: 504,
+} as const;
+
+export type GatewayErrorCode = keyof typeof GATEWAY_ERROR_STATUS;
+
+/** Marks responses made by the gateway, so clients can tell them from Databricks' own errors. */
+export const GATEWAY_ERROR_HEADER = 'x-dbx-gateway-error';
+
+export interface GatewayErrorOptions {
+  cause?: unknown;
+  headers?: Record<string, string>;
+}
+
+export class GatewayError extends Error {
+  override readonly name = 'GatewayError';
+  readonly headers: Record<string, string>;
+
+  constructor(
+    readonly code: GatewayErrorCode,
+    message: string,
+    options: GatewayErrorOptions = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.headers = options.headers ?? {};
+  }
+
+  get status(): number {
+    return GATEWAY_ERROR_STATUS[this.code];
+  }
+
+  /** The Databricks error shape, so SDKs and scripts parse it like any API error. */
+  toJSON(): { error_code: GatewayErrorCode; message: string } {
+    return { error_code: this.code, message: this.message };
+  }
+}
+
+/** Raised by the upstream agent; mapped to 502 (connect) or 504 (headers, idle). */
+export class UpstreamTimeoutError extends Error {
+  override readonly name = 'UpstreamTimeoutError';
+  constructor(
+    readonly phase: 'connect' | 'headers' | 'idle',
+    readonly timeoutMs: number,
+  ) {
+    super(`upstream ${phase} timeout after ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * The one place where a failure on the way to the upstream becomes an HTTP answer
+ * (as @hono/node-server's handleFetchError maps TimeoutError to 504).
+ */
+export function toGatewayError(err: unknown, upstream: string): GatewayError {
+  if (err instanceof GatewayError) return err;
+  if (err instanceof UpstreamTimeoutError) {
+    if (err.phase === 'connect') {
+      return new GatewayError(
+        'GATEWAY_UPSTREAM_UNREACHABLE',
+        `could not connect to ${upstream} within ${err.timeoutMs} ms (timeouts.connectMs); check the host and your network or proxy`,
+        { cause: err },
+      );
+    }
+    return new GatewayError(
+      'GATEWAY_UPSTREAM_TIMEOUT',
+      `${upstream} sent no response within ${err.timeoutMs} ms (timeouts.${err.phase === 'headers' ? 'headersMs' : 'idleMs'})`,
+      { cause: err },
+    );
+  }
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'ERROR';
+  const detail = err instanceof Error ? err.message : String(err);
+  return new GatewayError(
+    'GATEWAY_UPSTREAM_UNREACHABLE',
+    `could not reach ${upstream}: ${code === 'ERROR' ? detail : `${code} (${detail})`}`,
+    { cause: err },
+  );
+}
+
+/** Writes a gateway error on a raw Node response (proxy path); destroys it if headers already went out. */
+export function writeGatewayError(res: ServerResponse, err: GatewayError): void {
+  if (res.headersSent) {
+    // Mid-stream failure: the only honest signal left is an aborted response.
+    res.destroy(err);
+    return;
+  }
+  const body = JSON.stringify(err);
+  res.writeHead(err.status, {
+    ...err.headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    [GATEWAY_ERROR_HEADER]: '1',
+  });
+  res.end(body);
+}
+
+/** The same error as a fetch Response, for the Hono side of the app. */
+export function gatewayErrorResponse(err: GatewayError): Response {
+  return new Response(JSON.stringify(err), {
+    status: err.status,
+    headers: { ...err.headers, 'content-type': 'application/json', [GATEWAY_ERROR_HEADER]: '1' },
+  });
+}

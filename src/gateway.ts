@@ -1,0 +1,89 @@
+import type { Credential } from './auth/credential.js';
+import { createCredential } from './auth/credentials/index.js';
+import { TokenCache } from './auth/token-cache.js';
+import type { GatewayConfig, RouteConfig } from './config/types.js';
+import { type DemoWorkspace, startDemoWorkspace } from './demo/demo-workspace.js';
+import { createMetrics, type GatewayMetrics } from './observability/metrics.js';
+import { createUpstreamAgent } from './proxy/upstream-agent.js';
+import { type Route, RouteTable, routePrefix } from './routing/route-table.js';
+
+/** Everything but the listeners: what `serve`, `token` and `doctor` share. */
+export interface GatewayCore {
+  config: GatewayConfig;
+  routes: RouteTable;
+  tokens: TokenCache;
+  metrics: GatewayMetrics;
+  close(): Promise<void>;
+}
+
+export interface CoreOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Injected wall clock for tests. */
+  now?: () => number;
+  tokenFetchTimeoutMs?: number;
+}
+
+export const DEMO_ROUTE_NAME = 'demo';
+
+export async function createGatewayCore(config: GatewayConfig, options: CoreOptions = {}): Promise<GatewayCore> {
+  const env = options.env ?? process.env;
+  let demo: DemoWorkspace | undefined;
+  const routeConfigs = [...config.routes];
+  if (config.demo) {
+    demo = await startDemoWorkspace();
+    routeConfigs.push(demoRoute(demo.url));
+  }
+
+  // One credential instance per identity, shared by every route that uses it (one cache entry).
+  const credentials = new Map<string, Credential>();
+  const routes: Route[] = routeConfigs.map((rc) => {
+    const created = createCredential(rc.credential, { env, route: rc });
+    const credential = credentials.get(created.id) ?? created;
+    credentials.set(credential.id, credential);
+    return {
+      name: rc.name,
+      config: rc,
+      prefix: routePrefix(rc),
+      target: rc.upstream,
+      agent: createUpstreamAgent(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}) }),
+      credential,
+    };
+  });
+  const table = new RouteTable(routes);
+
+  let tokens: TokenCache;
+  const metrics = createMetrics(() =>
+    routes.flatMap((r) => {
+      const t = tokens.status(r.credential, 'databricks').token;
+      return t ? [[r.name, t.expiresOnMs] as [string, number]] : [];
+    }),
+  );
+  tokens = new TokenCache({
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.tokenFetchTimeoutMs ? { fetchTimeoutMs: options.tokenFetchTimeoutMs } : {}),
+    onFetch: (c, audience) => metrics.tokenFetches.inc({ credential: c.type, audience }),
+    onFetchFailure: (c, audience) => metrics.tokenFailures.inc({ credential: c.type, audience }),
+  });
+
+  return {
+    config,
+    routes: table,
+    tokens,
+    metrics,
+    async close() {
+      for (const r of routes) r.agent.destroy();
+      await demo?.close();
+    },
+  };
+}
+
+function demoRoute(url: URL): RouteConfig {
+  return {
+    name: DEMO_ROUTE_NAME,
+    kind: 'workspace',
+    upstream: url,
+    credential: { type: 'demo' },
+    readOnly: false,
+    source: 'built-in demo workspace',
+  };
+}

@@ -1,0 +1,73 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface GatewayMetrics {
+  registry: Registry;
+  requests: Counter<'route' | 'method' | 'status'>;
+  duration: Histogram<'route'>;
+  responseBytes: Counter<'route'>;
+  requestBytes: Counter<'route'>;
+  tokenFetches: Counter<'credential' | 'audience'>;
+  tokenFailures: Counter<'credential' | 'audience'>;
+  tokenExpiry: Gauge<'route'>;
+}
+
+/**
+ * One registry per gateway (not prom-client's global one) so several gateways can live in one
+ * process, as they do in the tests. Labels never carry tokens, keys or paths (unbounded cardinality).
+ */
+export function createMetrics(tokenExpiryByRoute: () => Array<[string, number]>): GatewayMetrics {
+  const registry = new Registry();
+  const prefix = 'dbx_gateway_';
+  return {
+    registry,
+    requests: new Counter({
+      name: `${prefix}requests_total`,
+      help: 'Requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: `${prefix}request_duration_seconds`,
+      help: 'Time from request to end of response',
+      labelNames: ['route'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    responseBytes: new Counter({
+      name: `${prefix}response_bytes_total`,
+      help: 'Response body bytes sent to clients',
+      labelNames: ['route'],
+      registers: [registry],
+    }),
+    requestBytes: new Counter({
+      name: `${prefix}request_bytes_total`,
+      help: 'Request body bytes forwarded upstream',
+      labelNames: ['route'],
+      registers: [registry],
+    }),
+    tokenFetches: new Counter({
+      name: `${prefix}token_fetches_total`,
+      help: 'Token fetches started, by credential type and audience',
+      labelNames: ['credential', 'audience'],
+      registers: [registry],
+    }),
+    tokenFailures: new Counter({
+      name: `${prefix}token_fetch_failures_total`,
+      help: 'Token fetches that failed',
+      labelNames: ['credential', 'audience'],
+      registers: [registry],
+    }),
+    tokenExpiry: new Gauge({
+      name: `${prefix}token_expiry_seconds`,
+      help: 'Expiry (epoch seconds) of the cached token per route; absent when none is cached',
+      labelNames: ['route'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [route, expiresOnMs] of tokenExpiryByRoute()) {
+          if (Number.isFinite(expiresOnMs)) this.set({ route }, Math.floor(expiresOnMs / 1000));
+        }
+      },
+    }),
+  };
+}

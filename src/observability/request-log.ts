@@ -1,0 +1,47 @@
+import type { HttpBindings } from '@hono/node-server';
+import type { MiddlewareHandler } from 'hono';
+import type { Logger } from './logger.js';
+import type { GatewayMetrics } from './metrics.js';
+import { startRecord } from './request-record.js';
+
+/** Local endpoints polled by probes and scrapers: logged at debug so they do not drown real traffic. */
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * One log line and one metrics update per request, written when the response closes (so streamed
+ * proxy responses are measured to their end). Fields are chosen, never raw headers.
+ */
+export function requestLog(logger: Logger, metrics: GatewayMetrics): MiddlewareHandler<{ Bindings: HttpBindings }> {
+  return async function requestLog(c, next) {
+    const { incoming, outgoing } = c.env;
+    const record = startRecord(incoming);
+    outgoing.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - record.startNs) / 1e9;
+      const route = record.route ?? '-';
+      const status = outgoing.headersSent ? outgoing.statusCode : 0;
+      const bytes = record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0);
+      const path = record.path ?? (incoming.url ?? '').split('?', 1)[0];
+      metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status) });
+      if (record.route) {
+        metrics.duration.observe({ route }, seconds);
+        metrics.responseBytes.inc({ route }, record.bytesOut);
+        metrics.requestBytes.inc({ route }, record.bytesIn);
+      }
+      const line = {
+        method: incoming.method,
+        route,
+        path,
+        status,
+        ms: Math.round(seconds * 10_000) / 10,
+        bytes,
+        bytesIn: record.bytesIn,
+        ...(record.error ? { error: record.error } : {}),
+        ...(record.replayed ? { replayed: true } : {}),
+        ...(outgoing.writableFinished ? {} : { aborted: true }),
+      };
+      if (QUIET_PATHS.has(path ?? '')) logger.debug(line, 'request');
+      else logger.info(line, 'request');
+    });
+    await next();
+  };
+}

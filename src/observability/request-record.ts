@@ -1,0 +1,25 @@
+import type { IncomingMessage } from 'node:http';
+
+/** What one request's log line and metrics are made of; filled in along the way. */
+export interface RequestRecord {
+  startNs: bigint;
+  route?: string;
+  /** Upstream path for proxied requests (query string dropped: it may carry ids users consider private). */
+  path?: string;
+  bytesIn: number;
+  bytesOut: number;
+  error?: string;
+  replayed?: boolean;
+}
+
+const records = new WeakMap<IncomingMessage, RequestRecord>();
+
+export function startRecord(req: IncomingMessage): RequestRecord {
+  const record: RequestRecord = { startNs: process.hrtime.bigint(), bytesIn: 0, bytesOut: 0 };
+  records.set(req, record);
+  return record;
+}
+
+export function recordOf(req: IncomingMessage): RequestRecord | undefined {
+  return records.get(req);
+}

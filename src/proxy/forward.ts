@@ -1,0 +1,143 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { createProxyServer } from 'http-proxy-3';
+import type { TokenCache } from '../auth/token-cache.js';
+import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
+import type { RequestRecord } from '../observability/request-record.js';
+import type { Route } from '../routing/route-table.js';
+import { forwardableResponseHeaders, hasNoBody, stripRequestHeaders } from './headers.js';
+import { rewriteLocation } from './location.js';
+
+interface Exchange {
+  route: Route;
+  upstreamPath: string;
+  /** Local prefix the client used ("" on a per-route port). */
+  prefix: string;
+  record: RequestRecord;
+  token?: string;
+  /** A request without a body may be sent once more after a 401 with a fresh token. */
+  replayable: boolean;
+}
+
+/**
+ * Forwards requests with http-proxy-3, attaching the route's token. The response side is handled
+ * here (selfHandleResponse) as a short list of passes: 401 replay, status, headers with the
+ * Location rewrite, then a streamed body.
+ */
+export class Forwarder {
+  // No constructor options: http-proxy merges per-call options over them shallowly, so every
+  // per-request value (target, agent, headers) is passed per call (see protocols.md).
+  readonly #proxy = createProxyServer({});
+  readonly #exchanges = new WeakMap<IncomingMessage, Exchange>();
+
+  constructor(private readonly tokens: TokenCache) {
+    this.#proxy.on('proxyRes', (proxyRes, req, res) => this.#onResponse(proxyRes, req, res));
+  }
+
+  async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
+    stripRequestHeaders(req.headers);
+    const exchange: Exchange = { route, upstreamPath, prefix, record, replayable: hasNoBody(req.headers) };
+    this.#exchanges.set(req, exchange);
+    await this.#send(req, res, exchange);
+  }
+
+  async ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string): Promise<void> {
+    stripRequestHeaders(req.headers, true);
+    const token = await this.tokens.get(route.credential, 'databricks');
+    if (socket.destroyed) return;
+    req.url = upstreamPath;
+    this.#proxy.ws(req, socket, head, {
+      target: route.target,
+      agent: route.agent,
+      changeOrigin: true,
+      toProxy: true,
+      headers: { authorization: `Bearer ${token.token}` },
+    }, (err) => {
+      if (!socket.destroyed) socket.destroy(err);
+    });
+  }
+
+  async #send(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
+    const { route } = exchange;
+    let token: string;
+    try {
+      token = (await this.tokens.get(route.credential, 'databricks')).token;
+    } catch (err) {
+      exchange.record.error = err instanceof GatewayError ? err.code : 'ERROR';
+      writeGatewayError(res, toGatewayError(err, route.target.origin));
+      return;
+    }
+    // The client may have gone while the token was fetched: send nothing upstream then.
+    if (res.destroyed || req.socket.destroyed) return;
+    exchange.token = token;
+    // toProxy: the path goes out exactly as received; without it http-proxy re-parses it with
+    // the WHATWG URL parser, which resolves dot segments and re-encodes characters.
+    req.url = exchange.upstreamPath;
+    this.#proxy.web(
+      req,
+      res,
+      {
+        target: route.target,
+        agent: route.agent,
+        changeOrigin: true,
+        toProxy: true,
+        selfHandleResponse: true,
+        // Per-call headers, not the proxyReq event: that event is skipped for Expect: 100-continue.
+        headers: { authorization: `Bearer ${token}` },
+      },
+      (err) => this.#onError(err, req, res, exchange),
+    );
+    countRequestBytes(req, exchange.record);
+  }
+
+  #onResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
+    const exchange = this.#exchanges.get(req);
+    if (!exchange) {
+      proxyRes.destroy();
+      return;
+    }
+    const status = proxyRes.statusCode ?? 502;
+    if (status === 401 && exchange.token) {
+      this.tokens.reject(exchange.route.credential, 'databricks', exchange.token);
+      if (exchange.replayable) {
+        // Replay once with a new token: the cached one may have been revoked early.
+        exchange.replayable = false;
+        exchange.record.replayed = true;
+        proxyRes.resume();
+        void this.#send(req, res, exchange);
+        return;
+      }
+    }
+    const headers = forwardableResponseHeaders(proxyRes.rawHeaders, (name, value) =>
+      name === 'location' ? rewriteLocation(value, exchange.route.target, exchange.prefix) : value,
+    );
+    // The upstream's Date (if any) passes through; do not add a second one.
+    res.sendDate = false;
+    res.writeHead(status, proxyRes.statusMessage, headers);
+    proxyRes.on('data', (chunk: Buffer) => {
+      exchange.record.bytesOut += chunk.length;
+    });
+    // pipeline: backpressure both ways, and an upstream reset aborts the client response
+    // instead of leaving it hanging.
+    pipeline(proxyRes, res, () => {});
+  }
+
+  #onError(err: Error, req: IncomingMessage, res: ServerResponse, exchange: Exchange): void {
+    if (req.socket.destroyed && !res.headersSent) {
+      // The client left; http-proxy has already destroyed the upstream request.
+      exchange.record.error = 'CLIENT_ABORTED';
+      return;
+    }
+    const gatewayError = toGatewayError(err, exchange.route.target.origin);
+    exchange.record.error = gatewayError.code;
+    writeGatewayError(res, gatewayError);
+  }
+}
+
+function countRequestBytes(req: IncomingMessage, record: RequestRecord): void {
+  // http-proxy has piped req by now; a second 'data' listener does not change its flow.
+  req.on('data', (chunk: Buffer) => {
+    record.bytesIn += chunk.length;
+  });
+}

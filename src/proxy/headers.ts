@@ -1,0 +1,71 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * Hop-by-hop fields apply to one connection only and are never forwarded
+ * (https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1). Transfer-Encoding is left to Node:
+ * it re-frames each side itself.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'upgrade',
+]);
+
+/** Headers through which a client could present credentials of its own or the gateway's inbound key. */
+const CLIENT_CREDENTIAL_HEADERS = ['authorization', 'x-dbx-gateway-key'];
+/** The SDKs' service-principal headers: the gateway sets them from its own credential, never the client's. */
+const AZURE_SP_HEADER_PREFIX = 'x-databricks-azure-';
+
+function connectionListed(value: string | string[] | undefined): string[] {
+  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return text
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/**
+ * Request pass: removes what must not reach the upstream. Mutates the incoming headers, which
+ * http-proxy copies as the outgoing request's headers. For WebSocket upgrades the Connection and
+ * Upgrade fields are the handshake itself and stay.
+ */
+export function stripRequestHeaders(headers: IncomingHttpHeaders, upgrade = false): void {
+  if (!upgrade) {
+    for (const name of connectionListed(headers.connection)) delete headers[name];
+  }
+  for (const name of Object.keys(headers)) {
+    if (upgrade && (name === 'connection' || name === 'upgrade')) continue;
+    if (HOP_BY_HOP.has(name) || CLIENT_CREDENTIAL_HEADERS.includes(name) || name.startsWith(AZURE_SP_HEADER_PREFIX)) {
+      delete headers[name];
+    }
+  }
+}
+
+/**
+ * Response pass: the upstream's raw header list (names as sent, repeats kept: every Set-Cookie)
+ * minus hop-by-hop fields and Transfer-Encoding, which Node sets for the client connection.
+ */
+export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name: string, value: string) => string): string[] {
+  const listed = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === 'connection') for (const n of connectionListed(rawHeaders[i + 1])) listed.add(n);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] ?? '';
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || listed.has(lower)) continue;
+    out.push(name, rewrite(lower, rawHeaders[i + 1] ?? ''));
+  }
+  return out;
+}
+
+/** True when the request carries no body, so it can be sent again (401 replay). */
+export function hasNoBody(headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] === undefined && (headers['content-length'] ?? '0') === '0';
+}

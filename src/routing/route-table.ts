@@ -1,0 +1,60 @@
+import type { Agent } from 'node:http';
+import type { Credential } from '../auth/credential.js';
+import type { RouteConfig } from '../config/types.js';
+import { GatewayError } from '../errors.js';
+
+export interface Route {
+  readonly name: string;
+  readonly config: RouteConfig;
+  /** Local prefix: /ws/NAME or /acct/NAME. */
+  readonly prefix: string;
+  readonly target: URL;
+  readonly agent: Agent;
+  readonly credential: Credential;
+}
+
+export interface ResolvedRequest {
+  route: Route;
+  /** Path and query for the upstream, byte-for-byte as the client sent them after the prefix. */
+  upstreamPath: string;
+}
+
+const PREFIX_PATTERN = /^\/(ws|acct)\/([^/?#]*)(.*)$/s;
+
+export function routePrefix(config: RouteConfig): string {
+  return `/${config.kind === 'account' ? 'acct' : 'ws'}/${config.name}`;
+}
+
+export class RouteTable {
+  readonly #byPrefix: Map<string, Route>;
+
+  constructor(readonly routes: readonly Route[]) {
+    this.#byPrefix = new Map(routes.map((r) => [r.prefix, r]));
+  }
+
+  /** Maps a raw request target (`/ws/prod/api/2.0/x?y`) to its route; throws GatewayError otherwise. */
+  resolve(rawUrl: string): ResolvedRequest {
+    const match = PREFIX_PATTERN.exec(rawUrl);
+    if (!match) throw this.notFound(rawUrl);
+    const [, kind, name = '', rest = ''] = match;
+    if (name.includes('%')) {
+      // An encoded slash or dot in the route name could make two parsers disagree on the route.
+      throw new GatewayError('GATEWAY_BAD_REQUEST', 'the route name must not be percent-encoded');
+    }
+    const route = this.#byPrefix.get(`/${kind}/${name}`);
+    if (!route) throw this.notFound(rawUrl);
+    return { route, upstreamPath: rest === '' || rest.startsWith('?') ? `/${rest}` : rest };
+  }
+
+  /** GATEWAY_ROUTE_NOT_FOUND listing what exists, so a typo is a one-look fix. */
+  notFound(rawUrl: string): GatewayError {
+    const path = rawUrl.split('?')[0] ?? rawUrl;
+    const known = this.routes.map((r) => r.prefix);
+    return new GatewayError(
+      'GATEWAY_ROUTE_NOT_FOUND',
+      known.length > 0
+        ? `no route for ${path}; known routes: ${known.join(', ')}`
+        : `no route for ${path}; no routes are configured (use --workspace NAME=URL)`,
+    );
+  }
+}

@@ -1,0 +1,27 @@
+import { GatewayError } from '../errors.js';
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/** The host part of a Host header value, lower-cased; undefined when it is malformed. */
+export function hostName(hostHeader: string): string | undefined {
+  const value = hostHeader.trim().toLowerCase();
+  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?$/.exec(value);
+  return match?.[1];
+}
+
+/**
+ * DNS-rebinding guard: a web page can point its own name at 127.0.0.1, but it cannot make the
+ * browser send a Host header other than its own name. Exact (anchored) matches only, any port.
+ */
+export function createHostGuard(allowedHosts: readonly string[]): (hostHeader: string | undefined) => void {
+  const allowed = new Set([...LOOPBACK_NAMES, ...allowedHosts.map((h) => h.toLowerCase())]);
+  return function hostGuard(hostHeader) {
+    const name = hostHeader === undefined ? undefined : hostName(hostHeader);
+    if (name === undefined || !allowed.has(name)) {
+      throw new GatewayError(
+        'GATEWAY_FORBIDDEN',
+        `Host "${hostHeader ?? ''}" is not allowed; use localhost or 127.0.0.1, or add the name to allowedHosts in the config`,
+      );
+    }
+  };
+}

@@ -1,0 +1,52 @@
+import { Writable } from 'node:stream';
+import { loadConfig, type CliFlags } from '../../src/config/load.js';
+import type { GatewayConfig } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { type RunningGateway, startGateway } from '../../src/server.js';
+
+export interface TestGateway extends RunningGateway {
+  /** Every log line written so far, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** The raw log text (for leak checks). */
+  logText(): string;
+}
+
+export interface TestGatewayOptions {
+  flags?: CliFlags;
+  env?: NodeJS.ProcessEnv;
+  /** Adjust the loaded config (caFile, timeouts) before starting. */
+  configure?: (config: GatewayConfig) => void;
+  now?: () => number;
+  tokenFetchTimeoutMs?: number;
+}
+
+/** A real gateway on 127.0.0.1:0 with logs captured in memory. */
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const env = options.env ?? process.env;
+  const config = loadConfig({ flags: { port: '0', ...options.flags }, env, cwd: '/nonexistent-dir-for-tests' });
+  options.configure?.(config);
+  let text = '';
+  const logs: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString();
+      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const logger = createLogger({ level: 'debug', stream, pretty: false });
+  const gateway = await startGateway(config, {
+    logger,
+    env,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.tokenFetchTimeoutMs ? { tokenFetchTimeoutMs: options.tokenFetchTimeoutMs } : {}),
+  });
+  return Object.assign(gateway, { logs, logText: () => text });
+}
+
+/** Sets caFile on every route (the fake upstreams use the test CA). */
+export function trustCa(caFile: string) {
+  return (config: GatewayConfig) => {
+    for (const r of config.routes) r.caFile = caFile;
+  };
+}
