@@ -41,7 +41,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const server = createAdaptorServer({ fetch: app.fetch, autoCleanupIncoming: false }) as Server;
   // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
   server.requestTimeout = 0;
-  server.on('upgrade', upgradeHandler(core, forwarder, config.allowedHosts, options.logger));
+  // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
+  const tunnels = new Set<Duplex>();
+  server.on('upgrade', upgradeHandler(core, forwarder, config.allowedHosts, options.logger, tunnels));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -62,7 +64,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), drainMs);
+      const timer = setTimeout(() => {
+        server.closeAllConnections();
+        for (const socket of tunnels) socket.destroy();
+      }, drainMs);
       timer.unref();
       await closed;
       clearTimeout(timer);
@@ -72,9 +77,17 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
 }
 
 /** WebSocket upgrades: same host guard, route resolution and token as plain requests. */
-function upgradeHandler(core: GatewayCore, forwarder: Forwarder, allowedHosts: readonly string[], logger: Logger) {
+function upgradeHandler(
+  core: GatewayCore,
+  forwarder: Forwarder,
+  allowedHosts: readonly string[],
+  logger: Logger,
+  tunnels: Set<Duplex>,
+) {
   const hostGuard = createHostGuard(allowedHosts);
   return (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    tunnels.add(socket);
+    socket.once('close', () => tunnels.delete(socket));
     socket.on('error', () => socket.destroy());
     let routeName = '-';
     const fail = (err: unknown) => {

@@ -37,6 +37,9 @@ export class Forwarder {
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
     stripRequestHeaders(req.headers);
+    // node-server, the request log, http-proxy and pipeline each watch 'close'; a 401 replay
+    // adds a second round. Bounded per response, so not a leak: lift Node's warning threshold.
+    res.setMaxListeners(32);
     const exchange: Exchange = { route, upstreamPath, prefix, record, replayable: hasNoBody(req.headers) };
     this.#exchanges.set(req, exchange);
     await this.#send(req, res, exchange);

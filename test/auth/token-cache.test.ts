@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { AccessToken, Credential } from '../../src/auth/credential.js';
+import { EXPIRY_CUTOFF_MS, refreshAtMs, TokenCache } from '../../src/auth/token-cache.js';
+import { GatewayError } from '../../src/errors.js';
+
+/** A fake credential whose tokens live `lifetimeMs` on the injected clock; counts fetches. */
+function fakeCredential(clock: { now: number }, lifetimeMs: number) {
+  const state = { fetches: 0, fail: false, delayMs: 0, hang: false };
+  const credential: Credential = {
+    type: 'fake',
+    id: 'fake',
+    hint: 'run fake login',
+    reason: 'test',
+    async getToken(): Promise<AccessToken> {
+      state.fetches++;
+      if (state.hang) return new Promise(() => {});
+      if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
+      if (state.fail) throw new Error('AADSTS50173: grant expired; client_secret=hunter2-should-not-leak');
+      return { token: `tok-${state.fetches}`, expiresOnMs: clock.now + lifetimeMs };
+    },
+  };
+  return { credential, state };
+}
+
+const flush = () => new Promise((r) => setImmediate(r));
+
+describe('TokenCache', () => {
+  it('shares one fetch among 200 concurrent callers on a cold cache', async () => {
+    const clock = { now: 1_000_000 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    state.delayMs = 20;
+    const cache = new TokenCache({ now: () => clock.now });
+    const tokens = await Promise.all(Array.from({ length: 200 }, () => cache.get(credential, 'databricks')));
+    assert.equal(state.fetches, 1);
+    assert.ok(tokens.every((t) => t.token === 'tok-1'));
+  });
+
+  it('computes the refresh point from the usable lifetime (1 h, 90 s and 60 s tokens)', () => {
+    const obtainedAtMs = 0;
+    const at = (lifetimeS: number) => refreshAtMs({ token: 't', obtainedAtMs, expiresOnMs: lifetimeS * 1000 });
+    // 1 h: usable 3560 s, refresh 20 min before the cutoff.
+    assert.equal(at(3600), (3600 - 40 - 20 * 60) * 1000);
+    // 90 s: usable 50 s, refresh 25 s after issue; 60 s: usable 20 s, refresh 10 s after issue.
+    assert.equal(at(90), 25_000);
+    assert.equal(at(60), 10_000);
+  });
+
+  it('refreshes in the background before expiry and keeps serving the current token meanwhile', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 90_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-1');
+    clock.now = 24_000;
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-1');
+    assert.equal(state.fetches, 1, 'no refresh before the refresh point');
+    clock.now = 26_000;
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-1', 'old token served while refreshing');
+    await flush();
+    assert.equal(state.fetches, 2);
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-2');
+  });
+
+  it('never hands out a token with 40 s or less left, even if no refresh ran (resume from sleep)', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    await cache.get(credential, 'databricks');
+    clock.now = 3600_000 - EXPIRY_CUTOFF_MS; // wall clock jumped: exactly 40 s left
+    const t = await cache.get(credential, 'databricks');
+    assert.equal(t.token, 'tok-2');
+    assert.equal(state.fetches, 2);
+  });
+
+  it('keeps serving a still-usable token when a refresh fails, and backs off before retrying', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    await cache.get(credential, 'databricks');
+    state.fail = true;
+    clock.now = 3600_000 - 40_000 - 10 * 60_000; // inside the refresh window
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-1');
+    await flush();
+    assert.equal(state.fetches, 2);
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-1');
+    await flush();
+    assert.equal(state.fetches, 2, 'no retry inside the backoff');
+    assert.match(cache.status(credential, 'databricks').lastError ?? '', /AADSTS50173/);
+    clock.now += 3_001;
+    await cache.get(credential, 'databricks');
+    await flush();
+    assert.equal(state.fetches, 3, 'retried after the backoff');
+  });
+
+  it('answers GATEWAY_TOKEN_UNAVAILABLE at once with the hint and no secret when no token is usable', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    state.fail = true;
+    const cache = new TokenCache({ now: () => clock.now });
+    await assert.rejects(cache.get(credential, 'databricks'), (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.code, 'GATEWAY_TOKEN_UNAVAILABLE');
+      assert.equal(err.status, 503);
+      assert.match(err.message, /run fake login/);
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    });
+  });
+
+  it('bounds a token source that hangs', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    state.hang = true;
+    const cache = new TokenCache({ now: () => clock.now, fetchTimeoutMs: 50 });
+    // The cache's timer is unref'd (it must not keep a gateway alive); keep this test's loop alive.
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      await assert.rejects(cache.get(credential, 'databricks'), /did not answer within/);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  });
+
+  it('drops a token the upstream rejected and fetches a new one', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    const first = await cache.get(credential, 'databricks');
+    cache.reject(credential, 'databricks', 'some-other-token');
+    assert.equal((await cache.get(credential, 'databricks')).token, first.token, 'a stale 401 does not drop a newer token');
+    cache.reject(credential, 'databricks', first.token);
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-2');
+    assert.equal(state.fetches, 2);
+  });
+
+  it('keeps audiences apart', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    await cache.get(credential, 'databricks');
+    await cache.get(credential, 'azure-management');
+    assert.equal(state.fetches, 2);
+  });
+});

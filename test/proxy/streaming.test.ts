@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
+import { testPki } from '../helpers/tls.js';
+
+const PAT = 'dapi00000000000000000000000000000000';
+
+describe('streaming', () => {
+  let upstream: FakeUpstream;
+  let gw: TestGateway;
+
+  before(async () => {
+    upstream = await startFakeUpstream();
+    gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: PAT },
+      configure: trustCa(testPki().caFile),
+    });
+  });
+  after(async () => {
+    await gw.shutdown(100);
+    await upstream.close();
+  });
+
+  /** Upstream that hashes the request body and reports what it saw. */
+  function hashingUpstream() {
+    upstream.handle((req, res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+      });
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ bytes, sha256: hash.digest('hex'), auth: req.headers.authorization, expect: req.headers.expect ?? null }));
+      });
+    });
+  }
+
+  for (const expectContinue of [false, true]) {
+    it(`streams a chunked upload ${expectContinue ? 'with' : 'without'} Expect: 100-continue and attaches the token`, async () => {
+      hashingUpstream();
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const chunks = 64;
+      const expected = createHash('sha256');
+      for (let i = 0; i < chunks; i++) expected.update(chunk);
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = http.request(`${gw.url}/ws/prod/api/2.0/fs/files/Volumes/x`, {
+          method: 'PUT',
+          agent: false,
+          headers: { 'transfer-encoding': 'chunked', authorization: 'Bearer client-placeholder', ...(expectContinue ? { expect: '100-continue' } : {}) },
+        });
+        const write = () => {
+          for (let i = 0; i < chunks; i++) req.write(chunk);
+          req.end();
+        };
+        if (expectContinue) req.on('continue', write);
+        else write();
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d) => {
+            text += d;
+          });
+          res.on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+      });
+      const seen = JSON.parse(body) as { bytes: number; sha256: string; auth: string };
+      assert.equal(seen.bytes, chunk.length * chunks);
+      assert.equal(seen.sha256, expected.digest('hex'));
+      assert.equal(seen.auth, `Bearer ${PAT}`);
+    });
+  }
+
+  it('flushes chunked and server-sent-event responses as they arrive', async () => {
+    let sendNext: (() => void) | undefined;
+    upstream.handle((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write('data: first\n\n');
+      sendNext = () => res.end('data: second\n\n');
+    });
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get(`${gw.url}/ws/prod/sse`, { agent: false }, resolve));
+    const [first] = (await once(res, 'data')) as [Buffer];
+    // The first event arrived while the upstream still holds the response open.
+    assert.equal(first.toString(), 'data: first\n\n');
+    assert.ok(sendNext);
+    sendNext();
+    let rest = '';
+    for await (const c of res) rest += c;
+    assert.equal(rest, 'data: second\n\n');
+    assert.equal(res.headers['content-type'], 'text/event-stream');
+  });
+
+  it('aborts the upstream request when the client disconnects', async () => {
+    let upstreamClosed: () => void = () => {};
+    const closed = new Promise<void>((resolve) => {
+      upstreamClosed = resolve;
+    });
+    upstream.handle((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const timer = setInterval(() => res.write(Buffer.alloc(1024)), 5);
+      res.on('close', () => {
+        clearInterval(timer);
+        upstreamClosed();
+      });
+      req.resume();
+    });
+    const socket = net.connect(gw.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /ws/prod/download HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await once(socket, 'data');
+    socket.destroy();
+    await closed; // the test times out if the upstream never sees the abort
+  });
+
+  it('aborts the client response when the upstream resets mid-stream', async () => {
+    upstream.handle((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write(Buffer.alloc(1000));
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const outcome = await new Promise<string>((resolve) => {
+      http.get(`${gw.url}/ws/prod/reset`, { agent: false }, (res) => {
+        res.on('data', () => {});
+        res.on('end', () => resolve('end'));
+        res.on('error', () => resolve('error'));
+        res.on('aborted', () => resolve('error'));
+      }).on('error', () => resolve('error'));
+    });
+    assert.equal(outcome, 'error');
+  });
+
+  it('proxies WebSocket upgrades with the token attached', async () => {
+    const seenAuth: string[] = [];
+    // Plain echo over the upgraded socket: enough to prove the tunnel and the handshake headers.
+    const server = http.createServer();
+    server.on('upgrade', (req, socket) => {
+      seenAuth.push(req.headers.authorization ?? '');
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d) => socket.write(d));
+      socket.on('end', () => socket.end());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const wsGw = await startTestGateway({
+      flags: { workspace: [`live=http://127.0.0.1:${port}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: PAT },
+    });
+    try {
+      const socket = net.connect(wsGw.port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write(
+        'GET /ws/live/ws/v1/stream HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer client\r\n\r\n',
+      );
+      const [head] = (await once(socket, 'data')) as [Buffer];
+      assert.match(head.toString(), /^HTTP\/1\.1 101/);
+      socket.write('ping-frame');
+      const [echo] = (await once(socket, 'data')) as [Buffer];
+      assert.equal(echo.toString(), 'ping-frame');
+      assert.deepEqual(seenAuth, [`Bearer ${PAT}`]);
+      socket.destroy();
+    } finally {
+      await wsGw.shutdown(100);
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
