@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
+import { CREDENTIAL_TYPES } from '../auth/credentials/index.js';
 import { isLoopbackHost } from '../security/loopback.js';
 import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
 import {
@@ -69,6 +70,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     if (built) routes.set(built.name, built);
   }
   checkPortClashes([...routes.values()], problems);
+  checkCredentialTypes([...routes.values()], flags.credential !== undefined, problems);
 
   const host = flags.host ?? env.DBX_GATEWAY_HOST ?? file.listen?.host ?? DEFAULT_LISTEN.host;
   const portText = flags.port ?? env.DBX_GATEWAY_PORT;
@@ -281,5 +283,16 @@ function checkPortClashes(routes: RouteConfig[], problems: string[]): void {
     const other = seen.get(r.port);
     if (other) problems.push(`routes.${r.name}.port: ${r.port} is already used by route ${other}; give each route its own port`);
     seen.set(r.port, r.name);
+  }
+}
+
+function checkCredentialTypes(routes: RouteConfig[], fromFlag: boolean, problems: string[]): void {
+  const reported = new Set<string>();
+  for (const r of routes) {
+    const type = r.credential.type;
+    if (CREDENTIAL_TYPES.includes(type) || type === 'demo' || reported.has(type)) continue;
+    reported.add(type);
+    const field = r.source.startsWith('--') ? (fromFlag ? '--credential' : 'credential') : `routes.${r.name}.credential`;
+    problems.push(`${field}: unknown credential type "${type}"; use one of ${CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ')}`);
   }
 }

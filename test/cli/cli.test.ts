@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { request } from '../helpers/http.js';
+
+// The compiled CLI, as `npx dbx-gateway` runs it (dist/ is built by `npm install`).
+const BIN = new URL('../../bin/dbx-gateway.js', import.meta.url).pathname;
+const EMPTY_DIR = mkdtempSync(join(tmpdir(), 'dbxgw-cwd-'));
+const cleanEnv = { PATH: process.env.PATH ?? '', HOME: EMPTY_DIR };
+
+function run(args: string[], env: NodeJS.ProcessEnv = cleanEnv) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: EMPTY_DIR, env, encoding: 'utf8', timeout: 30_000 });
+}
+
+/** Starts `dbx-gateway serve` and resolves with its URL once it logs that it is listening. */
+async function serve(args: string[]): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: EMPTY_DIR, env: cleanEnv });
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  child.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line in: ${out}`)), 15_000);
+    child.stdout?.on('data', () => {
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once('exit', () => reject(new Error(`exited early: ${out}`)));
+  });
+  return { child, url, output: () => out };
+}
+
+describe('dbx-gateway CLI', () => {
+  it('prints usage with --help and the version with --version', () => {
+    const help = run(['--help']);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /dbx-gateway \[serve\]/);
+    const version = run(['--version']);
+    assert.equal(version.status, 0);
+    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+
+  it('exits 2 before listening on a bad config, listing every problem on stderr', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dbxgw-bad-'));
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'routes:\n  prod:\n    host: ftp://nope\n  other: {}\n');
+    const res = run(['--config', file, '--port', '0']);
+    assert.equal(res.status, 2);
+    assert.equal(res.stdout, '');
+    assert.match(res.stderr, new RegExp(`invalid configuration \\(${file.replace(/[/.]/g, '\\$&')}\\)`));
+    assert.match(res.stderr, /routes\.prod\.host: must be an https:\/\/ URL/);
+    assert.match(res.stderr, /routes\.other\.host: missing/);
+  });
+
+  it('rejects unknown flags and commands with exit 2', () => {
+    assert.equal(run(['--bogus']).status, 2);
+    assert.equal(run(['frobnicate']).status, 2);
+  });
+
+  it('serves the demo workspace when nothing is configured, says so, and stops on SIGTERM', async () => {
+    const { child, url, output } = await serve(['--port', '0']);
+    try {
+      assert.match(output(), /demo mode/);
+      const res = await request(`${url}/ws/demo/api/2.0/clusters/list`);
+      assert.equal(res.status, 200);
+      assert.ok(Array.isArray(res.json<{ clusters: unknown[] }>().clusters));
+      const me = await request(`${url}/ws/demo/api/2.0/preview/scim/v2/Me`);
+      assert.equal(me.json<{ userName: string }>().userName, 'demo.user@example.com');
+    } finally {
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    }
+    assert.match(output(), /"route":"demo","path":"\/api\/2\.0\/clusters\/list","status":200/);
+  });
+
+  it('prints only the token JSON on stdout for `token NAME`', () => {
+    const res = run(['token', 'demo']);
+    assert.equal(res.status, 0, res.stderr);
+    const body = JSON.parse(res.stdout) as { access_token: string; token_type: string; expires_on: number };
+    assert.equal(body.token_type, 'Bearer');
+    assert.ok(body.access_token.length > 10);
+    assert.ok(Number.isInteger(body.expires_on) && body.expires_on > Date.now() / 1000);
+    assert.equal(res.stdout.trim().split('\n').length, 1);
+  });
+
+  it('says what to fix when `token` names no route', () => {
+    const res = run(['token', 'nope']);
+    assert.equal(res.status, 2);
+    assert.match(res.stderr, /known routes: \/ws\/demo/);
+  });
+});

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+
+function tempConfig(text: string): { dir: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-cfg-'));
+  const file = join(dir, 'dbx-gateway.yaml');
+  writeFileSync(file, text);
+  return { dir, file };
+}
+
+describe('loadConfig', () => {
+  it('serves the demo workspace when nothing is configured', () => {
+    const config = loadConfig({ env: {}, cwd: '/nonexistent' });
+    assert.equal(config.demo, true);
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
+    assert.equal(config.routes.length, 0);
+  });
+
+  it('builds workspace and account routes from flags', () => {
+    const config = loadConfig({
+      env: {},
+      cwd: '/nonexistent',
+      flags: {
+        workspace: ['prod=https://adb-1234567890123456.7.azuredatabricks.net/?o=1234567890123456'],
+        account: ['main=00000000-0000-0000-0000-000000000000', 'gov=11111111-1111-1111-1111-111111111111@https://accounts.azuredatabricks.us'],
+        credential: 'azure-cli',
+      },
+    });
+    assert.equal(config.demo, false);
+    const [prod, main, gov] = config.routes;
+    assert.equal(prod?.kind, 'workspace');
+    assert.equal(prod?.upstream.href, 'https://adb-1234567890123456.7.azuredatabricks.net/');
+    assert.equal(prod?.credential.type, 'azure-cli');
+    assert.equal(main?.kind, 'account');
+    assert.equal(main?.upstream.origin, 'https://accounts.azuredatabricks.net');
+    assert.equal(main?.accountId, '00000000-0000-0000-0000-000000000000');
+    assert.equal(gov?.upstream.origin, 'https://accounts.azuredatabricks.us');
+  });
+
+  it('reads the YAML file, expands ${VAR} from the environment, and lets flags and env win', () => {
+    const { dir, file } = tempConfig(`
+listen: { host: 127.0.0.1, port: 9000 }
+credential: azure-cli
+routes:
+  prod:
+    host: https://adb-1.1.azuredatabricks.net
+    readOnly: true
+  console:
+    host: https://accounts.azuredatabricks.net
+    accountId: 00000000-0000-0000-0000-000000000000
+    credential: { type: pat, token: "\${MY_PAT}" }
+timeouts: { connectMs: 5000 }
+`);
+    const config = loadConfig({
+      env: { MY_PAT: 'dapi-from-env', DBX_GATEWAY_PORT: '9100' },
+      cwd: dir,
+      flags: { workspace: ['prod=https://adb-2.2.azuredatabricks.net'] },
+    });
+    assert.equal(config.configFile, file);
+    assert.equal(config.listen.port, 9100);
+    const prod = config.routes.find((r) => r.name === 'prod');
+    assert.equal(prod?.upstream.origin, 'https://adb-2.2.azuredatabricks.net', 'flag wins over file');
+    const consoleRoute = config.routes.find((r) => r.name === 'console');
+    assert.equal(consoleRoute?.kind, 'account');
+    assert.deepEqual(consoleRoute?.credential, { type: 'pat', token: 'dapi-from-env' });
+    assert.equal(config.timeouts.connectMs, 5000);
+    assert.equal(config.timeouts.headersMs, 120_000);
+  });
+
+  it('reports every problem at once, naming the file, the field and the fix', () => {
+    const { dir, file } = tempConfig(`
+listen: { port: 99999 }
+routes:
+  prod:
+    host: http://adb-1.1.azuredatabricks.net
+  "bad name":
+    host: https://x.azuredatabricks.net
+  acct:
+    host: https://accounts.azuredatabricks.net
+  secret:
+    host: https://adb-3.3.azuredatabricks.net
+    credential: { type: pat, token: "\${NOT_SET_ANYWHERE}" }
+  typo:
+    hots: https://adb-4.4.azuredatabricks.net
+`);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dir, flags: { workspace: ['oops'] } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.ok(err.message.includes(file), 'names the file');
+        assert.ok(err.problems.length >= 3, err.message);
+        assert.match(err.message, /listen\.port: must be between 1 and 65535/);
+        assert.match(err.message, /routes\.typo: unknown setting "hots"/);
+        assert.match(err.message, /NOT_SET_ANYWHERE/);
+        return true;
+      },
+    );
+    const second = tempConfig(`
+routes:
+  prod:
+    host: http://adb-1.1.azuredatabricks.net
+  "bad name":
+    host: https://x.azuredatabricks.net
+  acct:
+    host: https://accounts.azuredatabricks.net
+  unknown:
+    host: https://adb-5.5.azuredatabricks.net
+    credential: kerberos
+`);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: second.dir, flags: { workspace: ['oops'] } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /routes\.prod\.host: must be an https:\/\/ URL/);
+        assert.match(err.message, /routes\.bad name: route names may use/);
+        assert.match(err.message, /routes\.acct\.accountId: missing/);
+        assert.match(err.message, /routes\.unknown\.credential: unknown credential type "kerberos"/);
+        assert.match(err.message, /--workspace oops: expected NAME=URL/);
+        return true;
+      },
+    );
+  });
+
+  it('reports a YAML syntax error and a missing --config file', () => {
+    const { dir } = tempConfig('routes: [unclosed');
+    assert.throws(() => loadConfig({ env: {}, cwd: dir }), /YAML syntax/);
+    assert.throws(() => loadConfig({ env: {}, cwd: dir, flags: { config: 'missing.yaml' } }), /--config: .*missing\.yaml does not exist/);
+  });
+
+  it('accepts plain http only for loopback upstreams', () => {
+    const config = loadConfig({ env: {}, cwd: '/nonexistent', flags: { workspace: ['local=http://127.0.0.1:1234'] } });
+    assert.equal(config.routes[0]?.upstream.origin, 'http://127.0.0.1:1234');
+  });
+});
