@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { loadConfig, type CliFlags } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { testPki } from './tls.js';
 import { type RunningGateway, startGateway } from '../../src/server.js';
 
 export interface TestGateway extends RunningGateway {
@@ -49,4 +50,13 @@ export function trustCa(caFile: string) {
   return (config: GatewayConfig) => {
     for (const r of config.routes) r.caFile = caFile;
   };
+}
+
+/** A gateway with one PAT route "prod" in front of `upstream` (trusting the test CA). */
+export function startPatGateway(upstream: { url: URL }, pat: string): Promise<TestGateway> {
+  return startTestGateway({
+    flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+    env: { DATABRICKS_TOKEN: pat },
+    configure: trustCa(testPki().caFile),
+  });
 }

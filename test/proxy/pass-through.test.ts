@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { defaultHandler, type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
+import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest, request } from '../helpers/http.js';
-import { testPki } from '../helpers/tls.js';
 
 const PAT = 'dapi0123456789abcdef0123456789abcdef';
 
@@ -13,11 +12,7 @@ describe('pass-through', () => {
 
   before(async () => {
     upstream = await startFakeUpstream();
-    gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-      configure: trustCa(testPki().caFile),
-    });
+    gw = await startPatGateway(upstream, PAT);
   });
   beforeEach(() => upstream.handle(defaultHandler));
   after(async () => {

@@ -5,8 +5,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
-import { testPki } from '../helpers/tls.js';
+import { startPatGateway, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 const PAT = 'dapi00000000000000000000000000000000';
 
@@ -16,11 +15,7 @@ describe('streaming', () => {
 
   before(async () => {
     upstream = await startFakeUpstream();
-    gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-      configure: trustCa(testPki().caFile),
-    });
+    gw = await startPatGateway(upstream, PAT);
   });
   after(async () => {
     await gw.shutdown(100);
