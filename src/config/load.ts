@@ -54,7 +54,11 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const configFile = findConfigFile(flags, env, cwd, problems);
   const file = configFile ? readConfigFile(configFile, env, problems) : {};
 
-  const defaultCredential = toCredentialSpec(flags.credential ?? file.credential ?? 'default');
+  const defaultCredential = toCredentialSpec(
+    flags.credential ?? file.credential ?? 'default',
+    flags.credential !== undefined ? '--credential' : 'credential',
+    problems,
+  );
   const routes = new Map<string, RouteConfig>();
   for (const [name, route] of Object.entries(file.routes ?? {})) {
     const built = buildFileRoute(name, route, defaultCredential, configFile ?? 'config', problems);
@@ -70,7 +74,6 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     if (built) routes.set(built.name, built);
   }
   checkPortClashes([...routes.values()], problems);
-  checkCredentialTypes([...routes.values()], flags.credential !== undefined, problems);
 
   const host = flags.host ?? env.DBX_GATEWAY_HOST ?? file.listen?.host ?? DEFAULT_LISTEN.host;
   const portText = flags.port ?? env.DBX_GATEWAY_PORT;
@@ -156,8 +159,15 @@ function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problem
   return value;
 }
 
-function toCredentialSpec(value: string | { type: string; [k: string]: unknown }): CredentialSpec {
-  return typeof value === 'string' ? { type: value } : { ...value };
+/** Normalises `credential: TYPE` to `{ type }` and checks the type exists, reporting at `field`. */
+function toCredentialSpec(value: string | { type: string; [k: string]: unknown }, field: string, problems: string[]): CredentialSpec {
+  const spec = typeof value === 'string' ? { type: value } : { ...value };
+  if (!CREDENTIAL_TYPES.includes(spec.type)) {
+    // 'demo' is the built-in demo workspace's own source: accepted, not advertised.
+    const advertised = CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ');
+    problems.push(`${field}: unknown credential type "${spec.type}"; use one of ${advertised}`);
+  }
+  return spec;
 }
 
 function buildFileRoute(
@@ -191,7 +201,8 @@ function buildFileRoute(
     kind,
     upstream,
     ...(route.accountId !== undefined ? { accountId: route.accountId } : {}),
-    credential: route.credential !== undefined ? toCredentialSpec(route.credential) : defaultCredential,
+    credential:
+      route.credential !== undefined ? toCredentialSpec(route.credential, `${field}.credential`, problems) : defaultCredential,
     readOnly: route.readOnly ?? false,
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
@@ -283,16 +294,5 @@ function checkPortClashes(routes: RouteConfig[], problems: string[]): void {
     const other = seen.get(r.port);
     if (other) problems.push(`routes.${r.name}.port: ${r.port} is already used by route ${other}; give each route its own port`);
     seen.set(r.port, r.name);
-  }
-}
-
-function checkCredentialTypes(routes: RouteConfig[], fromFlag: boolean, problems: string[]): void {
-  const reported = new Set<string>();
-  for (const r of routes) {
-    const type = r.credential.type;
-    if (CREDENTIAL_TYPES.includes(type) || type === 'demo' || reported.has(type)) continue;
-    reported.add(type);
-    const field = r.source.startsWith('--') ? (fromFlag ? '--credential' : 'credential') : `routes.${r.name}.credential`;
-    problems.push(`${field}: unknown credential type "${type}"; use one of ${CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ')}`);
   }
 }

@@ -125,6 +125,13 @@ routes:
     );
   });
 
+  it('names --credential when the default credential type is unknown', () => {
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: '/nonexistent', flags: { credential: 'kerberos', workspace: ['p=https://adb-1.1.azuredatabricks.net'] } }),
+      /--credential: unknown credential type "kerberos"; use one of default, pat, azure-cli/,
+    );
+  });
+
   it('reports a YAML syntax error and a missing --config file', () => {
     const { dir } = tempConfig('routes: [unclosed');
     assert.throws(() => loadConfig({ env: {}, cwd: dir }), /YAML syntax/);

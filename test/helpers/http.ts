@@ -37,6 +37,26 @@ export function request(
   });
 }
 
+/**
+ * A request whose body `writeBody` streams (chunk by chunk, after 100-continue, ...); resolves
+ * with the response text.
+ */
+export function streamRequest(url: string, options: http.RequestOptions, writeBody: (req: http.ClientRequest) => void): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { agent: false, ...options });
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d) => {
+        text += d;
+      });
+      res.on('end', () => resolve(text));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    writeBody(req);
+  });
+}
+
 /** Sends bytes exactly as given and returns the raw response text (for targets http.request would not send). */
 export function rawRequest(port: number, text: string, waitMs = 2000): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { streamRequest } from '../helpers/http.js';
 
 const GIB = 1024 ** 3;
 const CHUNK = Buffer.alloc(256 * 1024, 0x61);
@@ -97,22 +98,11 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
 
   it('uploads 1 GiB in flat memory', async (t) => {
     const started = process.hrtime.bigint();
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = http.request(`${url}/ws/big/api/2.0/fs/files/upload.bin`, {
-        method: 'PUT',
-        agent: false,
-        headers: { 'content-length': GIB, 'content-type': 'application/octet-stream' },
-      });
-      req.on('response', (res) => {
-        let text = '';
-        res.on('data', (d) => {
-          text += d;
-        });
-        res.on('end', () => resolve(text));
-      });
-      req.on('error', reject);
-      writeBytes(req, GIB, () => req.end());
-    });
+    const body = await streamRequest(
+      `${url}/ws/big/api/2.0/fs/files/upload.bin`,
+      { method: 'PUT', headers: { 'content-length': GIB, 'content-type': 'application/octet-stream' } },
+      (req) => writeBytes(req, GIB, () => req.end()),
+    );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const peak = peakRssMiB(gateway.pid ?? 0);
     t.diagnostic(`upload: ${(GIB / 1024 ** 2 / seconds).toFixed(0)} MiB/s, gateway peak RSS ${peak.toFixed(0)} MiB`);

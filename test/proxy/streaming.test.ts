@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { streamRequest } from '../helpers/http.js';
 
 const PAT = 'dapi00000000000000000000000000000000';
 
@@ -45,27 +46,21 @@ describe('streaming', () => {
       const chunks = 64;
       const expected = createHash('sha256');
       for (let i = 0; i < chunks; i++) expected.update(chunk);
-      const body = await new Promise<string>((resolve, reject) => {
-        const req = http.request(`${gw.url}/ws/prod/api/2.0/fs/files/Volumes/x`, {
+      const body = await streamRequest(
+        `${gw.url}/ws/prod/api/2.0/fs/files/Volumes/x`,
+        {
           method: 'PUT',
-          agent: false,
           headers: { 'transfer-encoding': 'chunked', authorization: 'Bearer client-placeholder', ...(expectContinue ? { expect: '100-continue' } : {}) },
-        });
-        const write = () => {
-          for (let i = 0; i < chunks; i++) req.write(chunk);
-          req.end();
-        };
-        if (expectContinue) req.on('continue', write);
-        else write();
-        req.on('response', (res) => {
-          let text = '';
-          res.on('data', (d) => {
-            text += d;
-          });
-          res.on('end', () => resolve(text));
-        });
-        req.on('error', reject);
-      });
+        },
+        (req) => {
+          const write = () => {
+            for (let i = 0; i < chunks; i++) req.write(chunk);
+            req.end();
+          };
+          if (expectContinue) req.on('continue', write);
+          else write();
+        },
+      );
       const seen = JSON.parse(body) as { bytes: number; sha256: string; auth: string };
       assert.equal(seen.bytes, chunk.length * chunks);
       assert.equal(seen.sha256, expected.digest('hex'));

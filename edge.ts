@@ -1,0 +1,14 @@
+import { startFakeUpstream } from './test/helpers/fake-upstream.ts';
+import { startPatGateway } from './test/helpers/gateway.ts';
+import { request } from './test/helpers/http.ts';
+process.on('uncaughtException', (e) => console.log('UNCAUGHT', e.stack));
+const up = await startFakeUpstream();
+const gw = await startPatGateway(up, 'dapi5');
+const r = await request(`${gw.url}/ws/prod/x`, { method: 'HEAD' });
+console.log('HEAD', r.status, r.headers);
+const body = '{"a":1}';
+const p = await request(`${gw.url}/ws/prod/x`, { method: 'POST', body, headers: { 'content-length': Buffer.byteLength(body) } });
+console.log('POST after HEAD', p.status, p.text);
+await new Promise(r => setTimeout(r, 300));
+console.log(gw.logText());
+await gw.shutdown(10); await up.close();
