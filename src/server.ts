@@ -38,7 +38,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     isDraining: () => draining,
   });
   // autoCleanupIncoming off: the proxy owns request bodies and streams them upstream itself.
-  const server = createAdaptorServer({ fetch: app.fetch, autoCleanupIncoming: false }) as Server;
+  const server = createAdaptorServer({ fetch: dispatchHeadAsGet(app.fetch), autoCleanupIncoming: false }) as Server;
   // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
   server.requestTimeout = 0;
   // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
@@ -74,6 +74,19 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       await core.close();
     },
   };
+}
+
+/**
+ * Hono answers HEAD by dispatching GET and copying the result into a new Response
+ * (hono-base.js #dispatch). That copy loses RESPONSE_ALREADY_SENT, so @hono/node-server wrote a
+ * second set of headers after the proxy had written the upstream's: an uncaught
+ * ERR_HTTP_HEADERS_SENT on every proxied HEAD. Route HEAD as GET ourselves instead: the proxy
+ * forwards the raw Node request (still HEAD), and Node's ServerResponse sends no body for a HEAD
+ * request, so local endpoints stay correct too.
+ */
+function dispatchHeadAsGet<E>(fetch: (request: Request, env: E) => Response | Promise<Response>) {
+  return (request: Request, env: E) =>
+    request.method === 'HEAD' ? fetch(new Request(request.url, { method: 'GET', headers: request.headers }), env) : fetch(request, env);
 }
 
 /** WebSocket upgrades: same host guard, route resolution and token as plain requests. */
