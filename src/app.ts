@@ -12,6 +12,7 @@ import type { Forwarder } from './proxy/forward.js';
 import type { RouteTable } from './routing/route-table.js';
 import { createHostGuard } from './security/host-guard.js';
 import { assertSafeTarget } from './security/path-check.js';
+import { assertAllowedByPolicy } from './security/route-policy.js';
 
 export interface AppDeps {
   routes: RouteTable;
@@ -43,6 +44,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const rawUrl = incoming.url ?? '/';
     assertSafeTarget(rawUrl);
     const { route, upstreamPath } = deps.routes.resolve(rawUrl);
+    // The raw Node method: Hono sees HEAD as GET (see dispatchHeadAsGet).
+    assertAllowedByPolicy(route.config, incoming.method ?? 'GET');
     const record = recordOf(incoming);
     if (record) {
       record.route = route.name;

@@ -10,6 +10,7 @@ import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
 import { createHostGuard } from './security/host-guard.js';
 import { assertSafeTarget } from './security/path-check.js';
+import { assertAllowedByPolicy } from './security/route-policy.js';
 
 export interface RunningGateway extends GatewayCore {
   server: Server;
@@ -117,6 +118,7 @@ function upgradeHandler(
       assertSafeTarget(req.url ?? '/');
       const { route, upstreamPath } = core.routes.resolve(req.url ?? '/');
       routeName = route.name;
+      assertAllowedByPolicy(route.config, req.method ?? 'GET');
       forwarder.ws(req, socket, head, route, upstreamPath).then(
         () => logger.info({ method: req.method, route: routeName, upgrade: true, forwarded: true }, 'request'),
         fail,
