@@ -9,4 +9,6 @@ if (!existsSync(fileURLToPath(cli))) {
   process.exit(1);
 }
 const { main } = await import(cli.href);
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: keep-alive sockets of token sources (https global agent, MSAL) must not keep a
+// finished `token` or `doctor` run alive; `serve` resolves only after its drain.
+process.exit(await main(process.argv.slice(2)));

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { CREDENTIAL_TYPES } from './auth/credentials/index.js';
 import { ConfigError, loadConfig, type CliFlags } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
@@ -10,15 +11,18 @@ import { startGateway } from './server.js';
 const USAGE = `Usage:
   dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
               [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
-              [--credential TYPE] [--demo]
+              [--credential TYPE] [--no-profiles] [--demo]
   dbx-gateway token NAME      print {"access_token","token_type","expires_on"} for route NAME
+  dbx-gateway doctor          check each route's credential: which one, why, and a token
   dbx-gateway --help | --version
 
 Serves /ws/NAME/... and /acct/NAME/... on 127.0.0.1:8080, attaching a fresh token to each request.
 With nothing configured it serves a built-in demo workspace at /ws/demo.
 
+Every ~/.databrickscfg profile with a host (or DATABRICKS_CONFIG_FILE) is a route too.
+
 Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY_LOG_LEVEL.
-Credential types: default, pat, azure-cli.
+Credential types: ${CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ')}.
 `;
 
 const OPTIONS = {
@@ -29,6 +33,7 @@ const OPTIONS = {
   account: { type: 'string', multiple: true },
   credential: { type: 'string' },
   demo: { type: 'boolean' },
+  'no-profiles': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -59,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     ...(values.account ? { account: values.account } : {}),
     ...(values.credential !== undefined ? { credential: values.credential } : {}),
     ...(values.demo ? { demo: true } : {}),
+    ...(values['no-profiles'] ? { noProfiles: true } : {}),
   };
   const [command = 'serve', ...rest] = positionals;
   switch (command) {
@@ -66,6 +72,8 @@ export async function main(argv: string[]): Promise<number> {
       return serve(flags);
     case 'token':
       return printToken(flags, rest[0]);
+    case 'doctor':
+      return doctor(flags);
     default:
       process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
       return 2;
@@ -92,6 +100,10 @@ async function serve(flags: CliFlags): Promise<number> {
   try {
     gateway = await startGateway(config, { logger });
   } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dbx-gateway: ${err.message}\n`);
+      return 2;
+    }
     const e = err as NodeJS.ErrnoException;
     const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${config.listen.port}: stop it or pass --port N` : '';
     process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${config.listen.port}: ${e.message}${hint}\n`);
@@ -103,6 +115,7 @@ async function serve(flags: CliFlags): Promise<number> {
       `route ${gateway.url}${route.prefix}/ -> ${route.target.origin}`,
     );
   }
+  for (const warning of gateway.warnings) logger.warn(warning);
   if (config.demo) {
     logger.info(
       `demo mode: no workspace is configured, so the built-in demo workspace serves ${gateway.url}/ws/demo - try: curl ${gateway.url}/ws/demo/api/2.0/clusters/list`,
@@ -127,7 +140,8 @@ async function printToken(flags: CliFlags, name: string | undefined): Promise<nu
   }
   const config = load(flags);
   if (!config) return 2;
-  const core = await createGatewayCore(config);
+  const core = await createCore(config);
+  if (!core) return 2;
   try {
     const route = core.routes.routes.find((r) => r.name === name);
     if (!route) {
@@ -141,6 +155,58 @@ async function printToken(flags: CliFlags, name: string | undefined): Promise<nu
   } catch (err) {
     process.stderr.write(`dbx-gateway: ${err instanceof GatewayError ? err.message : (err as Error).message}\n`);
     return 1;
+  } finally {
+    await core.close();
+  }
+}
+
+async function createCore(config: GatewayConfig) {
+  try {
+    return await createGatewayCore(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dbx-gateway: ${err.message}\n`);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+/**
+ * Per route: where it came from, which credential and why, and whether a token can be had now.
+ * Output is a table on stdout; exit 0 only when every route has a token.
+ */
+async function doctor(flags: CliFlags): Promise<number> {
+  const config = load(flags);
+  if (!config) return 2;
+  const core = await createCore(config);
+  if (!core) return 2;
+  try {
+    for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
+    const rows = await Promise.all(
+      core.routes.routes.map(async (route) => {
+        try {
+          const token = await core.tokens.get(route.credential, 'databricks');
+          const expiry = Number.isFinite(token.expiresOnMs)
+            ? `token ok, expires ${new Date(token.expiresOnMs).toISOString()} (in ${Math.round((token.expiresOnMs - Date.now()) / 60_000)} min)`
+            : 'token ok (does not expire)';
+          return { route, ok: true, detail: expiry };
+        } catch (err) {
+          return { route, ok: false, detail: (err as Error).message };
+        }
+      }),
+    );
+    for (const { route, ok, detail } of rows) {
+      process.stdout.write(
+        `${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}\n` +
+          `      source:     ${route.config.source}\n` +
+          `      credential: ${route.credential.type} (${route.credential.reason})\n` +
+          `      ${ok ? 'token:     ' : 'error:     '} ${detail}\n`,
+      );
+    }
+    const failed = rows.filter((r) => !r.ok).length;
+    process.stdout.write(failed === 0 ? `all ${rows.length} routes ok\n` : `${failed} of ${rows.length} routes failed\n`);
+    return failed === 0 ? 0 : 1;
   } finally {
     await core.close();
   }

@@ -1,5 +1,6 @@
 import type { Credential } from './auth/credential.js';
-import { createCredential } from './auth/credentials/index.js';
+import { createCredential, CredentialSetupError, unavailableCredential } from './auth/credentials/index.js';
+import { ConfigError } from './config/load.js';
 import { TokenCache } from './auth/token-cache.js';
 import type { GatewayConfig, RouteConfig } from './config/types.js';
 import { type DemoWorkspace, startDemoWorkspace } from './demo/demo-workspace.js';
@@ -13,6 +14,8 @@ export interface GatewayCore {
   routes: RouteTable;
   tokens: TokenCache;
   metrics: GatewayMetrics;
+  /** Problems that did not stop the gateway (skipped or unusable ~/.databrickscfg profiles). */
+  warnings: string[];
   close(): Promise<void>;
 }
 
@@ -36,8 +39,22 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
 
   // One credential instance per identity, shared by every route that uses it (one cache entry).
   const credentials = new Map<string, Credential>();
-  const routes: Route[] = routeConfigs.map((rc) => {
-    const created = createCredential(rc.credential, { env, route: rc });
+  const problems: string[] = [];
+  const warnings = [...config.warnings];
+  const routes: Route[] = routeConfigs.flatMap((rc) => {
+    let created: Credential;
+    try {
+      created = createCredential(rc.credential, { env, route: rc });
+    } catch (err) {
+      if (!(err instanceof CredentialSetupError)) throw err;
+      if (!rc.lenient) {
+        problems.push(`routes.${rc.name}.credential (${rc.source}): ${err.message}`);
+        return [];
+      }
+      // A profile the user did not ask for must not stop the gateway: serve it as unavailable.
+      warnings.push(`route ${rc.name} (${rc.source}): ${err.message}; its requests get 503 until the profile is fixed`);
+      created = unavailableCredential(err.message, `fix the profile's settings in ${rc.source}, or pass --no-profiles`);
+    }
     const credential = credentials.get(created.id) ?? created;
     credentials.set(credential.id, credential);
     return {
@@ -47,8 +64,13 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
       target: rc.upstream,
       agent: createUpstreamAgent(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}) }),
       credential,
-    };
+    } satisfies Route;
   });
+  if (problems.length > 0) {
+    for (const r of routes) r.agent.destroy();
+    await demo?.close();
+    throw new ConfigError(problems, config.configFile);
+  }
   const table = new RouteTable(routes);
 
   let tokens: TokenCache;
@@ -70,6 +92,7 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     routes: table,
     tokens,
     metrics,
+    warnings,
     async close() {
       for (const r of routes) r.agent.destroy();
       await demo?.close();

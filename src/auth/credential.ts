@@ -25,6 +25,11 @@ export interface Credential {
   readonly hint: string;
   /** Why this credential was chosen for the route (reported at startup, /readyz, doctor). */
   readonly reason: string;
+  /**
+   * Service principals also send X-Databricks-Azure-SP-Management-Token, a token for the Azure
+   * management endpoint (audience 'azure-management'), as the Databricks SDKs do.
+   */
+  readonly sendsManagementToken?: boolean;
   getToken(audience: Audience, options?: GetTokenOptions): Promise<AccessToken>;
 }
 

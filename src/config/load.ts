@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
+import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
+import { profileRoute } from './profiles.js';
 import { CREDENTIAL_TYPES } from '../auth/credentials/index.js';
 import { isLoopbackHost } from '../security/loopback.js';
 import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
@@ -24,6 +26,8 @@ export interface CliFlags {
   account?: string[];
   credential?: string;
   demo?: boolean;
+  /** Skip ~/.databrickscfg profiles (routes that name a profile still read it). */
+  noProfiles?: boolean;
 }
 
 export interface LoadConfigOptions {
@@ -60,8 +64,22 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     problems,
   );
   const routes = new Map<string, RouteConfig>();
-  for (const [name, route] of Object.entries(file.routes ?? {})) {
-    const built = buildFileRoute(name, route, defaultCredential, configFile ?? 'config', problems);
+  const warnings: string[] = [];
+  const fileRoutes = Object.entries(file.routes ?? {});
+  const wantsProfiles = !flags.noProfiles || fileRoutes.some(([, r]) => r.profile !== undefined);
+  const cfg = wantsProfiles ? readProfiles(env, problems) : undefined;
+  // Profiles first: the config file and then the flags win over a profile with the same name.
+  if (cfg && !flags.noProfiles) {
+    for (const name of cfg.profiles.keys()) {
+      const keys = cfg.profiles.get(name)!;
+      if (!keys.host) continue; // [DEFAULT] holding only shared settings, etc.
+      const { route, problem } = profileRoute(name, cfg, (host) => parseProfileHost(host));
+      if (route) routes.set(name, { ...route, lenient: true });
+      else if (problem) warnings.push(`skipped profile: ${problem}`);
+    }
+  }
+  for (const [name, route] of fileRoutes) {
+    const built = buildFileRoute(name, route, defaultCredential, configFile ?? 'config', cfg, problems);
     if (built) routes.set(name, built);
   }
   // Command-line flags win over the file (contract: "Command-line flags win over the file").
@@ -90,6 +108,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     demo,
     ...(configFile ? { configFile } : {}),
     logLevel: env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info',
+    warnings,
   };
 }
 
@@ -170,11 +189,30 @@ function toCredentialSpec(value: string | { type: string; [k: string]: unknown }
   return spec;
 }
 
+function readProfiles(env: NodeJS.ProcessEnv, problems: string[]): DatabricksCfg | undefined {
+  try {
+    return readDatabricksCfg(env);
+  } catch (err) {
+    if (err instanceof CfgSyntaxError) {
+      problems.push(err.message);
+      return undefined;
+    }
+    problems.push(`cannot read the Databricks config file: ${(err as Error).message}; fix it or pass --no-profiles`);
+    return undefined;
+  }
+}
+
+function parseProfileHost(host: string): URL | string {
+  const problems: string[] = [];
+  return parseUpstream(host, '', problems) ?? problems[0]!.replace(/^: /, '');
+}
+
 function buildFileRoute(
   name: string,
   route: FileRoute,
   defaultCredential: CredentialSpec,
   source: string,
+  cfg: DatabricksCfg | undefined,
   problems: string[],
 ): RouteConfig | undefined {
   const field = `routes.${name}`;
@@ -182,12 +220,9 @@ function buildFileRoute(
     problems.push(`${field}: route names may use letters, digits, ".", "_" and "-" only (it becomes /ws/${name})`);
     return undefined;
   }
+  if (route.profile !== undefined) return buildProfileFileRoute(name, route, source, cfg, problems);
   if (route.host === undefined) {
-    problems.push(
-      route.profile !== undefined
-        ? `${field}.profile: routes from ~/.databrickscfg profiles are not supported yet; set ${field}.host`
-        : `${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net`,
-    );
+    problems.push(`${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net, or name a ~/.databrickscfg profile`);
     return undefined;
   }
   const upstream = parseUpstream(route.host, `${field}.host`, problems);
@@ -208,6 +243,57 @@ function buildFileRoute(
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...(route.azureResourceId !== undefined ? { azureResourceId: route.azureResourceId } : {}),
     source,
+  };
+}
+
+/** `routes.NAME.profile: P`: host and auth from the profile, each overridable in the route. */
+function buildProfileFileRoute(
+  name: string,
+  route: FileRoute,
+  source: string,
+  cfg: DatabricksCfg | undefined,
+  problems: string[],
+): RouteConfig | undefined {
+  const field = `routes.${name}.profile`;
+  const profile = route.profile!;
+  if (!cfg) {
+    // Either the file is absent or it failed to parse (that problem is already reported).
+    if (problems.length === 0) problems.push(`${field}: no Databricks config file found (~/.databrickscfg or DATABRICKS_CONFIG_FILE); run databricks auth login or set ${'routes.' + name}.host`);
+    return undefined;
+  }
+  if (!cfg.profiles.has(profile)) {
+    const known = [...cfg.profiles.keys()];
+    problems.push(`${field}: ${cfg.path} has no profile [${profile}]${known.length ? `; it has ${known.map((k) => `[${k}]`).join(', ')}` : ''}`);
+    return undefined;
+  }
+  const base = profileRoute(profile, cfg, (host) => parseProfileHost(route.host ?? host));
+  if (!base.route) {
+    problems.push(`${field}: ${base.problem}`);
+    return undefined;
+  }
+  const upstream = route.host !== undefined ? parseUpstream(route.host, `routes.${name}.host`, problems) : base.route.upstream;
+  if (!upstream) return undefined;
+  const kind = isAccountsHost(upstream) ? 'account' : 'workspace';
+  const accountId = route.accountId ?? base.route.accountId;
+  if (kind === 'account' && accountId === undefined) {
+    problems.push(`routes.${name}.accountId: missing; an accounts console route needs the account id (a UUID)`);
+  }
+  const azureResourceId = route.azureResourceId ?? base.route.azureResourceId;
+  return {
+    name,
+    kind,
+    upstream,
+    ...(accountId !== undefined ? { accountId } : {}),
+    credential:
+      route.credential !== undefined
+        ? { ...toCredentialSpec(route.credential, `routes.${name}.credential`, problems), profile }
+        : base.route.credential,
+    readOnly: route.readOnly ?? false,
+    ...(route.port !== undefined ? { port: route.port } : {}),
+    ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
+    ...(azureResourceId !== undefined ? { azureResourceId } : {}),
+    profile,
+    source: `${source} (profile ${base.route.source})`,
   };
 }
 

@@ -21,8 +21,15 @@ export interface RouteConfig {
   /** Extra CA bundle trusted for this upstream (corporate TLS inspection, tests). */
   caFile?: string;
   azureResourceId?: string;
+  /** The ~/.databrickscfg profile the route came from (databricks-cli logs in with it). */
+  profile?: string;
   /** Where the route came from, for startup output and doctor. */
   source: string;
+  /**
+   * Set on routes read implicitly from ~/.databrickscfg: a broken profile makes its route
+   * unavailable (503 saying why) instead of stopping the gateway.
+   */
+  lenient?: boolean;
 }
 
 export interface Timeouts {
@@ -42,6 +49,8 @@ export interface GatewayConfig {
   /** The config file read, if any. */
   configFile?: string;
   logLevel: string;
+  /** Problems worth a startup warning that do not stop the gateway (skipped profiles). */
+  warnings: string[];
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {

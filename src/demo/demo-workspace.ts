@@ -51,6 +51,14 @@ export async function startDemoWorkspace(): Promise<DemoWorkspace> {
 
 function handle(req: IncomingMessage, res: ServerResponse, issued: Map<string, number>): void {
   const url = new URL(req.url ?? '/', 'http://demo.invalid');
+  if (req.method === 'GET' && url.pathname === '/oidc/.well-known/oauth-authorization-server') {
+    const origin = `http://${req.headers.host ?? '127.0.0.1'}`;
+    return json(res, 200, {
+      issuer: `${origin}/oidc`,
+      authorization_endpoint: `${origin}/oidc/v1/authorize`,
+      token_endpoint: `${origin}/oidc/v1/token`,
+    });
+  }
   if (req.method === 'POST' && url.pathname === '/oidc/v1/token') {
     if (req.headers.authorization !== `Basic ${Buffer.from(DEMO_CLIENT).toString('base64')}`) {
       return json(res, 401, { error: 'invalid_client', error_description: 'unknown demo client' });

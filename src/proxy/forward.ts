@@ -6,6 +6,7 @@ import type { TokenCache } from '../auth/token-cache.js';
 import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
+import { authHeaders } from './auth-headers.js';
 import { forwardableResponseHeaders, hasNoBody, stripRequestHeaders } from './headers.js';
 import { rewriteLocation } from './location.js';
 
@@ -47,7 +48,7 @@ export class Forwarder {
 
   async ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string): Promise<void> {
     stripRequestHeaders(req.headers, true);
-    const token = await this.tokens.get(route.credential, 'databricks');
+    const { headers } = await authHeaders(route, this.tokens);
     if (socket.destroyed) return;
     req.url = upstreamPath;
     this.#proxy.ws(req, socket, head, {
@@ -55,7 +56,7 @@ export class Forwarder {
       agent: route.agent,
       changeOrigin: true,
       toProxy: true,
-      headers: { authorization: `Bearer ${token.token}` },
+      headers,
     }, (err) => {
       if (!socket.destroyed) socket.destroy(err);
     });
@@ -63,9 +64,9 @@ export class Forwarder {
 
   async #send(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
     const { route } = exchange;
-    let token: string;
+    let auth: Awaited<ReturnType<typeof authHeaders>>;
     try {
-      token = (await this.tokens.get(route.credential, 'databricks')).token;
+      auth = await authHeaders(route, this.tokens);
     } catch (err) {
       exchange.record.error = err instanceof GatewayError ? err.code : 'ERROR';
       writeGatewayError(res, toGatewayError(err, route.target.origin));
@@ -73,7 +74,7 @@ export class Forwarder {
     }
     // The client may have gone while the token was fetched: send nothing upstream then.
     if (res.destroyed || req.socket.destroyed) return;
-    exchange.token = token;
+    exchange.token = auth.token;
     // toProxy: the path goes out exactly as received; without it http-proxy re-parses it with
     // the WHATWG URL parser, which resolves dot segments and re-encodes characters.
     req.url = exchange.upstreamPath;
@@ -87,7 +88,7 @@ export class Forwarder {
         toProxy: true,
         selfHandleResponse: true,
         // Per-call headers, not the proxyReq event: that event is skipped for Expect: 100-continue.
-        headers: { authorization: `Bearer ${token}` },
+        headers: auth.headers,
       },
       (err) => this.#onError(err, req, res, exchange),
     );

@@ -24,7 +24,8 @@ export interface TestGatewayOptions {
 /** A real gateway on 127.0.0.1:0 with logs captured in memory. */
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const env = options.env ?? process.env;
-  const config = loadConfig({ flags: { port: '0', ...options.flags }, env, cwd: '/nonexistent-dir-for-tests' });
+  // Profiles are opt-in here, so a developer's own ~/.databrickscfg never leaks into a test.
+  const config = loadConfig({ flags: { port: '0', noProfiles: true, ...options.flags }, env, cwd: '/nonexistent-dir-for-tests' });
   options.configure?.(config);
   let text = '';
   const logs: Array<Record<string, unknown>> = [];

@@ -30,3 +30,20 @@ export function testPki(): TestPki {
   };
   return cached;
 }
+
+let clientCert: { pemFile: string; certPem: string } | undefined;
+
+/**
+ * An RSA key and self-signed certificate in one PEM file, the form @azure/identity's
+ * ClientCertificateCredential reads (the service principal's certificate credential).
+ */
+export function testClientCertificate(): { pemFile: string; certPem: string } {
+  if (clientCert) return clientCert;
+  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-sp-cert-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'sp.key', '-out', 'sp.crt', '-days', '2', '-subj', '/CN=dbx-gateway test service principal'], { cwd: dir, stdio: 'pipe' });
+  const certPem = readFileSync(join(dir, 'sp.crt'), 'utf8');
+  const pemFile = join(dir, 'sp.pem');
+  writeFileSync(pemFile, readFileSync(join(dir, 'sp.key'), 'utf8') + certPem);
+  clientCert = { pemFile, certPem };
+  return clientCert;
+}

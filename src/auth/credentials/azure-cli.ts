@@ -1,7 +1,8 @@
 import { AzureCliCredential } from '@azure/identity';
-import { entraScope } from '../audience.js';
+import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
 import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
+import { entraCredential } from './entra.js';
 import { findOnPath } from './find-on-path.js';
 import { type CredentialProvider, setting } from './provider.js';
 
@@ -12,6 +13,7 @@ import { type CredentialProvider, setting } from './provider.js';
  */
 export const azureCliProvider: CredentialProvider = {
   type: 'azure-cli',
+  lookedFor: 'az on PATH',
   detect(_spec, ctx) {
     const az = findOnPath('az', ctx.env);
     return az ? `the Azure CLI is installed (${az})` : undefined;
@@ -22,17 +24,17 @@ export const azureCliProvider: CredentialProvider = {
       ...(tenantId ? { tenantId } : {}),
       processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS,
     });
-    return {
+    return entraCredential(cli, {
       type: 'azure-cli',
       id: `azure-cli:${tenantId ?? 'default-tenant'}`,
-      hint: `run az login${tenantId ? ` --tenant ${tenantId}` : ''}`,
+      hint: findOnPath('az', ctx.env)
+        ? `run az login${tenantId ? ` --tenant ${tenantId}` : ''}`
+        : 'install the Azure CLI (https://aka.ms/azure-cli), then run az login',
       reason,
-      async getToken(audience, options) {
-        const token = await cli.getToken(entraScope(audience), {
-          ...(options?.signal ? { abortSignal: options.signal } : {}),
-        });
-        return { token: token.token, expiresOnMs: token.expiresOnTimestamp };
-      },
-    };
+      // The CLI signs in against its own configured cloud; the environment picks the management scope.
+      environment: resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream),
+      // A signed-in user is a workspace user; the Python SDK sends it only for service principals.
+      sendsManagementToken: false,
+    });
   },
 };

@@ -1,43 +1,77 @@
 import type { CredentialSpec } from '../../config/types.js';
 import type { Credential } from '../credential.js';
 import { azureCliProvider } from './azure-cli.js';
+import { azureClientSecretProvider } from './azure-client-secret.js';
+import { azureDefaultProvider } from './azure-default.js';
+import { azureMsiProvider } from './azure-msi.js';
+import { azureWorkloadIdentityProvider } from './azure-workload-identity.js';
+import { databricksCliProvider } from './databricks-cli.js';
+import { databricksM2mProvider } from './databricks-m2m.js';
 import { demoProvider } from './demo.js';
 import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
 
-/** Every credential type; adding one is adding its file and a line here. */
-const PROVIDERS: readonly CredentialProvider[] = [patProvider, azureCliProvider, demoProvider];
-
 /**
- * The `default` chain, in the contract's order (after Databricks unified client authentication:
- * explicit settings first, developer tools last).
+ * The `default` chain, in the contract's order. It follows Databricks unified client
+ * authentication (Go SDK config/auth_default.go): explicit secrets first (PAT, OAuth M2M, Entra
+ * service principal, workload identity, managed identity), then the developer tools a person is
+ * signed in to. azure-default is never guessed: it would hide which source is really used.
  */
-const DEFAULT_CHAIN: readonly CredentialProvider[] = [patProvider, azureCliProvider];
+const DEFAULT_CHAIN: readonly CredentialProvider[] = [
+  patProvider,
+  databricksM2mProvider,
+  azureClientSecretProvider,
+  azureWorkloadIdentityProvider,
+  azureMsiProvider,
+  azureCliProvider,
+  databricksCliProvider,
+];
+
+/** Every credential type; adding one is adding its file and a line here. */
+const PROVIDERS: readonly CredentialProvider[] = [...DEFAULT_CHAIN, azureDefaultProvider, demoProvider];
 
 const BY_TYPE = new Map(PROVIDERS.map((p) => [p.type, p]));
 
 export const CREDENTIAL_TYPES: readonly string[] = ['default', ...PROVIDERS.map((p) => p.type)];
 
+/** A credential's settings are present but unusable (missing field, unknown cloud): say which. */
+export class CredentialSetupError extends Error {
+  override readonly name = 'CredentialSetupError';
+}
+
+/**
+ * Builds the route's credential: a named type wins; `default` takes the first chain entry whose
+ * settings are present and records why. Throws CredentialSetupError when settings are incomplete.
+ */
 export function createCredential(spec: CredentialSpec, ctx: CredentialContext): Credential {
+  const build = (provider: CredentialProvider, reason: string) => {
+    try {
+      return provider.create(spec, ctx, reason);
+    } catch (err) {
+      throw new CredentialSetupError((err as Error).message, { cause: err });
+    }
+  };
   if (spec.type !== 'default') {
     const provider = BY_TYPE.get(spec.type);
-    if (!provider) throw new Error(`unknown credential type "${spec.type}"; use one of ${CREDENTIAL_TYPES.join(', ')}`);
-    return provider.create(spec, ctx, `credential: ${spec.type} is configured`);
+    if (!provider) throw new CredentialSetupError(`unknown credential type "${spec.type}"; use one of ${CREDENTIAL_TYPES.join(', ')}`);
+    return build(provider, `credential: ${spec.type} is configured${spec.profile ? ` (profile ${String(spec.profile)})` : ''}`);
   }
   for (const provider of DEFAULT_CHAIN) {
     const reason = provider.detect(spec, ctx);
-    if (reason !== undefined) return provider.create(spec, ctx, `default chain: ${reason}`);
+    if (reason !== undefined) return build(provider, `default chain: ${reason}`);
   }
-  return unavailableCredential(DEFAULT_CHAIN.map((p) => p.type));
+  return unavailableCredential(
+    `the default credential chain found nothing to use (looked for: ${DEFAULT_CHAIN.map((p) => `${p.type}: ${p.lookedFor}`).join('; ')})`,
+    'run az login or databricks auth login, or set DATABRICKS_TOKEN, or name a credential with --credential TYPE (see README "Credentials")',
+  );
 }
 
-/** Stands in when the default chain finds nothing: every token request says what was looked for. */
-function unavailableCredential(lookedFor: string[]): Credential {
-  const message = `the default credential chain found nothing to use (looked for: ${lookedFor.join(', ')})`;
+/** Stands in when no credential can be built: every token request says why and what to do. */
+export function unavailableCredential(message: string, hint: string): Credential {
   return {
     type: 'none',
-    id: 'none',
-    hint: 'run az login, or set DATABRICKS_TOKEN, or name a credential with --credential TYPE',
+    id: `none:${message}`,
+    hint,
     reason: message,
     async getToken() {
       throw new Error(message);

@@ -1,0 +1,30 @@
+import type { TokenCache } from '../auth/token-cache.js';
+import type { Route } from '../routing/route-table.js';
+
+export interface AuthHeaders {
+  /** The Databricks token sent as the bearer (a 401 rejects exactly this one). */
+  token: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * What the gateway adds to every proxied request, as the Databricks SDKs do (Go SDK
+ * config/auth_azure_client_secret.go, auth_azure_msi.go): the bearer token; for Entra service
+ * principals X-Databricks-Azure-SP-Management-Token, a token for the Azure management endpoint,
+ * which lets a principal that is a Contributor on the workspace but not yet a workspace user in;
+ * for Entra credentials with azureResourceId, X-Databricks-Azure-Workspace-Resource-Id. Both
+ * tokens come from the same single-flight, refresh-ahead cache.
+ */
+export async function authHeaders(route: Route, tokens: TokenCache): Promise<AuthHeaders> {
+  const { credential } = route;
+  const [databricks, management] = await Promise.all([
+    tokens.get(credential, 'databricks'),
+    credential.sendsManagementToken ? tokens.get(credential, 'azure-management') : undefined,
+  ]);
+  const headers: Record<string, string> = { authorization: `Bearer ${databricks.token}` };
+  if (management) headers['x-databricks-azure-sp-management-token'] = management.token;
+  if (route.config.azureResourceId && credential.type.startsWith('azure-')) {
+    headers['x-databricks-azure-workspace-resource-id'] = route.config.azureResourceId;
+  }
+  return { token: databricks.token, headers };
+}
