@@ -69,6 +69,13 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     assert.equal(ready.status, 503);
   });
 
+  it('relays an expired Azure CLI refresh token with the AADSTS code and "run az login"', async () => {
+    az.set({ mode: 'fail' });
+    const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
+    assert.equal(res.status, 503);
+    assert.match(res.json<{ message: string }>().message, /AADSTS700082: The refresh token has expired.*Correlation ID: 1111.*Fix: run az login/);
+  });
+
   it('keeps serving the cached token when a refresh fails', async () => {
     const first = await request(`${gw.url}/ws/prod/a`);
     const token = first.json<{ auth: string }>().auth;

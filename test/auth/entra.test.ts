@@ -92,6 +92,10 @@ routes:
       tenantId: ${TENANT}
       clientId: client-cert
       clientCertificatePath: ${cert.pemFile}
+  dflt:
+    host: ${host}
+    caFile: ${ca}
+    credential: azure-default
   bad:
     host: ${host}
     caFile: ${ca}
@@ -107,6 +111,10 @@ routes:
       ARM_CLIENT_ID: 'client-1',
       ARM_CLIENT_SECRET: SECRET_1,
       OTHER_SECRET: SECRET_2,
+      // For azure-default's EnvironmentCredential (DefaultAzureCredential reads AZURE_*).
+      AZURE_TENANT_ID: TENANT,
+      AZURE_CLIENT_ID: 'client-2',
+      AZURE_CLIENT_SECRET: SECRET_2,
     });
   });
   after(async () => {
@@ -165,6 +173,14 @@ routes:
     assert.equal(jwtClaims(res.json<Seen>().authorization).appid, 'client-cert');
     const seen = entra.requests.filter((r) => r.clientId === 'client-cert');
     assert.ok(seen.length > 0 && seen.every((r) => r.clientAssertionType === 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'));
+  });
+
+  it('azure-default signs in through DefaultAzureCredential (environment credential here)', async () => {
+    const ready = (await request(`${gw.url}/readyz`)).json<{ routes: Record<string, { credential: string }> }>();
+    assert.equal(ready.routes.dflt?.credential, 'azure-default');
+    const seen = (await request(`${gw.url}/ws/dflt/api/2.0/clusters/list`)).json<Seen>();
+    assert.equal(jwtClaims(seen.authorization).appid, 'client-2');
+    assert.equal(jwtClaims(seen.authorization).aud, DATABRICKS);
   });
 
   it('answers 503 with the Entra error code, description and correlation id, never the secret', async () => {

@@ -93,6 +93,21 @@ describe('dbx-gateway CLI', () => {
     assert.equal(res.stdout.trim().split('\n').length, 1);
   });
 
+  it('says to install the Azure CLI when azure-cli is named and az is missing', () => {
+    const res = run(['token', 'prod', '--workspace', 'prod=https://adb-1.1.azuredatabricks.net', '--credential', 'azure-cli'], {
+      PATH: '/nonexistent',
+      HOME: EMPTY_DIR,
+    });
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /Azure CLI could not be found.*Fix: install the Azure CLI \(https:\/\/aka\.ms\/azure-cli\), then run az login/);
+  });
+
+  it('exits 2 when a named credential lacks settings, saying which', () => {
+    const res = run(['token', 'prod', '--workspace', 'prod=https://adb-1.1.azuredatabricks.net', '--credential', 'databricks-m2m']);
+    assert.equal(res.status, 2);
+    assert.match(res.stderr, /routes\.prod\.credential \(--workspace\): databricks-m2m needs clientId \(DATABRICKS_CLIENT_ID\) and clientSecret/);
+  });
+
   it('says what to fix when `token` names no route', () => {
     const res = run(['token', 'nope']);
     assert.equal(res.status, 2);
