@@ -80,9 +80,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function load(flags: CliFlags): GatewayConfig | undefined {
+/** Runs a setup step; a ConfigError is printed for the user and becomes undefined (exit 2). */
+async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | undefined> {
   try {
-    return loadConfig({ flags });
+    return await step();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`dbx-gateway: ${err.message}\n`);
@@ -92,18 +93,18 @@ function load(flags: CliFlags): GatewayConfig | undefined {
   }
 }
 
+const load = (flags: CliFlags) => orConfigError(() => loadConfig({ flags }));
+const createCore = (config: GatewayConfig) => orConfigError(() => createGatewayCore(config));
+
 async function serve(flags: CliFlags): Promise<number> {
-  const config = load(flags);
+  const config = await load(flags);
   if (!config) return 2;
   const logger = createLogger({ level: config.logLevel });
-  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
   try {
-    gateway = await startGateway(config, { logger });
+    gateway = await orConfigError(() => startGateway(config, { logger }));
+    if (!gateway) return 2;
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`dbx-gateway: ${err.message}\n`);
-      return 2;
-    }
     const e = err as NodeJS.ErrnoException;
     const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${config.listen.port}: stop it or pass --port N` : '';
     process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${config.listen.port}: ${e.message}${hint}\n`);
@@ -138,7 +139,7 @@ async function printToken(flags: CliFlags, name: string | undefined): Promise<nu
     process.stderr.write('dbx-gateway: usage: dbx-gateway token NAME\n');
     return 2;
   }
-  const config = load(flags);
+  const config = await load(flags);
   if (!config) return 2;
   const core = await createCore(config);
   if (!core) return 2;
@@ -160,24 +161,12 @@ async function printToken(flags: CliFlags, name: string | undefined): Promise<nu
   }
 }
 
-async function createCore(config: GatewayConfig) {
-  try {
-    return await createGatewayCore(config);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`dbx-gateway: ${err.message}\n`);
-      return undefined;
-    }
-    throw err;
-  }
-}
-
 /**
  * Per route: where it came from, which credential and why, and whether a token can be had now.
  * Output is a table on stdout; exit 0 only when every route has a token.
  */
 async function doctor(flags: CliFlags): Promise<number> {
-  const config = load(flags);
+  const config = await load(flags);
   if (!config) return 2;
   const core = await createCore(config);
   if (!core) return 2;

@@ -1,6 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { type FakeBin, installFakeBin } from './fake-bin.js';
 
 export interface FakeDatabricksCliState {
   /** ok: print a token; expired: the refresh token is dead; login: never logged in; hang: never answer. */
@@ -8,31 +6,17 @@ export interface FakeDatabricksCliState {
   expiresInSec: number;
 }
 
-export interface FakeDatabricksCli {
-  dir: string;
-  /** PATH with the fake databricks first. */
-  path: string;
-  set(state: Partial<FakeDatabricksCliState>): void;
-  /** Arguments of every run, one string each. */
-  argv(): string[];
-}
+export type FakeDatabricksCli = FakeBin<FakeDatabricksCliState>;
 
 /**
  * A fake `databricks` CLI on PATH answering `databricks auth token` the way CLI >= 0.200 does:
  * {access_token, token_type, expiry} with an RFC 3339 expiry carrying nanoseconds and a zone.
  */
 export function installFakeDatabricksCli(initial: Partial<FakeDatabricksCliState> = {}): FakeDatabricksCli {
-  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-dbcli-'));
-  const stateFile = join(dir, 'state.json');
-  const callsFile = join(dir, 'calls.log');
-  writeFileSync(
-    join(dir, 'databricks'),
-    `#!${process.execPath}
-const fs = require('fs');
-const state = JSON.parse(fs.readFileSync(${JSON.stringify(stateFile)}, 'utf8'));
-const args = process.argv.slice(2);
-fs.appendFileSync(${JSON.stringify(callsFile)}, args.join(' ') + '\\n');
-const n = fs.readFileSync(${JSON.stringify(callsFile)}, 'utf8').trim().split('\\n').length;
+  return installFakeBin<FakeDatabricksCliState>(
+    'databricks',
+    { mode: 'ok', expiresInSec: 3600, ...initial },
+    `
 if (args[0] !== 'auth' || args[1] !== 'token') { process.stderr.write('Error: unknown command\\n'); process.exit(1); }
 if (state.mode === 'hang') setInterval(() => {}, 1000);
 else if (state.mode === 'expired') {
@@ -45,26 +29,12 @@ else if (state.mode === 'expired') {
   const expiry = new Date(Date.now() + state.expiresInSec * 1000);
   // Go's RFC 3339 with nanoseconds in a +01:00 zone, as the CLI prints in local time.
   const local = new Date(expiry.getTime() + 3600000).toISOString().replace('Z', '');
-  const target = args.join(' ');
   process.stdout.write(JSON.stringify({
-    access_token: 'dbcli-token-' + n + '-' + Buffer.from(target).toString('base64url'),
+    access_token: 'dbcli-token-' + n + '-' + Buffer.from(args.join(' ')).toString('base64url'),
     token_type: 'Bearer',
     expiry: local.replace(/\\.(\\d{3})$/, '.$1123456') + '+01:00',
   }, null, 2));
 }
 `,
   );
-  chmodSync(join(dir, 'databricks'), 0o755);
-  let state: FakeDatabricksCliState = { mode: 'ok', expiresInSec: 3600, ...initial };
-  const write = () => writeFileSync(stateFile, JSON.stringify(state));
-  write();
-  return {
-    dir,
-    path: `${dir}${delimiter}${process.env.PATH ?? ''}`,
-    set(next) {
-      state = { ...state, ...next };
-      write();
-    },
-    argv: () => (existsSync(callsFile) ? readFileSync(callsFile, 'utf8').trim().split('\n').filter(Boolean) : []),
-  };
 }
