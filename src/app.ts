@@ -4,12 +4,13 @@ import { Hono } from 'hono';
 import type { TokenCache } from './auth/token-cache.js';
 import { GatewayError, gatewayErrorResponse } from './errors.js';
 import { localEndpoints } from './local/health.js';
+import { metadataService, type MetadataServiceOptions } from './local/metadata-service.js';
 import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import { recordOf } from './observability/request-record.js';
 import { requestLog } from './observability/request-log.js';
 import type { Forwarder } from './proxy/forward.js';
-import type { RouteTable } from './routing/route-table.js';
+import { prefixResolver, type Resolver, type RouteTable } from './routing/route-table.js';
 import { createHostGuard } from './security/host-guard.js';
 import { assertSafeTarget } from './security/path-check.js';
 import { assertAllowedByPolicy } from './security/route-policy.js';
@@ -22,6 +23,13 @@ export interface AppDeps {
   logger: Logger;
   allowedHosts: readonly string[];
   isDraining: () => boolean;
+  /**
+   * A per-route port: every path goes to this resolver's route with no prefix, and there are no
+   * local endpoints (the upstream's paths are all the client sees).
+   */
+  fixedResolver?: Resolver;
+  /** Set when the metadata service is on (--metadata-service). */
+  metadataService?: MetadataServiceOptions;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -36,14 +44,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
     hostGuard(c.env.incoming.headers.host);
     await next();
   });
-  app.route('/', localEndpoints(deps));
+  const resolve = deps.fixedResolver ?? prefixResolver(deps.routes);
+  if (!deps.fixedResolver) {
+    app.route('/', localEndpoints(deps));
+    if (deps.metadataService) app.route('/', metadataService(deps.metadataService));
+  }
 
   const proxy = async (c: { env: HttpBindings }) => {
     const { incoming, outgoing } = c.env;
     // The raw request target, not Hono's parsed URL: the upstream gets the path byte-for-byte.
     const rawUrl = incoming.url ?? '/';
     assertSafeTarget(rawUrl);
-    const { route, upstreamPath } = deps.routes.resolve(rawUrl);
+    const { route, upstreamPath, prefix } = resolve(rawUrl);
     // The raw Node method: Hono sees HEAD as GET (see dispatchHeadAsGet).
     assertAllowedByPolicy(route.config, incoming.method ?? 'GET');
     const record = recordOf(incoming);
@@ -51,11 +63,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
       record.route = route.name;
       record.path = upstreamPath.split('?', 1)[0];
     }
-    await deps.forwarder.web(incoming, outgoing, route, upstreamPath, route.prefix, record ?? { startNs: 0n, bytesIn: 0, bytesOut: 0 });
+    await deps.forwarder.web(incoming, outgoing, route, upstreamPath, prefix, record ?? { startNs: 0n, bytesIn: 0, bytesOut: 0 });
     return RESPONSE_ALREADY_SENT;
   };
-  app.all('/ws/*', proxy);
-  app.all('/acct/*', proxy);
+  if (deps.fixedResolver) {
+    app.all('*', proxy);
+  } else {
+    app.all('/ws/*', proxy);
+    app.all('/acct/*', proxy);
+  }
 
   app.notFound((c) => gatewayErrorResponse(deps.routes.notFound(c.env.incoming.url ?? '/')));
   app.onError((err, c) => {

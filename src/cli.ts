@@ -6,13 +6,16 @@ import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
 import { createGatewayCore } from './gateway.js';
 import { createLogger } from './observability/logger.js';
-import { startGateway } from './server.js';
+import { type RunningGateway, startGateway } from './server.js';
 
 const USAGE = `Usage:
   dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
               [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
-              [--credential TYPE] [--no-profiles] [--demo]
-  dbx-gateway token NAME      print {"access_token","token_type","expires_on"} for route NAME
+              [--credential TYPE] [--no-profiles] [--demo] [--metadata-service]
+  dbx-gateway token NAME [--output json|env]
+                              print {"access_token","token_type","expires_on"} for route NAME,
+                              or export lines for a shell (eval "$(dbx-gateway token NAME -o env)")
+  dbx-gateway login NAME      Databricks OAuth U2M (PKCE) sign-in for route NAME [--no-browser]
   dbx-gateway doctor          check each route's credential: which one, why, and a token
   dbx-gateway --help | --version
 
@@ -34,6 +37,8 @@ const OPTIONS = {
   credential: { type: 'string' },
   demo: { type: 'boolean' },
   'no-profiles': { type: 'boolean' },
+  'metadata-service': { type: 'boolean' },
+  output: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -65,19 +70,38 @@ export async function main(argv: string[]): Promise<number> {
     ...(values.credential !== undefined ? { credential: values.credential } : {}),
     ...(values.demo ? { demo: true } : {}),
     ...(values['no-profiles'] ? { noProfiles: true } : {}),
+    ...(values['metadata-service'] ? { metadataService: true } : {}),
   };
   const [command = 'serve', ...rest] = positionals;
   switch (command) {
     case 'serve':
       return serve(flags);
     case 'token':
-      return printToken(flags, rest[0]);
+      return printToken(flags, rest[0], values.output ?? 'json');
     case 'doctor':
       return doctor(flags);
     default:
       process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
       return 2;
   }
+}
+
+/**
+ * The environment for Databricks SDKs, on stderr for the person starting the gateway (the URL
+ * holds the secret, so it never goes into the JSON log on stdout).
+ */
+function printMetadataServiceSetup(gateway: RunningGateway, secret: string): void {
+  // The Go SDK accepts metadata-service URLs on localhost or 127.0.0.1 only.
+  const base = `http://127.0.0.1:${gateway.port}/metadata/${secret}`;
+  const first = gateway.routes.routes.find((r) => r.config.kind === 'workspace');
+  const port = first ? gateway.routePorts.get(first.name) : undefined;
+  const host = first ? (port !== undefined ? `http://127.0.0.1:${port}` : first.target.origin) : 'https://<workspace URL of a route>';
+  process.stderr.write(
+    `\nDatabricks SDKs and CLI: set this environment (DATABRICKS_HOST may be any route's workspace URL${port !== undefined ? ' or per-route port' : ''}):\n` +
+      `  export DATABRICKS_HOST=${host}\n` +
+      `  export DATABRICKS_METADATA_SERVICE_URL=${base}\n` +
+      '  export DATABRICKS_AUTH_TYPE=metadata-service\n\n',
+  );
 }
 
 /** Runs a setup step; a ConfigError is printed for the user and becomes undefined (exit 2). */
@@ -105,17 +129,29 @@ async function serve(flags: CliFlags): Promise<number> {
     gateway = await orConfigError(() => startGateway(config, { logger }));
     if (!gateway) return 2;
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${config.listen.port}: stop it or pass --port N` : '';
-    process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${config.listen.port}: ${e.message}${hint}\n`);
+    const e = err as NodeJS.ErrnoException & { port?: number };
+    const port = e.port ?? config.listen.port;
+    const owner = port === config.listen.port ? 'pass --port N' : 'change that route\'s port';
+    const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${port}: stop it or ${owner}` : '';
+    process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
     return 1;
   }
   for (const route of gateway.routes.routes) {
+    const port = gateway.routePorts.get(route.name);
+    const also = port !== undefined ? ` (and http://${config.listen.host}:${port}/)` : '';
     logger.info(
-      { route: route.name, prefix: route.prefix, upstream: route.target.origin, credential: route.credential.type, why: route.credential.reason },
-      `route ${gateway.url}${route.prefix}/ -> ${route.target.origin}`,
+      {
+        route: route.name,
+        prefix: route.prefix,
+        ...(port !== undefined ? { port } : {}),
+        upstream: route.target.origin,
+        credential: route.credential.type,
+        why: route.credential.reason,
+      },
+      `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
     );
   }
+  if (config.metadataService) printMetadataServiceSetup(gateway, config.metadataService.secret);
   for (const warning of gateway.warnings) logger.warn(warning);
   if (config.demo) {
     logger.info(
@@ -134,9 +170,13 @@ async function serve(flags: CliFlags): Promise<number> {
   });
 }
 
-async function printToken(flags: CliFlags, name: string | undefined): Promise<number> {
+async function printToken(flags: CliFlags, name: string | undefined, output: string): Promise<number> {
   if (!name) {
-    process.stderr.write('dbx-gateway: usage: dbx-gateway token NAME\n');
+    process.stderr.write('dbx-gateway: usage: dbx-gateway token NAME [--output json|env]\n');
+    return 2;
+  }
+  if (output !== 'json' && output !== 'env') {
+    process.stderr.write(`dbx-gateway: --output ${output}: use json or env\n`);
     return 2;
   }
   const config = await load(flags);
@@ -150,6 +190,16 @@ async function printToken(flags: CliFlags, name: string | undefined): Promise<nu
       return 2;
     }
     const token = await core.tokens.get(route.credential, 'databricks');
+    if (output === 'env') {
+      // Single-quoted for POSIX shells: eval "$(dbx-gateway token prod --output env)".
+      const quote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+      process.stdout.write(
+        `export DATABRICKS_HOST=${quote(route.target.origin)}\n` +
+          (route.config.accountId ? `export DATABRICKS_ACCOUNT_ID=${quote(route.config.accountId)}\n` : '') +
+          `export DATABRICKS_TOKEN=${quote(token.token)}\n`,
+      );
+      return 0;
+    }
     const expiresOn = Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null;
     process.stdout.write(`${JSON.stringify({ access_token: token.token, token_type: 'Bearer', expires_on: expiresOn })}\n`);
     return 0;

@@ -6,6 +6,7 @@ import { createApp } from './app.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
+import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
 import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
 import { createHostGuard } from './security/host-guard.js';
@@ -17,6 +18,8 @@ export interface RunningGateway extends GatewayCore {
   /** http://host:port of the main listener. */
   url: string;
   port: number;
+  /** Per-route ports actually bound (route name -> port), for routes with `port`. */
+  routePorts: Map<string, number>;
   /** Stop accepting, let in-flight exchanges finish within drainMs, then close everything. */
   shutdown(drainMs?: number): Promise<void>;
 }
@@ -29,7 +32,20 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const core = await createGatewayCore(config, options);
   const forwarder = new Forwarder(core.tokens);
   let draining = false;
-  const app = createApp({
+  // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
+  const tunnels = new Set<Duplex>();
+  const routePorts = new Map<string, number>();
+  const deps = {
+    ...(config.metadataService
+      ? {
+          metadataService: {
+            secret: config.metadataService.secret,
+            routes: core.routes,
+            tokens: core.tokens,
+            localOrigins: () => new Map([...routePorts].map(([name, p]) => [name, [`http://127.0.0.1:${p}`, `http://localhost:${p}`]])),
+          },
+        }
+      : {}),
     routes: core.routes,
     tokens: core.tokens,
     forwarder,
@@ -37,22 +53,36 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     logger: options.logger,
     allowedHosts: config.allowedHosts,
     isDraining: () => draining,
-  });
-  // autoCleanupIncoming off: the proxy owns request bodies and streams them upstream itself.
-  const server = createAdaptorServer({ fetch: dispatchHeadAsGet(app.fetch), autoCleanupIncoming: false }) as Server;
-  // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
-  server.requestTimeout = 0;
-  // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
-  const tunnels = new Set<Duplex>();
-  server.on('upgrade', upgradeHandler(core, forwarder, config.allowedHosts, options.logger, tunnels));
+  };
+  const makeServer = (resolve: Resolver, fixed: boolean): Server => {
+    const app = createApp({ ...deps, ...(fixed ? { fixedResolver: resolve } : {}) });
+    // autoCleanupIncoming off: the proxy owns request bodies and streams them upstream itself.
+    const server = createAdaptorServer({ fetch: dispatchHeadAsGet(app.fetch), autoCleanupIncoming: false }) as Server;
+    // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
+    server.requestTimeout = 0;
+    server.on('upgrade', upgradeHandler(resolve, forwarder, config.allowedHosts, options.logger, tunnels));
+    return server;
+  };
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const servers: Server[] = [];
+  const closeAll = () => Promise.all(servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+  const server = makeServer(prefixResolver(core.routes), false);
+  try {
+    servers.push(server);
+    await listen(server, config.listen.port, config.listen.host);
+    // Per-route ports: the same route with no prefix, for tools that take only host:port.
+    for (const route of core.routes.routes) {
+      if (route.config.port === undefined) continue;
+      const routeServer = makeServer(fixedResolver(route), true);
+      servers.push(routeServer);
+      await listen(routeServer, route.config.port, config.listen.host);
+      routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
+    }
+  } catch (err) {
+    await closeAll();
+    await core.close();
+    throw err;
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
 
@@ -60,13 +90,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     ...core,
     server,
     port,
+    routePorts,
     url: `http://${host}:${port}`,
     async shutdown(drainMs = config.timeouts.drainMs) {
       draining = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      const closed = closeAll();
+      for (const s of servers) s.closeIdleConnections();
       const timer = setTimeout(() => {
-        server.closeAllConnections();
+        for (const s of servers) s.closeAllConnections();
         for (const socket of tunnels) socket.destroy();
       }, drainMs);
       timer.unref();
@@ -75,6 +106,16 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       await core.close();
     },
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 /**
@@ -92,7 +133,7 @@ function dispatchHeadAsGet<E>(fetch: (request: Request, env: E) => Response | Pr
 
 /** WebSocket upgrades: same host guard, route resolution and token as plain requests. */
 function upgradeHandler(
-  core: GatewayCore,
+  resolve: Resolver,
   forwarder: Forwarder,
   allowedHosts: readonly string[],
   logger: Logger,
@@ -116,7 +157,7 @@ function upgradeHandler(
     try {
       hostGuard(req.headers.host);
       assertSafeTarget(req.url ?? '/');
-      const { route, upstreamPath } = core.routes.resolve(req.url ?? '/');
+      const { route, upstreamPath } = resolve(req.url ?? '/');
       routeName = route.name;
       assertAllowedByPolicy(route.config, req.method ?? 'GET');
       forwarder.ws(req, socket, head, route, upstreamPath).then(

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -26,6 +27,8 @@ export interface CliFlags {
   account?: string[];
   credential?: string;
   demo?: boolean;
+  /** Serve the Databricks SDK metadata service at /metadata/SECRET. */
+  metadataService?: boolean;
   /** Skip ~/.databrickscfg profiles (routes that name a profile still read it). */
   noProfiles?: boolean;
 }
@@ -108,8 +111,20 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     demo,
     ...(configFile ? { configFile } : {}),
     logLevel: env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info',
+    ...metadataServiceConfig(flags, file, env),
     warnings,
   };
+}
+
+/**
+ * On with --metadata-service or `metadataService:` in the file. The secret in the URL is random per
+ * start unless DBX_GATEWAY_METADATA_SECRET or `metadataService.secret` fixes it.
+ */
+function metadataServiceConfig(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv): Pick<GatewayConfig, 'metadataService'> {
+  const fromFile = file.metadataService;
+  if (!flags.metadataService && !fromFile) return {};
+  const configured = env.DBX_GATEWAY_METADATA_SECRET || (typeof fromFile === 'object' ? fromFile.secret : undefined);
+  return { metadataService: configured ? { secret: configured, generated: false } : { secret: randomUUID(), generated: true } };
 }
 
 function findConfigFile(flags: CliFlags, env: NodeJS.ProcessEnv, cwd: string, problems: string[]): string | undefined {

@@ -46,6 +46,14 @@ export const fileConfigSchema = z.strictObject({
       drainMs: positiveMs.optional(),
     })
     .optional(),
+  metadataService: z
+    .union([
+      z.boolean(),
+      z.strictObject({
+        secret: z.string().min(16, 'must be at least 16 characters (or leave it out for a random one per start)').optional(),
+      }),
+    ])
+    .optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
 });
 

@@ -49,6 +49,8 @@ export interface GatewayConfig {
   /** The config file read, if any. */
   configFile?: string;
   logLevel: string;
+  /** The Databricks SDK metadata service at /metadata/SECRET, when enabled. */
+  metadataService?: { secret: string; generated: boolean };
   /** Problems worth a startup warning that do not stop the gateway (skipped profiles). */
   warnings: string[];
 }

@@ -20,7 +20,8 @@ export function requestLog(logger: Logger, metrics: GatewayMetrics): MiddlewareH
       const route = record.route ?? '-';
       const status = outgoing.headersSent ? outgoing.statusCode : 0;
       const bytes = record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0);
-      const path = record.path ?? (incoming.url ?? '').split('?', 1)[0];
+      // The metadata-service URL carries its secret: never log it.
+      const path = (record.path ?? (incoming.url ?? '').split('?', 1)[0] ?? '').replace(/^\/metadata\/.*/s, '/metadata/[REDACTED]');
       metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status) });
       if (record.route) {
         metrics.duration.observe({ route }, seconds);

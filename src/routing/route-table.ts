@@ -19,6 +19,22 @@ export interface ResolvedRequest {
   upstreamPath: string;
 }
 
+/** Maps a raw request target to a route; the local prefix is "" on a per-route port. */
+export type Resolver = (rawUrl: string) => ResolvedRequest & { prefix: string };
+
+/** The main listener: /ws/NAME and /acct/NAME prefixes. */
+export function prefixResolver(table: RouteTable): Resolver {
+  return (rawUrl) => {
+    const resolved = table.resolve(rawUrl);
+    return { ...resolved, prefix: resolved.route.prefix };
+  };
+}
+
+/** A per-route port: every path belongs to the one route, with no prefix. */
+export function fixedResolver(route: Route): Resolver {
+  return (rawUrl) => ({ route, upstreamPath: rawUrl, prefix: '' });
+}
+
 const PREFIX_PATTERN = /^\/(ws|acct)\/([^/?#]*)(.*)$/s;
 
 export function routePrefix(config: RouteConfig): string {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from '../helpers/http.js';
+import { spawnGateway } from '../helpers/spawn-gateway.js';
 
 // The compiled CLI, as `npx dbx-gateway` runs it (dist/ is built by `npm install`).
 const BIN = new URL('../../bin/dbx-gateway.js', import.meta.url).pathname;
@@ -13,30 +14,6 @@ const cleanEnv = { PATH: process.env.PATH ?? '', HOME: EMPTY_DIR };
 
 function run(args: string[], env: NodeJS.ProcessEnv = cleanEnv) {
   return spawnSync(process.execPath, [BIN, ...args], { cwd: EMPTY_DIR, env, encoding: 'utf8', timeout: 30_000 });
-}
-
-/** Starts `dbx-gateway serve` and resolves with its URL once it logs that it is listening. */
-async function serve(args: string[]): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: EMPTY_DIR, env: cleanEnv });
-  let out = '';
-  child.stdout?.on('data', (d) => {
-    out += d;
-  });
-  child.stderr?.on('data', (d) => {
-    out += d;
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line in: ${out}`)), 15_000);
-    child.stdout?.on('data', () => {
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', () => reject(new Error(`exited early: ${out}`)));
-  });
-  return { child, url, output: () => out };
 }
 
 describe('dbx-gateway CLI', () => {
@@ -67,7 +44,7 @@ describe('dbx-gateway CLI', () => {
   });
 
   it('serves the demo workspace when nothing is configured, says so, and stops on SIGTERM', async () => {
-    const { child, url, output } = await serve(['--port', '0']);
+    const { child, url, stdout: output } = await spawnGateway([], cleanEnv, EMPTY_DIR);
     try {
       assert.match(output(), /demo mode/);
       const res = await request(`${url}/ws/demo/api/2.0/clusters/list`);
@@ -81,6 +58,34 @@ describe('dbx-gateway CLI', () => {
       assert.equal(await exited, 0);
     }
     assert.match(output(), /"route":"demo","path":"\/api\/2\.0\/clusters\/list","status":200/);
+  });
+
+  it('prints the SDK environment for --metadata-service on stderr, and keeps the secret out of the log', async () => {
+    const gw = await spawnGateway(['--metadata-service'], cleanEnv, EMPTY_DIR);
+    try {
+      const host = /export DATABRICKS_HOST=(\S+)/.exec(gw.stderr())?.[1];
+      const url = /export DATABRICKS_METADATA_SERVICE_URL=(http:\/\/127\.0\.0\.1:\d+\/metadata\/([0-9a-f-]{36}))\n/.exec(gw.stderr());
+      assert.ok(host && url?.[1] && url[2], gw.stderr());
+      assert.match(gw.stderr(), /export DATABRICKS_AUTH_TYPE=metadata-service/);
+      const res = await request(url[1], { headers: { 'x-databricks-metadata-version': '1', 'x-databricks-host': host } });
+      assert.equal(res.status, 200);
+      assert.equal(typeof res.json<{ expires_on: unknown }>().expires_on, 'number');
+      assert.ok(!gw.stdout().includes(url[2]), 'the secret is not in the JSON log');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('prints shell exports for `token NAME --output env`', () => {
+    const res = spawnSync('sh', ['-c', `eval "$('${process.execPath}' '${BIN}' token demo --output env)" && printf '%s|%s' "$DATABRICKS_HOST" "$DATABRICKS_TOKEN"`], {
+      cwd: EMPTY_DIR,
+      env: cleanEnv,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(res.stdout, /^http:\/\/127\.0\.0\.1:\d+\|demo\.[\w-]{20,}$/);
+    assert.equal(run(['token', 'demo', '--output', 'yaml']).status, 2);
   });
 
   it('prints only the token JSON on stdout for `token NAME`', () => {

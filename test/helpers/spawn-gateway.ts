@@ -16,8 +16,8 @@ export interface SpawnedGateway {
  * The real CLI in its own process with exactly `env`: for credentials that read process-wide
  * settings (@azure/identity and MSAL read IDENTITY_ENDPOINT; Node reads NODE_EXTRA_CA_CERTS at start).
  */
-export function spawnGateway(args: string[], env: NodeJS.ProcessEnv): Promise<SpawnedGateway> {
-  const child = spawn(process.execPath, [BIN, '--port', '0', ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
+export function spawnGateway(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<SpawnedGateway> {
+  const child = spawn(process.execPath, [BIN, '--port', '0', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, ...(cwd ? { cwd } : {}) });
   let out = '';
   let err = '';
   child.stdout?.on('data', (d) => {
