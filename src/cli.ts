@@ -6,6 +6,8 @@ import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
 import { createGatewayCore } from './gateway.js';
 import { createLogger } from './observability/logger.js';
+import { login } from './login.js';
+import { scrubSecrets } from './security/redact.js';
 import { type RunningGateway, startGateway } from './server.js';
 
 const USAGE = `Usage:
@@ -39,6 +41,7 @@ const OPTIONS = {
   'no-profiles': { type: 'boolean' },
   'metadata-service': { type: 'boolean' },
   output: { type: 'string', short: 'o' },
+  'no-browser': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -80,6 +83,8 @@ export async function main(argv: string[]): Promise<number> {
       return printToken(flags, rest[0], values.output ?? 'json');
     case 'doctor':
       return doctor(flags);
+    case 'login':
+      return runLogin(flags, rest[0], !values['no-browser']);
     default:
       process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
       return 2;
@@ -248,6 +253,36 @@ async function doctor(flags: CliFlags): Promise<number> {
     return failed === 0 ? 0 : 1;
   } finally {
     await core.close();
+  }
+}
+
+/** `login NAME`: the U2M browser sign-in for one route; progress on stderr. */
+async function runLogin(flags: CliFlags, name: string | undefined, browser: boolean): Promise<number> {
+  if (!name) {
+    process.stderr.write('dbx-gateway: usage: dbx-gateway login NAME [--no-browser]\n');
+    return 2;
+  }
+  const config = await load(flags);
+  if (!config) return 2;
+  const route = config.routes.find((r) => r.name === name);
+  if (!route) {
+    const known = config.routes.map((r) => r.name);
+    process.stderr.write(`dbx-gateway: no route named ${name}; ${known.length ? `routes: ${known.join(', ')}` : 'configure one with --workspace NAME=URL'}\n`);
+    return 2;
+  }
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    const file = await login(route, { env: process.env, say, openBrowser: browser && process.stderr.isTTY === true });
+    say(`Signed in. The refresh token is stored in ${file} (readable by you only).`);
+    say(
+      route.credential.type === 'databricks-u2m'
+        ? `Route ${name} uses it from now on; a running gateway picks it up at its next token refresh.`
+        : `Route ${name} uses it when its credential is databricks-u2m, or when the default chain finds nothing earlier (see dbx-gateway doctor).`,
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: login failed: ${scrubSecrets((err as Error).message)}\n`);
+    return 1;
   }
 }
 

@@ -59,10 +59,10 @@ describe('default credential chain (Databricks unified auth order)', () => {
   it('when nothing applies, lists what it looked for and how to fix it', async () => {
     const none = chosen({ PATH: '/nonexistent' });
     assert.equal(none.type, 'none');
-    for (const t of ['pat', 'databricks-m2m', 'azure-client-secret', 'azure-workload-identity', 'azure-msi', 'azure-cli', 'databricks-cli']) {
+    for (const t of ['pat', 'databricks-m2m', 'azure-client-secret', 'azure-workload-identity', 'azure-msi', 'azure-cli', 'databricks-cli', 'databricks-u2m']) {
       assert.match(none.reason, new RegExp(`${t}: `));
     }
-    assert.match(none.hint, /az login or databricks auth login, or set DATABRICKS_TOKEN/);
+    assert.match(none.hint, /az login, databricks auth login or dbx-gateway login NAME, or set DATABRICKS_TOKEN/);
     await assert.rejects(none.getToken('databricks'), /found nothing to use/);
   });
 

@@ -7,6 +7,7 @@ import { azureMsiProvider } from './azure-msi.js';
 import { azureWorkloadIdentityProvider } from './azure-workload-identity.js';
 import { databricksCliProvider } from './databricks-cli.js';
 import { databricksM2mProvider } from './databricks-m2m.js';
+import { databricksU2mProvider } from './databricks-u2m.js';
 import { demoProvider } from './demo.js';
 import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
@@ -25,6 +26,7 @@ const DEFAULT_CHAIN: readonly CredentialProvider[] = [
   azureMsiProvider,
   azureCliProvider,
   databricksCliProvider,
+  databricksU2mProvider,
 ];
 
 /** Every credential type; adding one is adding its file and a line here. */
@@ -62,7 +64,7 @@ export function createCredential(spec: CredentialSpec, ctx: CredentialContext): 
   }
   return unavailableCredential(
     `the default credential chain found nothing to use (looked for: ${DEFAULT_CHAIN.map((p) => `${p.type}: ${p.lookedFor}`).join('; ')})`,
-    'run az login or databricks auth login, or set DATABRICKS_TOKEN, or name a credential with --credential TYPE (see README "Credentials")',
+    'run az login, databricks auth login or dbx-gateway login NAME, or set DATABRICKS_TOKEN, or name a credential with --credential TYPE (see README "Credentials")',
   );
 }
 

@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { createServer, type Server } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { oidcEndpoints } from '../../src/auth/databricks-oidc.js';
+import { type FakeDatabricksOidc, startFakeDatabricksOidc } from '../helpers/fake-databricks-oidc.js';
+import { request } from '../helpers/http.js';
+import { spawnGateway } from '../helpers/spawn-gateway.js';
+import { testPki } from '../helpers/tls.js';
+
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+
+interface LoginRun {
+  child: ChildProcess;
+  stderr: () => string;
+  authorizeUrl: Promise<string>;
+  exit: Promise<number | null>;
+}
+
+/** `dbx-gateway login NAME --no-browser`; resolves the authorize URL it prints. */
+function startLogin(args: string[], env: NodeJS.ProcessEnv): LoginRun {
+  const child = spawn(process.execPath, [BIN, 'login', ...args, '--no-browser'], { env });
+  let err = '';
+  const authorizeUrl = new Promise<string>((resolve, reject) => {
+    child.stderr?.on('data', (d) => {
+      err += d;
+      const m = /^ {2}(https:\/\/\S+\/oidc\/v1\/authorize\?\S+)$/m.exec(err);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once('exit', () => reject(new Error(`login exited before printing the URL:\n${err}`)));
+  });
+  authorizeUrl.catch(() => {});
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stderr: () => err, authorizeUrl, exit };
+}
+
+/** What the browser does with the authorize URL: follow the fake's redirect back to the callback. */
+function browse(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpsRequest(url, { ca: testPki().ca }, (res) => {
+      res.resume();
+      const location = res.headers.location;
+      if (res.statusCode !== 302 || !location) return reject(new Error(`authorize answered ${res.statusCode}`));
+      resolve(location);
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+function occupy(port: number): Promise<Server | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+describe('Databricks OAuth endpoints', () => {
+  it('uses the account console endpoints for an account route, without discovery', async () => {
+    const endpoints = await oidcEndpoints({
+      name: 'acct',
+      kind: 'account',
+      upstream: new URL('https://accounts.azuredatabricks.net'),
+      accountId: 'a1b2',
+      credential: { type: 'databricks-u2m' },
+      readOnly: false,
+      source: 'test',
+    });
+    assert.equal(endpoints.authorizationEndpoint.href, 'https://accounts.azuredatabricks.net/oidc/accounts/a1b2/v1/authorize');
+    assert.equal(endpoints.tokenEndpoint.href, 'https://accounts.azuredatabricks.net/oidc/accounts/a1b2/v1/token');
+  });
+});
+
+describe('databricks-u2m: dbx-gateway login (PKCE) and the serving gateway', () => {
+  let oidc: FakeDatabricksOidc;
+  let env: NodeJS.ProcessEnv;
+  let host: string;
+
+  before(async () => {
+    oidc = await startFakeDatabricksOidc();
+    host = oidc.upstream.url.origin;
+    env = {
+      PATH: '/nonexistent',
+      HOME: mkdtempSync(join(tmpdir(), 'dbxgw-home-')),
+      NODE_EXTRA_CA_CERTS: testPki().caFile,
+    };
+  });
+  after(async () => {
+    await oidc.close();
+  });
+
+  it('refuses a callback whose state does not match, and stores nothing', async () => {
+    const run = startLogin(['prod', '--workspace', `prod=${host}`], env);
+    try {
+      const callback = new URL(await browse(await run.authorizeUrl));
+      callback.searchParams.set('state', 'forged-state');
+      const page = await request(callback.href);
+      assert.equal(page.status, 400);
+      assert.match(page.text, /state did not match/);
+      assert.equal(await run.exit, 1);
+    } finally {
+      run.child.kill();
+    }
+    assert.match(run.stderr(), /login failed: the browser came back with a state that does not match/);
+    assert.throws(() => readdirSync(join(env.HOME!, '.config', 'dbx-gateway', 'logins')));
+  });
+
+  it('signs in with PKCE S256 and stores the refresh token 0600 in a 0700 directory', async () => {
+    // Another program on 8020: the callback falls back to the next port, as the Databricks CLI does.
+    const blocker = await occupy(8020);
+    const run = startLogin(['prod', '--workspace', `prod=${host}`], env);
+    try {
+      const authorize = new URL(await run.authorizeUrl);
+      const callback = await browse(authorize.href);
+      const page = await request(callback);
+      assert.equal(page.status, 200);
+      assert.match(page.text, /You can close this tab/);
+      assert.equal(await run.exit, 0, run.stderr());
+      assert.match(run.stderr(), /Waiting for the browser to return to http:\/\/localhost:\d+/);
+      assert.match(run.stderr(), /Signed in\. The refresh token is stored in /);
+
+      const params = oidc.authorizeCalls.at(-1)!.params;
+      assert.equal(params.client_id, 'databricks-cli');
+      assert.equal(params.scope, 'all-apis offline_access');
+      assert.equal(params.code_challenge_method, 'S256');
+      assert.equal(params.response_type, 'code');
+      assert.match(params.redirect_uri ?? '', blocker ? /^http:\/\/localhost:80(2[1-9]|3\d|40)$/ : /^http:\/\/localhost:80[2-4]\d$/);
+      const exchange = oidc.tokenCalls.at(-1)!;
+      assert.equal(exchange.status, 200, 'the fake verified the PKCE verifier against the challenge');
+      assert.equal(exchange.form.grant_type, 'authorization_code');
+
+      const dir = join(env.HOME!, '.config', 'dbx-gateway', 'logins');
+      assert.equal(statSync(dir).mode & 0o777, 0o700);
+      const [name] = readdirSync(dir);
+      const file = join(dir, name!);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      const stored = JSON.parse(readFileSync(file, 'utf8')) as { refreshToken: string; host: string };
+      assert.equal(stored.host, host);
+      assert.ok(oidc.liveRefreshTokens.has(stored.refreshToken));
+      assert.ok(!run.stderr().includes(stored.refreshToken), 'the refresh token is never printed');
+    } finally {
+      run.child.kill();
+      blocker?.close();
+    }
+  });
+
+  it('the gateway refreshes access tokens from the stored login (chosen by the default chain)', async () => {
+    const gw = await spawnGateway(['--workspace', `prod=${host}`], env);
+    try {
+      const ready = (await request(`${gw.url}/readyz`)).json<{ routes: Record<string, { credential: string; reason: string }> }>();
+      assert.equal(ready.routes.prod?.credential, 'databricks-u2m');
+      assert.match(ready.routes.prod?.reason ?? '', /a dbx-gateway login is stored for/);
+      const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
+      assert.match(res.json<{ auth: string }>().auth, /^Bearer u2m-access-\d+$/);
+      const refresh = oidc.tokenCalls.filter((c) => c.form.grant_type === 'refresh_token');
+      assert.equal(refresh.at(-1)?.status, 200);
+      assert.equal(refresh.at(-1)?.form.client_id, 'databricks-cli');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('keeps the rotated refresh token, so the next start still signs in', async () => {
+    const gw = await spawnGateway(['--workspace', `prod=${host}`, '--credential', 'databricks-u2m'], env);
+    try {
+      const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
+      assert.equal(res.status, 200, res.text);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('answers 503 saying to run dbx-gateway login NAME once the refresh token is revoked', async () => {
+    oidc.revokeAll();
+    const gw = await spawnGateway(['--workspace', `prod=${host}`, '--credential', 'databricks-u2m'], env);
+    try {
+      const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
+      assert.equal(res.status, 503);
+      const { message } = res.json<{ message: string }>();
+      assert.match(message, /stored sign-in for https:\/\/127\.0\.0\.1:\d+ was revoked or has expired .*invalid_grant.*Fix: run dbx-gateway login prod/);
+    } finally {
+      await gw.stop();
+    }
+  });
+});

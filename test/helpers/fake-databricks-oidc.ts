@@ -1,0 +1,105 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type FakeUpstream, startFakeUpstream } from './fake-upstream.js';
+
+export interface AuthorizeCall {
+  params: Record<string, string>;
+}
+
+export interface TokenCall {
+  form: Record<string, string>;
+  status: number;
+}
+
+export interface FakeDatabricksOidc {
+  upstream: FakeUpstream;
+  authorizeCalls: AuthorizeCall[];
+  tokenCalls: TokenCall[];
+  /** Refresh tokens the server would accept right now. */
+  liveRefreshTokens: Set<string>;
+  /** Revoke every refresh token (as an admin or an expiry would). */
+  revokeAll(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A fake Databricks workspace with its OAuth U2M endpoints over HTTPS (test CA): discovery, an
+ * authorize endpoint that "signs the user in" at once and redirects to redirect_uri with a code,
+ * and a token endpoint that checks PKCE (S256 of the verifier must equal the challenge), the
+ * redirect_uri and client_id, and rotates refresh tokens. Other paths echo the Authorization.
+ */
+export async function startFakeDatabricksOidc(): Promise<FakeDatabricksOidc> {
+  const authorizeCalls: AuthorizeCall[] = [];
+  const tokenCalls: TokenCall[] = [];
+  const codes = new Map<string, { challenge: string; redirectUri: string; clientId: string }>();
+  const liveRefreshTokens = new Set<string>();
+  let issued = 0;
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const origin = `https://${req.headers.host}`;
+    const url = new URL(req.url ?? '/', origin);
+    let body = '';
+    req.on('data', (c: Buffer) => {
+      body += c;
+    });
+    req.on('end', () => {
+      const json = (status: number, value: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(value));
+      };
+      if (url.pathname === '/oidc/.well-known/oauth-authorization-server') {
+        return json(200, { authorization_endpoint: `${origin}/oidc/v1/authorize`, token_endpoint: `${origin}/oidc/v1/token`, issuer: `${origin}/oidc` });
+      }
+      if (url.pathname === '/oidc/v1/authorize') {
+        const params = Object.fromEntries(url.searchParams);
+        authorizeCalls.push({ params });
+        const code = randomBytes(12).toString('hex');
+        codes.set(code, { challenge: params.code_challenge ?? '', redirectUri: params.redirect_uri ?? '', clientId: params.client_id ?? '' });
+        const back = new URL(params.redirect_uri ?? 'http://invalid');
+        back.searchParams.set('code', code);
+        back.searchParams.set('state', params.state ?? '');
+        res.writeHead(302, { location: back.href });
+        return res.end();
+      }
+      if (url.pathname === '/oidc/v1/token' && req.method === 'POST') {
+        const form = Object.fromEntries(new URLSearchParams(body));
+        const reply = (status: number, value: unknown) => {
+          tokenCalls.push({ form, status });
+          json(status, value);
+        };
+        const issue = () => {
+          issued++;
+          const refresh = `refresh-${issued}-${randomBytes(8).toString('hex')}`;
+          liveRefreshTokens.add(refresh);
+          return { access_token: `u2m-access-${issued}`, refresh_token: refresh, token_type: 'Bearer', expires_in: 3600 };
+        };
+        if (form.grant_type === 'authorization_code') {
+          const grant = codes.get(form.code ?? '');
+          codes.delete(form.code ?? '');
+          const pkce = createHash('sha256').update(form.code_verifier ?? '').digest('base64url');
+          if (!grant || grant.challenge !== pkce || grant.redirectUri !== form.redirect_uri || grant.clientId !== form.client_id) {
+            return reply(400, { error: 'invalid_grant', error_description: 'PKCE verification failed or the code is unknown' });
+          }
+          return reply(200, issue());
+        }
+        if (form.grant_type === 'refresh_token') {
+          if (!liveRefreshTokens.delete(form.refresh_token ?? '') || form.client_id !== 'databricks-cli') {
+            return reply(400, { error: 'invalid_grant', error_description: 'Refresh token is invalid' });
+          }
+          return reply(200, issue());
+        }
+        return reply(400, { error: 'unsupported_grant_type' });
+      }
+      json(200, { auth: req.headers.authorization ?? null });
+    });
+  };
+  const upstream = await startFakeUpstream(handler);
+  return {
+    upstream,
+    authorizeCalls,
+    tokenCalls,
+    liveRefreshTokens,
+    revokeAll: () => liveRefreshTokens.clear(),
+    close: () => upstream.close(),
+  };
+}
