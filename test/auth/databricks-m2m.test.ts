@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { type FakeDatabricksOidc, startFakeDatabricksOidc } from '../helpers/fake-databricks-oidc.js';
+import type { FakeUpstream } from '../helpers/fake-upstream.js';
 import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
@@ -9,52 +9,15 @@ import { testPki } from '../helpers/tls.js';
 const CLIENT_ID = 'sp-app-0001';
 const SECRET = 'dose0123456789abcdef0123456789abcdef';
 
-interface TokenCall {
-  path: string;
-  authorization: string | undefined;
-  form: Record<string, string>;
-}
-
-/**
- * A fake Databricks host with its OIDC endpoints: discovery at
- * /oidc/.well-known/oauth-authorization-server, the workspace token endpoint /oidc/v1/token and
- * the account one /oidc/accounts/{id}/v1/token. Other paths echo the Authorization they got.
- */
-function databricksHost(calls: TokenCall[], discovery: (origin: string) => Record<string, string>) {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    const origin = `https://${req.headers.host}`;
-    const url = new URL(req.url ?? '/', origin);
-    let body = '';
-    req.on('data', (c: Buffer) => {
-      body += c;
-    });
-    req.on('end', () => {
-      res.setHeader('content-type', 'application/json');
-      if (url.pathname === '/oidc/.well-known/oauth-authorization-server') {
-        return res.end(JSON.stringify(discovery(origin)));
-      }
-      if (url.pathname === '/oidc/v1/token' || /^\/oidc\/accounts\/[^/]+\/v1\/token$/.test(url.pathname)) {
-        calls.push({ path: url.pathname, authorization: req.headers.authorization, form: Object.fromEntries(new URLSearchParams(body)) });
-        if (req.headers.authorization !== `Basic ${Buffer.from(`${CLIENT_ID}:${SECRET}`).toString('base64')}`) {
-          res.statusCode = 401;
-          return res.end(JSON.stringify({ error: 'invalid_client', error_description: 'Client authentication failed' }));
-        }
-        return res.end(JSON.stringify({ access_token: `m2m-${calls.length}-${url.pathname.includes('/accounts/') ? 'account' : 'workspace'}`, token_type: 'Bearer', expires_in: 3600, scope: 'all-apis' }));
-      }
-      res.end(JSON.stringify({ auth: req.headers.authorization ?? null }));
-    });
-  };
-}
-
 describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
-  const calls: TokenCall[] = [];
+  let oidc: FakeDatabricksOidc;
   let upstream: FakeUpstream;
   let gw: TestGateway;
+  const calls = () => oidc.tokenCalls;
 
   before(async () => {
-    upstream = await startFakeUpstream(
-      databricksHost(calls, (origin) => ({ token_endpoint: `${origin}/oidc/v1/token`, authorization_endpoint: `${origin}/oidc/v1/authorize` })),
-    );
+    oidc = await startFakeDatabricksOidc({ m2mClients: { [CLIENT_ID]: SECRET } });
+    upstream = oidc.upstream;
     const accountsHost = upstream.url.origin.replace('127.0.0.1', 'localhost');
     gw = await startTestGateway({
       flags: { workspace: [`ws=${upstream.url.origin}`, `ws2=${upstream.url.origin.replace('127.0.0.1', 'localhost')}`], account: [`acct=acc-0001@${accountsHost}`] },
@@ -78,9 +41,10 @@ describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
     assert.ok(results.every((r) => r.status === 200));
     const auth = results[0]?.json<{ auth: string }>().auth;
     assert.match(auth ?? '', /^Bearer m2m-\d+-workspace$/);
-    const workspaceCalls = calls.filter((c) => c.path === '/oidc/v1/token');
+    const workspaceCalls = calls().filter((c) => c.path === '/oidc/v1/token');
     assert.ok(workspaceCalls.length >= 1);
     assert.deepEqual(workspaceCalls[0]?.form, { grant_type: 'client_credentials', scope: 'all-apis' });
+    assert.equal(workspaceCalls[0]?.authorization, `Basic ${Buffer.from(`${CLIENT_ID}:${SECRET}`).toString('base64')}`);
     assert.ok(upstream.seen.some((s) => s.url === '/oidc/.well-known/oauth-authorization-server'));
   });
 
@@ -88,7 +52,7 @@ describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
     const res = await request(`${gw.url}/acct/acct/api/2.0/accounts/acc-0001/workspaces`);
     assert.equal(res.status, 200, res.text);
     assert.match(res.json<{ auth: string }>().auth, /^Bearer m2m-\d+-account$/);
-    assert.ok(calls.some((c) => c.path === '/oidc/accounts/acc-0001/v1/token'));
+    assert.ok(calls().some((c) => c.path === '/oidc/accounts/acc-0001/v1/token'));
   });
 
   it('keeps hosts apart: one fetch per host, each token only for its host', async () => {
@@ -96,14 +60,14 @@ describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
     const b = (await request(`${gw.url}/ws/ws2/api/2.0/clusters/list`)).json<{ auth: string }>().auth;
     assert.notEqual(a, b);
     // /readyz, 20 concurrent requests and these two: still one fetch per host.
-    assert.equal(calls.filter((c) => c.path === '/oidc/v1/token').length, 2);
+    assert.equal(calls().filter((c) => c.path === '/oidc/v1/token').length, 2);
   });
 });
 
 describe('databricks-m2m failures', () => {
   it('answers 503 with the OAuth error and never the secret when the secret is wrong', async () => {
-    const calls: TokenCall[] = [];
-    const upstream = await startFakeUpstream(databricksHost(calls, (o) => ({ token_endpoint: `${o}/oidc/v1/token` })));
+    const oidc = await startFakeDatabricksOidc({ m2mClients: { [CLIENT_ID]: SECRET } });
+    const upstream = oidc.upstream;
     const wrong = 'dose9999999999999999999999999999999999';
     const gw = await startTestGateway({
       flags: { workspace: [`ws=${upstream.url.origin}`], credential: 'databricks-m2m' },
@@ -122,8 +86,8 @@ describe('databricks-m2m failures', () => {
   });
 
   it('refuses to send the secret to a token endpoint on another host', async () => {
-    const calls: TokenCall[] = [];
-    const upstream = await startFakeUpstream(databricksHost(calls, () => ({ token_endpoint: 'https://evil.example/oidc/v1/token' })));
+    const oidc = await startFakeDatabricksOidc({ m2mClients: { [CLIENT_ID]: SECRET }, discovery: () => ({ token_endpoint: 'https://evil.example/oidc/v1/token' }) });
+    const upstream = oidc.upstream;
     const gw = await startTestGateway({
       flags: { workspace: [`ws=${upstream.url.origin}`], credential: 'databricks-m2m' },
       env: { DATABRICKS_CLIENT_ID: CLIENT_ID, DATABRICKS_CLIENT_SECRET: SECRET },
@@ -133,7 +97,7 @@ describe('databricks-m2m failures', () => {
       const res = await request(`${gw.url}/ws/ws/api/2.0/clusters/list`);
       assert.equal(res.status, 503);
       assert.match(res.json<{ message: string }>().message, /token endpoint on another host \(https:\/\/evil\.example\); refusing/);
-      assert.equal(calls.length, 0);
+      assert.equal(oidc.tokenCalls.length, 0);
     } finally {
       await gw.shutdown(100);
       await upstream.close();

@@ -7,8 +7,17 @@ export interface AuthorizeCall {
 }
 
 export interface TokenCall {
+  path: string;
+  authorization: string | undefined;
   form: Record<string, string>;
   status: number;
+}
+
+export interface FakeDatabricksOidcOptions {
+  /** Service principals for client credentials (M2M): client id -> secret, sent in HTTP Basic. */
+  m2mClients?: Record<string, string>;
+  /** Replace the discovery document (e.g. to name a token endpoint on another host). */
+  discovery?: (origin: string) => Record<string, string>;
 }
 
 export interface FakeDatabricksOidc {
@@ -23,12 +32,14 @@ export interface FakeDatabricksOidc {
 }
 
 /**
- * A fake Databricks workspace with its OAuth U2M endpoints over HTTPS (test CA): discovery, an
- * authorize endpoint that "signs the user in" at once and redirects to redirect_uri with a code,
- * and a token endpoint that checks PKCE (S256 of the verifier must equal the challenge), the
- * redirect_uri and client_id, and rotates refresh tokens. Other paths echo the Authorization.
+ * A fake Databricks host with its OAuth endpoints over HTTPS (test CA): discovery at
+ * /oidc/.well-known/oauth-authorization-server; an authorize endpoint that "signs the user in" at
+ * once and redirects to redirect_uri with a code; the workspace token endpoint /oidc/v1/token and
+ * the account one /oidc/accounts/{id}/v1/token. The token endpoint checks PKCE (S256 of the
+ * verifier must equal the challenge), redirect_uri and client_id, rotates refresh tokens, and
+ * checks client credentials in HTTP Basic. Other paths echo the Authorization they got.
  */
-export async function startFakeDatabricksOidc(): Promise<FakeDatabricksOidc> {
+export async function startFakeDatabricksOidc(options: FakeDatabricksOidcOptions = {}): Promise<FakeDatabricksOidc> {
   const authorizeCalls: AuthorizeCall[] = [];
   const tokenCalls: TokenCall[] = [];
   const codes = new Map<string, { challenge: string; redirectUri: string; clientId: string }>();
@@ -48,6 +59,7 @@ export async function startFakeDatabricksOidc(): Promise<FakeDatabricksOidc> {
         res.end(JSON.stringify(value));
       };
       if (url.pathname === '/oidc/.well-known/oauth-authorization-server') {
+        if (options.discovery) return json(200, options.discovery(origin));
         return json(200, { authorization_endpoint: `${origin}/oidc/v1/authorize`, token_endpoint: `${origin}/oidc/v1/token`, issuer: `${origin}/oidc` });
       }
       if (url.pathname === '/oidc/v1/authorize') {
@@ -61,12 +73,21 @@ export async function startFakeDatabricksOidc(): Promise<FakeDatabricksOidc> {
         res.writeHead(302, { location: back.href });
         return res.end();
       }
-      if (url.pathname === '/oidc/v1/token' && req.method === 'POST') {
+      const account = /^\/oidc\/accounts\/[^/]+\/v1\/token$/.test(url.pathname);
+      if ((url.pathname === '/oidc/v1/token' || account) && req.method === 'POST') {
         const form = Object.fromEntries(new URLSearchParams(body));
         const reply = (status: number, value: unknown) => {
-          tokenCalls.push({ form, status });
+          tokenCalls.push({ path: url.pathname, authorization: req.headers.authorization, form, status });
           json(status, value);
         };
+        if (form.grant_type === 'client_credentials') {
+          const [id, secret] = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString().split(':');
+          if (!id || options.m2mClients?.[decodeURIComponent(id)] !== decodeURIComponent(secret ?? '')) {
+            return reply(401, { error: 'invalid_client', error_description: 'Client authentication failed' });
+          }
+          issued++;
+          return reply(200, { access_token: `m2m-${issued}-${account ? 'account' : 'workspace'}`, token_type: 'Bearer', expires_in: 3600, scope: form.scope });
+        }
         const issue = () => {
           issued++;
           const refresh = `refresh-${issued}-${randomBytes(8).toString('hex')}`;
