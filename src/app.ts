@@ -11,9 +11,8 @@ import { recordOf } from './observability/request-record.js';
 import { requestLog } from './observability/request-log.js';
 import type { Forwarder } from './proxy/forward.js';
 import { prefixResolver, type Resolver, type RouteTable } from './routing/route-table.js';
-import { createHostGuard } from './security/host-guard.js';
-import { assertSafeTarget } from './security/path-check.js';
-import { assertAllowedByPolicy } from './security/route-policy.js';
+import type { Admission } from './security/admission.js';
+import { corsHeaders, preflightHeaders } from './security/browser-guard.js';
 
 export interface AppDeps {
   routes: RouteTable;
@@ -21,7 +20,7 @@ export interface AppDeps {
   forwarder: Forwarder;
   metrics: GatewayMetrics;
   logger: Logger;
-  allowedHosts: readonly string[];
+  admission: Admission;
   isDraining: () => boolean;
   /**
    * A per-route port: every path goes to this resolver's route with no prefix, and there are no
@@ -37,12 +36,23 @@ type Env = { Bindings: HttpBindings };
 /** The Hono app: guards, local endpoints, and the proxy catch-all for /ws/NAME and /acct/NAME. */
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
-  const hostGuard = createHostGuard(deps.allowedHosts);
+  const { admission } = deps;
 
   app.use(requestLog(deps.logger, deps.metrics));
-  app.use(async function guardHost(c, next) {
-    hostGuard(c.env.incoming.headers.host);
+  app.use(async function guardClient(c, next) {
+    const { incoming } = c.env;
+    const { corsOrigin } = admission.checkClient(incoming);
+    if (corsOrigin === undefined) return next();
+    const record = recordOf(incoming);
+    if (record) record.corsOrigin = corsOrigin;
+    // A CORS preflight from an allowed origin is answered here: it carries no key and is never forwarded.
+    if (incoming.method === 'OPTIONS' && incoming.headers['access-control-request-method'] !== undefined) {
+      return c.body(null, 204, preflightHeaders(corsOrigin, incoming.headers));
+    }
     await next();
+    if (c.res !== RESPONSE_ALREADY_SENT) {
+      for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
+    }
   });
   const resolve = deps.fixedResolver ?? prefixResolver(deps.routes);
   if (!deps.fixedResolver) {
@@ -52,18 +62,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const proxy = async (c: { env: HttpBindings }) => {
     const { incoming, outgoing } = c.env;
-    // The raw request target, not Hono's parsed URL: the upstream gets the path byte-for-byte.
-    const rawUrl = incoming.url ?? '/';
-    assertSafeTarget(rawUrl);
-    const { route, upstreamPath, prefix } = resolve(rawUrl);
-    // The raw Node method: Hono sees HEAD as GET (see dispatchHeadAsGet).
-    assertAllowedByPolicy(route.config, incoming.method ?? 'GET');
-    const record = recordOf(incoming);
-    if (record) {
-      record.route = route.name;
-      record.path = upstreamPath.split('?', 1)[0];
-    }
-    await deps.forwarder.web(incoming, outgoing, route, upstreamPath, prefix, record ?? { startNs: 0n, bytesIn: 0, bytesOut: 0 });
+    const record = recordOf(incoming) ?? { startNs: 0n, bytesIn: 0, bytesOut: 0 };
+    const { route, upstreamPath, prefix } = admission.admitProxy(incoming, resolve, (name) => {
+      record.key = name;
+    });
+    record.route = route.name;
+    record.path = upstreamPath.split('?', 1)[0];
+    await deps.forwarder.web(incoming, outgoing, route, upstreamPath, prefix, record);
     return RESPONSE_ALREADY_SENT;
   };
   if (deps.fixedResolver) {

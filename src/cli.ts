@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CREDENTIAL_TYPES } from './auth/credentials/index.js';
-import { ConfigError, loadConfig, type CliFlags } from './config/load.js';
+import { resolve as resolvePath } from 'node:path';
+import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type CliFlags } from './config/load.js';
+import { addInboundKey } from './keys.js';
+import { isLoopbackHost } from './security/loopback.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
 import { createGatewayCore } from './gateway.js';
@@ -14,10 +17,13 @@ const USAGE = `Usage:
   dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
               [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
               [--credential TYPE] [--no-profiles] [--demo] [--metadata-service]
+              [--socket PATH] [--allow-unauthenticated-network]
   dbx-gateway token NAME [--output json|env]
                               print {"access_token","token_type","expires_on"} for route NAME,
                               or export lines for a shell (eval "$(dbx-gateway token NAME -o env)")
   dbx-gateway login NAME      Databricks OAuth U2M (PKCE) sign-in for route NAME [--no-browser]
+  dbx-gateway keys add NAME [--config FILE]
+                              print a new inbound key once; store only its hash in the config
   dbx-gateway doctor          check each route's credential: which one, why, and a token
   dbx-gateway --help | --version
 
@@ -42,6 +48,8 @@ const OPTIONS = {
   'metadata-service': { type: 'boolean' },
   output: { type: 'string', short: 'o' },
   'no-browser': { type: 'boolean' },
+  'allow-unauthenticated-network': { type: 'boolean' },
+  socket: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -74,6 +82,8 @@ export async function main(argv: string[]): Promise<number> {
     ...(values.demo ? { demo: true } : {}),
     ...(values['no-profiles'] ? { noProfiles: true } : {}),
     ...(values['metadata-service'] ? { metadataService: true } : {}),
+    ...(values['allow-unauthenticated-network'] ? { allowUnauthenticatedNetwork: true } : {}),
+    ...(values.socket !== undefined ? { socket: values.socket } : {}),
   };
   const [command = 'serve', ...rest] = positionals;
   switch (command) {
@@ -85,6 +95,8 @@ export async function main(argv: string[]): Promise<number> {
       return doctor(flags);
     case 'login':
       return runLogin(flags, rest[0], !values['no-browser']);
+    case 'keys':
+      return keysCommand(flags, rest);
     default:
       process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
       return 2;
@@ -158,13 +170,24 @@ async function serve(flags: CliFlags): Promise<number> {
   }
   if (config.metadataService) printMetadataServiceSetup(gateway, config.metadataService.secret);
   for (const warning of gateway.warnings) logger.warn(warning);
+  if (config.allowUnauthenticatedNetwork && !config.socket && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
+    logger.warn(
+      `listening on ${config.listen.host} without inbound keys (--allow-unauthenticated-network): anyone who can reach this port acts as the gateway's Databricks identities`,
+    );
+  }
   if (config.demo) {
+    const curl = config.socket ? `curl --unix-socket ${config.socket} http://localhost` : `curl ${gateway.url}`;
     logger.info(
-      `demo mode: no workspace is configured, so the built-in demo workspace serves ${gateway.url}/ws/demo - try: curl ${gateway.url}/ws/demo/api/2.0/clusters/list`,
+      `demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`,
     );
   }
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
 
+  // A crash must not print a token: log the scrubbed error, then exit.
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err: { name: err.name, message: scrubSecrets(err.message), stack: scrubSecrets(err.stack ?? '') } }, 'crashed');
+    process.exit(1);
+  });
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
@@ -253,6 +276,28 @@ async function doctor(flags: CliFlags): Promise<number> {
     return failed === 0 ? 0 : 1;
   } finally {
     await core.close();
+  }
+}
+
+/** `keys add NAME`: the key alone on stdout (once), where it went on stderr. */
+async function keysCommand(flags: CliFlags, args: string[]): Promise<number> {
+  const [sub, name] = args;
+  if (sub !== 'add' || !name) {
+    process.stderr.write('dbx-gateway: usage: dbx-gateway keys add NAME [--config FILE]\n');
+    return 2;
+  }
+  const file = resolvePath(flags.config ?? process.env.DBX_GATEWAY_CONFIG ?? DEFAULT_CONFIG_FILE);
+  try {
+    const key = addInboundKey(file, name);
+    process.stdout.write(`${key}\n`);
+    process.stderr.write(
+      `Added inboundKeys.${name} (its SHA-256 only) to ${file}. This is the only time the key is shown: hand it to ${name}.\n` +
+        'Clients send it as Authorization: Bearer <key> or X-Dbx-Gateway-Key: <key>. Restart the gateway to load it.\n',
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    return 2;
   }
 }
 

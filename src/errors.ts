@@ -6,8 +6,11 @@ export const GATEWAY_ERROR_STATUS = {
   GATEWAY_UNAUTHENTICATED: 401,
   GATEWAY_FORBIDDEN: 403,
   GATEWAY_ROUTE_NOT_FOUND: 404,
+  GATEWAY_HEADERS_TOO_LARGE: 431,
+  GATEWAY_RATE_LIMITED: 429,
   GATEWAY_UPSTREAM_UNREACHABLE: 502,
   GATEWAY_TOKEN_UNAVAILABLE: 503,
+  GATEWAY_OVERLOADED: 503,
   GATEWAY_UPSTREAM_TIMEOUT: 504,
 } as const;
 
@@ -99,6 +102,16 @@ export function writeGatewayError(res: ServerResponse, err: GatewayError): void 
     [GATEWAY_ERROR_HEADER]: '1',
   });
   res.end(body);
+}
+
+/** The error as a whole HTTP/1.1 response, for sockets outside the HTTP server's hands. */
+export function rawGatewayError(err: GatewayError): string {
+  const body = JSON.stringify(err);
+  const extra = Object.entries(err.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return (
+    `HTTP/1.1 ${err.status} ${err.code}\r\ncontent-type: application/json\r\n${GATEWAY_ERROR_HEADER}: 1\r\n${extra}` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  );
 }
 
 /** The same error as a fetch Response, for the Hono side of the app. */

@@ -1,21 +1,20 @@
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import type { IncomingMessage, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp } from './app.js';
 import type { GatewayConfig } from './config/types.js';
-import { GatewayError, toGatewayError } from './errors.js';
+import { GatewayError, rawGatewayError, toGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
-import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
 import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
-import { createHostGuard } from './security/host-guard.js';
-import { assertSafeTarget } from './security/path-check.js';
-import { assertAllowedByPolicy } from './security/route-policy.js';
+import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
+import { type Admission, createAdmission } from './security/admission.js';
 
 export interface RunningGateway extends GatewayCore {
   server: Server;
-  /** http://host:port of the main listener. */
+  /** http://host:port of the main listener, or unix:PATH with --socket. */
   url: string;
   port: number;
   /** Per-route ports actually bound (route name -> port), for routes with `port`. */
@@ -31,10 +30,12 @@ export interface StartOptions extends CoreOptions {
 export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<RunningGateway> {
   const core = await createGatewayCore(config, options);
   const forwarder = new Forwarder(core.tokens);
+  const admission = createAdmission(config);
   let draining = false;
   // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
   const tunnels = new Set<Duplex>();
   const routePorts = new Map<string, number>();
+  const connections = { open: 0 };
   const deps = {
     ...(config.metadataService
       ? {
@@ -51,16 +52,26 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     forwarder,
     metrics: core.metrics,
     logger: options.logger,
-    allowedHosts: config.allowedHosts,
+    admission,
     isDraining: () => draining,
   };
   const makeServer = (resolve: Resolver, fixed: boolean): Server => {
     const app = createApp({ ...deps, ...(fixed ? { fixedResolver: resolve } : {}) });
     // autoCleanupIncoming off: the proxy owns request bodies and streams them upstream itself.
-    const server = createAdaptorServer({ fetch: dispatchHeadAsGet(app.fetch), autoCleanupIncoming: false }) as Server;
+    const server = createAdaptorServer({
+      fetch: dispatchHeadAsGet(app.fetch),
+      autoCleanupIncoming: false,
+      serverOptions: { maxHeaderSize: config.limits.maxHeaderBytes },
+    }) as Server;
     // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
     server.requestTimeout = 0;
-    server.on('upgrade', upgradeHandler(resolve, forwarder, config.allowedHosts, options.logger, tunnels));
+    // A client socket with no bytes either way for idleMs is closed. A client waiting for the
+    // upstream's answer is quiet for up to connect + headers time: those timeouts answer first.
+    const { idleMs, connectMs, headersMs } = config.timeouts;
+    server.timeout = Math.max(idleMs, connectMs + headersMs + 1000);
+    limitConnections(server, config.limits.maxConnections, connections);
+    server.on('clientError', answerClientError);
+    server.on('upgrade', upgradeHandler(resolve, forwarder, admission, options.logger, tunnels));
     return server;
   };
 
@@ -69,7 +80,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const server = makeServer(prefixResolver(core.routes), false);
   try {
     servers.push(server);
-    await listen(server, config.listen.port, config.listen.host);
+    if (config.socket) await listenOnSocket(server, config.socket);
+    else await listen(server, config.listen.port, config.listen.host);
     // Per-route ports: the same route with no prefix, for tools that take only host:port.
     for (const route of core.routes.routes) {
       if (route.config.port === undefined) continue;
@@ -83,15 +95,15 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     await core.close();
     throw err;
   }
-  const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const port = config.socket ? 0 : (server.address() as AddressInfo).port;
 
   return {
     ...core,
     server,
     port,
     routePorts,
-    url: `http://${host}:${port}`,
+    url: config.socket ? `unix:${config.socket}` : `http://${host}:${port}`,
     async shutdown(drainMs = config.timeouts.drainMs) {
       draining = true;
       const closed = closeAll();
@@ -108,13 +120,76 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   };
 }
 
-function listen(server: Server, port: number, host: string): Promise<void> {
+/**
+ * The main listener on a unix socket, mode 0600 from its creation (umask), so only this user can
+ * connect. A stale socket file from a crashed run is replaced; a live one is an error.
+ */
+async function listenOnSocket(server: Server, path: string): Promise<void> {
+  if (existsSync(path)) {
+    if (await socketAnswers(path)) throw Object.assign(new Error(`${path} is in use by another process`), { code: 'EADDRINUSE' });
+    unlinkSync(path);
+  }
+  const previous = process.umask(0o177);
+  try {
+    await listen(server, path);
+  } finally {
+    process.umask(previous);
+  }
+  chmodSync(path, 0o600);
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * More than `max` open client connections: the new one gets 503 GATEWAY_OVERLOADED and is closed,
+ * instead of silently queueing (a clear answer beats a hang).
+ */
+function limitConnections(server: Server, max: number, connections: { open: number }): void {
+  server.on('connection', (socket: Socket) => {
+    connections.open++;
+    socket.once('close', () => connections.open--);
+    if (connections.open > max) {
+      const answer = rawGatewayError(new GatewayError('GATEWAY_OVERLOADED', `more than ${max} open connections (limits.maxConnections); retry later`));
+      socket.write(answer, () => socket.destroy());
+    }
+  });
+}
+
+/**
+ * Requests Node's parser refuses never reach the app: oversized heads (431), and smuggling shapes
+ * such as Content-Length with Transfer-Encoding, conflicting lengths or obs-fold (400). They get a
+ * gateway error body instead of Node's bare reply, and nothing is forwarded.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const gatewayError = tooLarge
+    ? new GatewayError('GATEWAY_HEADERS_TOO_LARGE', 'the request head is larger than limits.maxHeaderBytes; send fewer or smaller headers (large cookies?)')
+    : new GatewayError('GATEWAY_BAD_REQUEST', `malformed HTTP request refused (${err.code ?? 'parse error'}); nothing was forwarded`);
+  socket.end(rawGatewayError(gatewayError));
+}
+
+function listen(server: Server, port: number | string, host?: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    const done = () => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    if (typeof port === 'string') server.listen(port, done);
+    else server.listen(port, host, done);
   });
 }
 
@@ -131,37 +206,30 @@ function dispatchHeadAsGet<E>(fetch: (request: Request, env: E) => Response | Pr
     request.method === 'HEAD' ? fetch(new Request(request.url, { method: 'GET', headers: request.headers }), env) : fetch(request, env);
 }
 
-/** WebSocket upgrades: same host guard, route resolution and token as plain requests. */
-function upgradeHandler(
-  resolve: Resolver,
-  forwarder: Forwarder,
-  allowedHosts: readonly string[],
-  logger: Logger,
-  tunnels: Set<Duplex>,
-) {
-  const hostGuard = createHostGuard(allowedHosts);
+/** WebSocket upgrades: the same admission checks and token as plain requests. */
+function upgradeHandler(resolve: Resolver, forwarder: Forwarder, admission: Admission, logger: Logger, tunnels: Set<Duplex>) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
     socket.on('error', () => socket.destroy());
     let routeName = '-';
+    let keyName: string | undefined;
     const fail = (err: unknown) => {
       const gatewayError = err instanceof GatewayError ? err : toGatewayError(err, 'upstream');
-      logger.info({ method: req.method, route: routeName, upgrade: true, status: gatewayError.status, error: gatewayError.code }, 'request');
-      const body = JSON.stringify(gatewayError);
-      socket.end(
-        `HTTP/1.1 ${gatewayError.status} ${gatewayError.code}\r\ncontent-type: application/json\r\nx-dbx-gateway-error: 1\r\n` +
-          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      logger.info(
+        { method: req.method, route: routeName, ...(keyName ? { key: keyName } : {}), upgrade: true, status: gatewayError.status, error: gatewayError.code },
+        'request',
       );
+      socket.end(rawGatewayError(gatewayError));
     };
     try {
-      hostGuard(req.headers.host);
-      assertSafeTarget(req.url ?? '/');
-      const { route, upstreamPath } = resolve(req.url ?? '/');
+      admission.checkClient(req);
+      const { route, upstreamPath } = admission.admitProxy(req, resolve, (name) => {
+        keyName = name;
+      });
       routeName = route.name;
-      assertAllowedByPolicy(route.config, req.method ?? 'GET');
       forwarder.ws(req, socket, head, route, upstreamPath).then(
-        () => logger.info({ method: req.method, route: routeName, upgrade: true, forwarded: true }, 'request'),
+        () => logger.info({ method: req.method, route: routeName, ...(keyName ? { key: keyName } : {}), upgrade: true, forwarded: true }, 'request'),
         fail,
       );
     } catch (err) {

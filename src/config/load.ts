@@ -9,7 +9,9 @@ import { isLoopbackHost } from '../security/loopback.js';
 import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
 import {
   type CredentialSpec,
+  DEFAULT_LIMITS,
   DEFAULT_LISTEN,
+  type InboundKey,
   DEFAULT_TIMEOUTS,
   type GatewayConfig,
   type RouteConfig,
@@ -29,6 +31,10 @@ export interface CliFlags {
   demo?: boolean;
   /** Serve the Databricks SDK metadata service at /metadata/SECRET. */
   metadataService?: boolean;
+  /** Listen beyond loopback without inbound keys (logged as a warning). */
+  allowUnauthenticatedNetwork?: boolean;
+  /** Serve the main listener on this unix socket (mode 0600) instead of TCP. */
+  socket?: string;
   /** Skip ~/.databrickscfg profiles (routes that name a profile still read it). */
   noProfiles?: boolean;
 }
@@ -100,13 +106,29 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const portText = flags.port ?? env.DBX_GATEWAY_PORT;
   const port = portText === undefined ? (file.listen?.port ?? DEFAULT_LISTEN.port) : parsePort(portText, problems);
 
+  const inboundKeys = parseInboundKeys(file.inboundKeys ?? {}, [...routes.keys()], problems);
+  const allowedOrigins = parseOrigins(file.allowedOrigins ?? [], problems);
+  const allowUnauthenticatedNetwork = flags.allowUnauthenticatedNetwork === true;
+  const socket = flags.socket ?? env.DBX_GATEWAY_SOCKET;
+  if (socket === undefined && !isLoopbackHost(host) && inboundKeys.length === 0 && !allowUnauthenticatedNetwork) {
+    problems.push(
+      `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ` +
+        'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone',
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(problems, configFile);
 
   const demo = flags.demo === true || routes.size === 0;
   return {
     listen: { host, port },
+    ...(socket !== undefined ? { socket: resolve(cwd, socket) } : {}),
     routes: [...routes.values()],
     allowedHosts: file.allowedHosts ?? [],
+    allowedOrigins,
+    inboundKeys,
+    limits: { ...DEFAULT_LIMITS, ...file.limits },
+    allowUnauthenticatedNetwork,
     timeouts: { ...DEFAULT_TIMEOUTS, ...file.timeouts },
     demo,
     ...(configFile ? { configFile } : {}),
@@ -114,6 +136,40 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     ...metadataServiceConfig(flags, file, env),
     warnings,
   };
+}
+
+const KEY_HASH = /^sha256:([0-9a-f]{64})$/;
+
+/** Inbound keys as stored: only `sha256:<hex>` hashes, optionally limited to some routes. */
+function parseInboundKeys(raw: Record<string, string | { hash: string; routes?: string[] | undefined }>, routeNames: string[], problems: string[]): InboundKey[] {
+  const keys: InboundKey[] = [];
+  for (const [name, value] of Object.entries(raw)) {
+    const spec = typeof value === 'string' ? { hash: value } : value;
+    const m = KEY_HASH.exec(spec.hash.trim().toLowerCase());
+    if (!m) {
+      problems.push(`inboundKeys.${name}: expected "sha256:" and 64 hex digits (the key itself is never stored); create keys with dbx-gateway keys add ${name}`);
+      continue;
+    }
+    for (const r of spec.routes ?? []) {
+      if (!routeNames.includes(r)) problems.push(`inboundKeys.${name}.routes: no route named ${r}; routes: ${routeNames.join(', ') || 'none'}`);
+    }
+    keys.push({ name, sha256: Buffer.from(m[1]!, 'hex'), ...(spec.routes ? { routes: spec.routes } : {}) });
+  }
+  return keys;
+}
+
+/** Browser origins as the Origin header carries them: scheme://host[:port], nothing else. */
+function parseOrigins(raw: string[], problems: string[]): string[] {
+  return raw.flatMap((text, i) => {
+    try {
+      const url = new URL(text);
+      if (url.origin === 'null' || url.pathname !== '/' || url.search || url.username) throw new Error('not an origin');
+      return [url.origin];
+    } catch {
+      problems.push(`allowedOrigins[${i}]: "${text}" is not an origin; write scheme://host[:port], e.g. http://localhost:3000`);
+      return [];
+    }
+  });
 }
 
 /**
@@ -254,10 +310,27 @@ function buildFileRoute(
     credential:
       route.credential !== undefined ? toCredentialSpec(route.credential, `${field}.credential`, problems) : defaultCredential,
     readOnly: route.readOnly ?? false,
+    ...policySettings(route, `routes.${name}`, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...(route.azureResourceId !== undefined ? { azureResourceId: route.azureResourceId } : {}),
     source,
+  };
+}
+
+/** allowMethods (upper-cased), denyPaths (each must compile), allowTokenCreation. */
+function policySettings(route: FileRoute, field: string, problems: string[]): Pick<RouteConfig, 'allowMethods' | 'denyPaths' | 'allowTokenCreation'> {
+  for (const [i, pattern] of (route.denyPaths ?? []).entries()) {
+    try {
+      new RegExp(pattern);
+    } catch (err) {
+      problems.push(`${field}.denyPaths[${i}]: not a regular expression (${(err as Error).message})`);
+    }
+  }
+  return {
+    ...(route.allowMethods ? { allowMethods: route.allowMethods.map((m) => m.toUpperCase()) } : {}),
+    ...(route.denyPaths ? { denyPaths: route.denyPaths } : {}),
+    ...(route.allowTokenCreation !== undefined ? { allowTokenCreation: route.allowTokenCreation } : {}),
   };
 }
 
@@ -304,6 +377,7 @@ function buildProfileFileRoute(
         ? { ...toCredentialSpec(route.credential, `routes.${name}.credential`, problems), profile }
         : base.route.credential,
     readOnly: route.readOnly ?? false,
+    ...policySettings(route, `routes.${name}`, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...(azureResourceId !== undefined ? { azureResourceId } : {}),

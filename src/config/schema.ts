@@ -27,7 +27,16 @@ export const routeSchema = z.strictObject({
   port: port.optional(),
   caFile: z.string().optional(),
   azureResourceId: z.string().optional(),
+  allowMethods: z.array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method such as GET')).optional(),
+  denyPaths: z.array(z.string()).optional(),
+  allowTokenCreation: z.boolean().optional(),
 });
+
+/** `alice: sha256:<hex>` or `alice: { hash: sha256:<hex>, routes: [dev] }`. */
+export const inboundKeySchema = z.union([
+  z.string(),
+  z.strictObject({ hash: z.string(), routes: z.array(z.string()).optional() }),
+]);
 
 const positiveMs = z.number().int('must be a whole number of milliseconds').positive('must be positive');
 
@@ -37,7 +46,14 @@ export const fileConfigSchema = z.strictObject({
   routes: z.record(z.string(), routeSchema).optional(),
   allowedHosts: z.array(z.string()).optional(),
   allowedOrigins: z.array(z.string()).optional(),
-  inboundKeys: z.record(z.string(), z.string()).optional(),
+  inboundKeys: z.record(z.string(), inboundKeySchema).optional(),
+  limits: z
+    .strictObject({
+      maxHeaderBytes: z.number().int().min(1024, 'must be at least 1024').max(1 << 20, 'must be at most 1048576').optional(),
+      maxConnections: z.number().int().positive('must be positive').optional(),
+      requestsPerMinutePerKey: z.number().int().positive('must be positive').optional(),
+    })
+    .optional(),
   timeouts: z
     .strictObject({
       connectMs: positiveMs.optional(),

@@ -21,6 +21,12 @@ export interface RouteConfig {
   /** Extra CA bundle trusted for this upstream (corporate TLS inspection, tests). */
   caFile?: string;
   azureResourceId?: string;
+  /** Only these methods are forwarded (upper case); absent: all. */
+  allowMethods?: string[];
+  /** Anchored regular expressions over the canonical upstream path; a match gets 403. */
+  denyPaths?: string[];
+  /** Forward calls that mint long-lived credentials (token/create, on-behalf-of tokens). */
+  allowTokenCreation?: boolean;
   /** The ~/.databrickscfg profile the route came from (databricks-cli logs in with it). */
   profile?: string;
   /** Where the route came from, for startup output and doctor. */
@@ -39,10 +45,42 @@ export interface Timeouts {
   drainMs: number;
 }
 
+/** A named inbound key: only the SHA-256 of the key is kept. */
+export interface InboundKey {
+  name: string;
+  sha256: Buffer;
+  /** Routes this key may use; absent: all. */
+  routes?: string[];
+}
+
+export interface Limits {
+  /** Largest request head (request line + headers) accepted; bigger gets 431. */
+  maxHeaderBytes: number;
+  /** Open client connections across listeners; more get 503 and are closed. */
+  maxConnections: number;
+  /** Per inbound key (or per client address without keys); absent: no rate limit. */
+  requestsPerMinutePerKey?: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  // Node's default (16 KiB) is too tight for some SSO cookies; 32 KiB is nginx's large buffer size.
+  maxHeaderBytes: 32 * 1024,
+  // A few thousand idle keep-alive sockets cost a few MiB; far above any team's dev traffic.
+  maxConnections: 4096,
+};
+
 export interface GatewayConfig {
   listen: { host: string; port: number };
+  /** A unix socket (mode 0600) served instead of the TCP main listener. */
+  socket?: string;
   routes: RouteConfig[];
   allowedHosts: string[];
+  /** Browser origins allowed to call the gateway (CORS); none by default. */
+  allowedOrigins: string[];
+  inboundKeys: InboundKey[];
+  limits: Limits;
+  /** Listening beyond loopback without inbound keys was asked for explicitly (warned at startup). */
+  allowUnauthenticatedNetwork: boolean;
   timeouts: Timeouts;
   /** True when nothing was configured and the built-in demo workspace serves /ws/demo. */
   demo: boolean;

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface GatewayMetrics {
   registry: Registry;
-  requests: Counter<'route' | 'method' | 'status'>;
+  requests: Counter<'route' | 'method' | 'status' | 'key'>;
   duration: Histogram<'route'>;
   responseBytes: Counter<'route'>;
   requestBytes: Counter<'route'>;
@@ -22,8 +22,8 @@ export function createMetrics(tokenExpiryByRoute: () => Array<[string, number]>)
     registry,
     requests: new Counter({
       name: `${prefix}requests_total`,
-      help: 'Requests answered, by route, method and status',
-      labelNames: ['route', 'method', 'status'],
+      help: 'Requests answered, by route, method, status and inbound key name ("-" without keys)',
+      labelNames: ['route', 'method', 'status', 'key'],
       registers: [registry],
     }),
     duration: new Histogram({

@@ -22,7 +22,7 @@ export function requestLog(logger: Logger, metrics: GatewayMetrics): MiddlewareH
       const bytes = record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0);
       // The metadata-service URL carries its secret: never log it.
       const path = (record.path ?? (incoming.url ?? '').split('?', 1)[0] ?? '').replace(/^\/metadata\/.*/s, '/metadata/[REDACTED]');
-      metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status) });
+      metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status), key: record.key ?? '-' });
       if (record.route) {
         metrics.duration.observe({ route }, seconds);
         metrics.responseBytes.inc({ route }, record.bytesOut);
@@ -31,6 +31,7 @@ export function requestLog(logger: Logger, metrics: GatewayMetrics): MiddlewareH
       const line = {
         method: incoming.method,
         route,
+        ...(record.key ? { key: record.key } : {}),
         path,
         status,
         ms: Math.round(seconds * 10_000) / 10,

@@ -10,6 +10,10 @@ export interface RequestRecord {
   bytesOut: number;
   error?: string;
   replayed?: boolean;
+  /** The inbound key's name (never the key). */
+  key?: string;
+  /** An allowed browser origin: the response carries CORS headers for it. */
+  corsOrigin?: string;
 }
 
 const records = new WeakMap<IncomingMessage, RequestRecord>();

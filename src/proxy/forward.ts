@@ -6,6 +6,7 @@ import type { TokenCache } from '../auth/token-cache.js';
 import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
+import { corsHeaders } from '../security/browser-guard.js';
 import { authHeaders } from './auth-headers.js';
 import { forwardableResponseHeaders, hasNoBody, stripRequestHeaders } from './headers.js';
 import { rewriteLocation } from './location.js';
@@ -113,9 +114,14 @@ export class Forwarder {
         return;
       }
     }
+    // Upstream CORS headers speak for the upstream's origin, not the gateway's: only an origin in
+    // allowedOrigins gets CORS headers, and those are the gateway's own.
     const headers = forwardableResponseHeaders(proxyRes.rawHeaders, (name, value) =>
-      name === 'location' ? rewriteLocation(value, exchange.route.target, exchange.prefix) : value,
+      name.startsWith('access-control-') ? undefined : name === 'location' ? rewriteLocation(value, exchange.route.target, exchange.prefix) : value,
     );
+    if (exchange.record.corsOrigin) {
+      for (const [k, v] of Object.entries(corsHeaders(exchange.record.corsOrigin))) headers.push(k, v);
+    }
     // The upstream's Date (if any) passes through; do not add a second one.
     res.sendDate = false;
     res.writeHead(status, proxyRes.statusMessage, headers);

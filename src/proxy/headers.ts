@@ -21,6 +21,15 @@ const CLIENT_CREDENTIAL_HEADERS = ['authorization', 'x-dbx-gateway-key'];
 /** The SDKs' service-principal headers: the gateway sets them from its own credential, never the client's. */
 const AZURE_SP_HEADER_PREFIX = 'x-databricks-azure-';
 
+/**
+ * Headers that claim to describe the client's view of the request (X-Forwarded-*, Forwarded,
+ * X-Real-IP) or override its URL in some frameworks (X-Original-URL, X-Rewrite-URL). From a client
+ * they are spoofs that could steer redirects or slip past the route policy: never forwarded (the
+ * gateway adds no X-Forwarded-* of its own either).
+ */
+const SPOOFABLE_HEADERS = ['forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url'];
+const FORWARDED_PREFIX = 'x-forwarded-';
+
 function connectionListed(value: string | string[] | undefined): string[] {
   const text = Array.isArray(value) ? value.join(',') : (value ?? '');
   return text
@@ -40,7 +49,13 @@ export function stripRequestHeaders(headers: IncomingHttpHeaders, upgrade = fals
   }
   for (const name of Object.keys(headers)) {
     if (upgrade && (name === 'connection' || name === 'upgrade')) continue;
-    if (HOP_BY_HOP.has(name) || CLIENT_CREDENTIAL_HEADERS.includes(name) || name.startsWith(AZURE_SP_HEADER_PREFIX)) {
+    if (
+      HOP_BY_HOP.has(name) ||
+      CLIENT_CREDENTIAL_HEADERS.includes(name) ||
+      name.startsWith(AZURE_SP_HEADER_PREFIX) ||
+      name.startsWith(FORWARDED_PREFIX) ||
+      SPOOFABLE_HEADERS.includes(name)
+    ) {
       delete headers[name];
     }
   }
@@ -49,8 +64,9 @@ export function stripRequestHeaders(headers: IncomingHttpHeaders, upgrade = fals
 /**
  * Response pass: the upstream's raw header list (names as sent, repeats kept: every Set-Cookie)
  * minus hop-by-hop fields and Transfer-Encoding, which Node sets for the client connection.
+ * `rewrite` may change a value, or drop the field by returning undefined.
  */
-export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name: string, value: string) => string): string[] {
+export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name: string, value: string) => string | undefined): string[] {
   const listed = new Set<string>();
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]?.toLowerCase() === 'connection') for (const n of connectionListed(rawHeaders[i + 1])) listed.add(n);
@@ -60,7 +76,8 @@ export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name:
     const name = rawHeaders[i] ?? '';
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || listed.has(lower)) continue;
-    out.push(name, rewrite(lower, rawHeaders[i + 1] ?? ''));
+    const value = rewrite(lower, rawHeaders[i + 1] ?? '');
+    if (value !== undefined) out.push(name, value);
   }
   return out;
 }

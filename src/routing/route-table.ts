@@ -59,7 +59,8 @@ export class RouteTable {
     }
     const route = this.#byPrefix.get(`/${kind}/${name}`);
     if (!route) throw this.notFound(rawUrl);
-    return { route, upstreamPath: rest === '' || rest.startsWith('?') ? `/${rest}` : rest };
+    // "/ws/prod", "/ws/prod?x" and "/ws/prod#" all address the upstream root.
+    return { route, upstreamPath: rest.startsWith('/') ? rest : `/${rest}` };
   }
 
   /** GATEWAY_ROUTE_NOT_FOUND listing what exists, so a typo is a one-look fix. */

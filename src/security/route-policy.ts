@@ -1,15 +1,81 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 
 /** Methods that only read (the safe methods of RFC 9110 section 9.2.1 that the Databricks API uses). */
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
-/** Route policy: `readOnly: true` lets only GET and HEAD through. */
-export function assertAllowedByPolicy(route: RouteConfig, method: string): void {
+/**
+ * Calls that mint long-lived credentials: a PAT (token/create) or a token for a service principal
+ * (token-management on-behalf-of). Whoever reaches the gateway could otherwise turn an hour of
+ * borrowed access into a credential that outlives it. Off unless allowTokenCreation: true.
+ */
+const TOKEN_MINTING_PATHS = ['/api/2.0/token/create', '/api/2.0/token-management/on-behalf-of/tokens'];
+
+/** Headers some servers read as "use this method instead": never forwarded around a method policy. */
+const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
+/**
+ * The path as a lenient server might read it, for policy matching only (the upstream still gets the
+ * raw bytes): percent-decoded, lower case, matrix parameters dropped, repeated slashes collapsed,
+ * no trailing slash. So
+ * `/API/2.0//token/%63reate/` is denied like `/api/2.0/token/create`.
+ */
+export function canonicalPath(upstreamPath: string): string {
+  let path = upstreamPath.split('?', 1)[0] ?? '/';
+  for (let i = 0; i < 3 && /%[0-9a-f]{2}/i.test(path); i++) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      break;
+    }
+  }
+  // Matrix parameters (`/create;x=1`) are dropped per segment, as servlet containers do.
+  path = path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/{2,}/g, '/');
+  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+}
+
+const compiled = new WeakMap<RouteConfig, RegExp[]>();
+
+function denyPatterns(route: RouteConfig): RegExp[] {
+  let patterns = compiled.get(route);
+  if (!patterns) {
+    // Anchored: a pattern names whole paths, never a substring of one.
+    patterns = (route.denyPaths ?? []).map((p) => new RegExp(`^(?:${p})$`, 'i'));
+    compiled.set(route, patterns);
+  }
+  return patterns;
+}
+
+/** Route policy: readOnly, allowMethods, denyPaths and the default deny of token minting (403). */
+export function assertAllowedByPolicy(route: RouteConfig, method: string, upstreamPath = '/'): void {
+  const field = `routes.${route.name}`;
   if (route.readOnly && !READ_METHODS.has(method)) {
     throw new GatewayError(
       'GATEWAY_FORBIDDEN',
-      `route ${route.name} is read-only (routes.${route.name}.readOnly: true): ${method} is not allowed, only GET and HEAD`,
+      `route ${route.name} is read-only (${field}.readOnly: true): ${method} is not allowed, only GET and HEAD`,
     );
+  }
+  if (route.allowMethods && !route.allowMethods.includes(method)) {
+    throw new GatewayError('GATEWAY_FORBIDDEN', `${method} is not allowed on route ${route.name} (${field}.allowMethods: ${route.allowMethods.join(', ')})`);
+  }
+  const path = canonicalPath(upstreamPath);
+  if (!route.allowTokenCreation && !READ_METHODS.has(method) && TOKEN_MINTING_PATHS.includes(path)) {
+    throw new GatewayError(
+      'GATEWAY_FORBIDDEN',
+      `${method} ${path} mints a long-lived credential and is denied by default; set ${field}.allowTokenCreation: true to allow it`,
+    );
+  }
+  const denied = denyPatterns(route).find((re) => re.test(path));
+  if (denied) {
+    throw new GatewayError('GATEWAY_FORBIDDEN', `${path} is denied on route ${route.name} (${field}.denyPaths: ${denied.source.slice(4, -2)})`);
+  }
+}
+
+/** Method-override headers would let a GET carry out a POST behind the method policy: refuse them. */
+export function assertNoMethodOverride(headers: IncomingHttpHeaders): void {
+  const found = METHOD_OVERRIDE_HEADERS.find((h) => headers[h] !== undefined);
+  if (found) {
+    throw new GatewayError('GATEWAY_BAD_REQUEST', `the ${found} header is not forwarded; send the real method instead`);
   }
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig, type CliFlags } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
@@ -59,5 +62,19 @@ export function startPatGateway(upstream: { url: URL }, pat: string): Promise<Te
     flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
     env: { DATABRICKS_TOKEN: pat },
     configure: trustCa(testPki().caFile),
+  });
+}
+
+/** A gateway from a YAML config text (written to a temp file), trusting the test CA. */
+export function startYamlGateway(yaml: string, options: Omit<TestGatewayOptions, 'flags'> & { flags?: CliFlags } = {}): Promise<TestGateway> {
+  const file = join(mkdtempSync(join(tmpdir(), 'dbxgw-yaml-')), 'dbx-gateway.yaml');
+  writeFileSync(file, yaml);
+  return startTestGateway({
+    ...options,
+    flags: { config: file, ...options.flags },
+    configure: (config) => {
+      trustCa(testPki().caFile)(config);
+      options.configure?.(config);
+    },
   });
 }

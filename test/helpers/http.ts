@@ -15,8 +15,12 @@ export function request(
   url: string,
   options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer } = {},
 ): Promise<SimpleResponse> {
+  // A body gets its Content-Length (Node sends DELETE/OPTIONS bodies with neither length nor chunking).
+  const headers = options.body !== undefined && options.headers?.['content-length'] === undefined
+    ? { ...options.headers, 'content-length': Buffer.byteLength(options.body) }
+    : options.headers;
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+    const req = http.request(url, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -28,9 +28,12 @@ export function spawnGateway(args: string[], env: NodeJS.ProcessEnv, cwd?: strin
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out}\n${err}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`gateway did not start:\n${out}\n${err}`));
+    }, 20_000);
     const onData = () => {
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      const m = /"url":"((?:http:\/\/|unix:)[^"]+)"/.exec(out);
       if (!m?.[1]) return;
       clearTimeout(timer);
       child.stdout?.off('data', onData);

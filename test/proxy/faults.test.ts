@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import { createAdmission } from '../../src/security/admission.js';
+import { DEFAULT_LIMITS } from '../../src/config/types.js';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createGatewayCore } from '../../src/gateway.js';
@@ -101,7 +103,7 @@ describe('local endpoints', () => {
       assert.equal(routes.prod?.expires_on, null);
       await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
       const metrics = await request(`${gw.url}/metrics`);
-      assert.match(metrics.text, /dbx_gateway_requests_total\{route="prod",method="GET",status="200"\} 1/);
+      assert.match(metrics.text, /dbx_gateway_requests_total\{route="prod",method="GET",status="200",key="-"\} 1/);
       assert.match(metrics.text, /dbx_gateway_token_fetches_total\{credential="pat",audience="databricks"\} 1/);
       assert.match(metrics.text, /dbx_gateway_response_bytes_total\{route="prod"\} \d+/);
       assert.ok(!metrics.text.includes(env.DATABRICKS_TOKEN));
@@ -143,7 +145,7 @@ describe('local endpoints', () => {
       forwarder: new Forwarder(core.tokens),
       metrics: core.metrics,
       logger: createLogger({ level: 'silent', stream: process.stderr, pretty: false }),
-      allowedHosts: [],
+      admission: createAdmission({ allowedHosts: [], allowedOrigins: [], inboundKeys: [], limits: DEFAULT_LIMITS }),
       isDraining: () => true,
     });
     const res = await app.request('http://localhost/readyz', { headers: { host: 'localhost' } }, { incoming: { headers: { host: 'localhost' } }, outgoing: { once() {} } });

@@ -1,0 +1,55 @@
+import type { IncomingMessage } from 'node:http';
+import type { GatewayConfig, InboundKey } from '../config/types.js';
+import type { Resolver } from '../routing/route-table.js';
+import type { ResolvedRequest } from '../routing/route-table.js';
+import { type BrowserVerdict, createBrowserGuard } from './browser-guard.js';
+import { createHostGuard } from './host-guard.js';
+import { assertKeyMayUse, createKeyAuthenticator } from './inbound-keys.js';
+import { assertSafeTarget } from './path-check.js';
+import { createRateLimiter } from './rate-limit.js';
+import { assertAllowedByPolicy, assertNoMethodOverride } from './route-policy.js';
+
+export interface Admitted extends ResolvedRequest {
+  prefix: string;
+  key?: InboundKey;
+}
+
+export interface Admission {
+  /** Every request, local endpoints included: Host allowlist (403) and cross-site browsers (403). */
+  checkClient(req: IncomingMessage): BrowserVerdict;
+  /**
+   * Proxied requests and upgrades, in this order: target shape (400), method-override headers
+   * (400), inbound key (401), rate limit (429), route (404), the key's routes (403), route policy
+   * (403). `onKey` learns the key's name as soon as it is known, for the log line.
+   */
+  admitProxy(req: IncomingMessage, resolve: Resolver, onKey?: (name: string) => void): Admitted;
+}
+
+/** The security checks of one gateway, shared by HTTP requests and WebSocket upgrades. */
+export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'allowedOrigins' | 'inboundKeys' | 'limits'>): Admission {
+  const hostGuard = createHostGuard(config.allowedHosts);
+  const browserGuard = createBrowserGuard(config.allowedOrigins);
+  const authenticate = createKeyAuthenticator(config.inboundKeys);
+  const perMinute = config.limits.requestsPerMinutePerKey;
+  const rateLimit = perMinute ? createRateLimiter(perMinute) : undefined;
+  return {
+    checkClient(req) {
+      hostGuard(req.headers.host);
+      return browserGuard(req.headers);
+    },
+    admitProxy(req, resolve, onKey) {
+      // The raw request target, not a parsed URL: the upstream gets the path byte-for-byte.
+      const rawUrl = req.url ?? '/';
+      assertSafeTarget(rawUrl);
+      assertNoMethodOverride(req.headers);
+      const key = authenticate?.(req.headers);
+      if (key) onKey?.(key.name);
+      rateLimit?.(key ? `key ${key.name}` : `client ${req.socket.remoteAddress ?? '-'}`);
+      const resolved = resolve(rawUrl);
+      assertKeyMayUse(key, resolved.route.name);
+      // The raw Node method: Hono sees HEAD as GET (see dispatchHeadAsGet).
+      assertAllowedByPolicy(resolved.route.config, req.method ?? 'GET', resolved.upstreamPath);
+      return { ...resolved, ...(key ? { key } : {}) };
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
+import { rawRequest } from '../helpers/http.js';
+import { testPki } from '../helpers/tls.js';
+
+const PAT = 'dapi9999999999999999999999999999eeee';
+
+/**
+ * Property: whatever path, query and headers a client sends, the token goes only to the route's
+ * upstream, with that upstream's Host, and an accepted path reaches it byte-for-byte.
+ */
+describe('property: no client input moves the token to another host', () => {
+  let upstream: FakeUpstream;
+  let elsewhere: FakeUpstream;
+  let elsewherePlain: FakeUpstream;
+  let gw: TestGateway;
+
+  before(async () => {
+    upstream = await startFakeUpstream();
+    elsewhere = await startFakeUpstream();
+    elsewherePlain = await startFakeUpstream(undefined, { tls: false });
+    gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: PAT },
+      configure: trustCa(testPki().caFile),
+    });
+  });
+  after(async () => {
+    await gw.shutdown(100);
+    await Promise.all([upstream.close(), elsewhere.close(), elsewherePlain.close()]);
+  });
+
+  it('holds for random targets and headers (fast-check)', async () => {
+    const evil = [elsewhere.url.host, elsewherePlain.url.host];
+    const piece = fc.constantFrom(
+      'a', 'api', '2.0', '/', '//', '.', '..', '%2e', '%2E%2e', '%2f', '%2F', '%5c', '\\', '@', ':', '?', '#', '&', '=', ';',
+      '~', '%00', '%25', '%', ' ', 'http:', 'https:', `${evil[0]}`, `//${evil[1]}`, `@${evil[0]}`, 'ws', 'prod', 'acct',
+    );
+    const target = fc.oneof(
+      fc.array(piece, { maxLength: 12 }).map((p) => `/ws/prod${p.join('')}`),
+      fc.array(piece, { maxLength: 12 }).map((p) => p.join('')),
+      fc.constantFrom(`http://${evil[0]}/ws/prod/x`, `//${evil[1]}/ws/prod/x`, `/ws/prod@${evil[0]}/x`, `/ws/prod/..%2f..%2f${evil[0]}`),
+    );
+    const header = fc.constantFrom(
+      ['Host', 'localhost'],
+      ['Host', `localhost:${gw.port}`],
+      ['Host', evil[0]],
+      ['X-Forwarded-Host', evil[0]],
+      ['X-Forwarded-Proto', 'http'],
+      ['Forwarded', `host=${evil[0]};proto=http`],
+      ['X-Original-URL', `http://${evil[1]}/`],
+      ['X-Rewrite-URL', `//${evil[1]}/`],
+      ['X-Databricks-Azure-Workspace-Resource-Id', 'x'],
+      ['Authorization', 'Bearer client-chosen'],
+      ['Connection', 'Host, Authorization'],
+      ['Via', evil[0]],
+    );
+    const before = upstream.seen.length;
+    await fc.assert(
+      fc.asyncProperty(target, fc.array(header, { maxLength: 5 }), async (t, headers) => {
+        const hasHost = headers.some(([n]) => n === 'Host');
+        const lines = [...(hasHost ? [] : [['Host', 'localhost']]), ...headers].map(([n, v]) => `${n}: ${v}\r\n`).join('');
+        if (/[\r\n]/.test(t) || t.includes(' ')) return; // not a single request line
+        const seenBefore = upstream.seen.length;
+        const reply = await rawRequest(gw.port, `GET ${t} HTTP/1.1\r\n${lines}Connection: close\r\n\r\n`, 2000);
+        assert.equal(elsewhere.seen.length + elsewherePlain.seen.length, 0, `reached another host with ${t}`);
+        for (const seen of upstream.seen.slice(seenBefore)) {
+          assert.equal(seen.headers.host, upstream.url.host);
+          assert.equal(seen.headers.authorization, `Bearer ${PAT}`);
+          for (const spoof of ['x-forwarded-host', 'x-forwarded-proto', 'forwarded', 'x-original-url', 'x-rewrite-url', 'x-databricks-azure-workspace-resource-id']) {
+            assert.equal(seen.headers[spoof], undefined, spoof);
+          }
+          const tail = t.slice('/ws/prod'.length);
+          const expected = tail.startsWith('/') ? tail : `/${tail}`;
+          // Known deviation (ARCHITECTURE.md): an empty query "x?" arrives as "x".
+          assert.equal(seen.url, expected.endsWith('?') && expected.indexOf('?') === expected.length - 1 ? expected.slice(0, -1) : expected, 'the path arrives byte-for-byte');
+        }
+        if (upstream.seen.length > seenBefore) assert.match(reply, /^HTTP\/1\.1 200/);
+      }),
+      { numRuns: 300 },
+    );
+    assert.ok(upstream.seen.length > before, 'some random requests were legitimate and forwarded');
+  });
+});
