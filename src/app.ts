@@ -13,6 +13,7 @@ import type { Forwarder } from './proxy/forward.js';
 import { prefixResolver, type Resolver, type RouteTable } from './routing/route-table.js';
 import type { Admission } from './security/admission.js';
 import { corsHeaders, preflightHeaders } from './security/browser-guard.js';
+import { assertSafeTarget } from './security/path-check.js';
 
 export interface AppDeps {
   routes: RouteTable;
@@ -78,7 +79,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     app.all('/acct/*', proxy);
   }
 
-  app.notFound((c) => gatewayErrorResponse(deps.routes.notFound(c.env.incoming.url ?? '/')));
+  app.notFound((c) => {
+    const rawUrl = c.env.incoming.url ?? '/';
+    // Targets Hono's router could not place (it decodes "%2e%2e"): a bad path is still a 400.
+    try {
+      assertSafeTarget(rawUrl);
+    } catch (err) {
+      return gatewayErrorResponse(err as GatewayError);
+    }
+    return gatewayErrorResponse(deps.routes.unmatched(rawUrl));
+  });
   app.onError((err, c) => {
     if (err instanceof GatewayError) {
       const record = recordOf(c.env.incoming);

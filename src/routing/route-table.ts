@@ -51,7 +51,7 @@ export class RouteTable {
   /** Maps a raw request target (`/ws/prod/api/2.0/x?y`) to its route; throws GatewayError otherwise. */
   resolve(rawUrl: string): ResolvedRequest {
     const match = PREFIX_PATTERN.exec(rawUrl);
-    if (!match) throw this.notFound(rawUrl);
+    if (!match) throw this.unmatched(rawUrl);
     const [, kind, name = '', rest = ''] = match;
     if (name.includes('%')) {
       // An encoded slash or dot in the route name could make two parsers disagree on the route.
@@ -61,6 +61,17 @@ export class RouteTable {
     if (!route) throw this.notFound(rawUrl);
     // "/ws/prod", "/ws/prod?x" and "/ws/prod#" all address the upstream root.
     return { route, upstreamPath: rest.startsWith('/') ? rest : `/${rest}` };
+  }
+
+  /**
+   * Why a target matched no route: 400 for an encoded slash right after /ws or /acct (two parsers
+   * could disagree on where the prefix ends), else 404.
+   */
+  unmatched(rawUrl: string): GatewayError {
+    if (/^\/(ws|acct)(%2f|%5c|\\)/i.test(rawUrl)) {
+      return new GatewayError('GATEWAY_BAD_REQUEST', 'encoded slashes in the /ws/NAME or /acct/NAME prefix are not accepted');
+    }
+    return this.notFound(rawUrl);
   }
 
   /** GATEWAY_ROUTE_NOT_FOUND listing what exists, so a typo is a one-look fix. */

@@ -83,6 +83,13 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
     }
   });
 
+  it('refuses encoded slashes and dots in the route prefix with 400', async () => {
+    for (const target of ['/ws%2Fprod/api/2.0/clusters/list', '/ws%5cprod/x', '/ws/pr%6fd/x', '/ws/prod%2F..%2Fother/x', '/ws/%2e%2e/x']) {
+      const reply = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      assert.match(reply, /^HTTP\/1\.1 400 /, target);
+    }
+  });
+
   it('applies to the raw method: lower-case or unknown methods do not slip past', async () => {
     const reply = await rawRequest(gw.port, 'delete /ws/prod/api/2.0/clusters/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     assert.match(reply, /^HTTP\/1\.1 (400|403)/);
