@@ -56,12 +56,15 @@ export function trustCa(caFile: string) {
   };
 }
 
-/** A gateway with one PAT route "prod" in front of `upstream` (trusting the test CA). */
-export function startPatGateway(upstream: { url: URL }, pat: string): Promise<TestGateway> {
+/** A gateway with one PAT route "prod" in front of `upstream` (trusting the test CA); `configure` adjusts limits etc. */
+export function startPatGateway(upstream: { url: URL }, pat: string, configure?: (config: GatewayConfig) => void): Promise<TestGateway> {
   return startTestGateway({
     flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
     env: { DATABRICKS_TOKEN: pat },
-    configure: trustCa(testPki().caFile),
+    configure: (config) => {
+      trustCa(testPki().caFile)(config);
+      configure?.(config);
+    },
   });
 }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
+import { startPatGateway, startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
 
@@ -114,14 +114,9 @@ describe('inbound keys (shared dev containers)', () => {
 describe('request rate per key', () => {
   it('answers 429 with Retry-After past the budget', async () => {
     const upstream = await startFakeUpstream();
-    const gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-      configure: (c) => {
-        trustCa(testPki().caFile)(c);
+    const gw = await startPatGateway(upstream, PAT, (c) => {
         c.limits.requestsPerMinutePerKey = 3;
-      },
-    });
+      });
     try {
       const statuses = [];
       for (let i = 0; i < 4; i++) statuses.push((await request(`${gw.url}/ws/prod/x`)).status);

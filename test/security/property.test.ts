@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
+import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
-import { testPki } from '../helpers/tls.js';
 
 const PAT = 'dapi9999999999999999999999999999eeee';
 
@@ -22,11 +21,7 @@ describe('property: no client input moves the token to another host', () => {
     upstream = await startFakeUpstream();
     elsewhere = await startFakeUpstream();
     elsewherePlain = await startFakeUpstream(undefined, { tls: false });
-    gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-      configure: trustCa(testPki().caFile),
-    });
+    gw = await startPatGateway(upstream, PAT);
   });
   after(async () => {
     await gw.shutdown(100);

@@ -8,10 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
+import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
-import { testPki } from '../helpers/tls.js';
 
 const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
 const PAT = 'dapi8888888888888888888888888888dddd';
@@ -22,11 +21,7 @@ describe('request smuggling and malformed requests', () => {
 
   before(async () => {
     upstream = await startFakeUpstream();
-    gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-      configure: trustCa(testPki().caFile),
-    });
+    gw = await startPatGateway(upstream, PAT);
   });
   after(async () => {
     await gw.shutdown(100);
@@ -63,15 +58,10 @@ describe('request smuggling and malformed requests', () => {
 describe('connection limits and idle clients', () => {
   it('answers 503 past limits.maxConnections and closes idle client sockets', async () => {
     const upstream = await startFakeUpstream();
-    const gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-      configure: (c) => {
-        trustCa(testPki().caFile)(c);
+    const gw = await startPatGateway(upstream, PAT, (c) => {
         c.limits.maxConnections = 2;
         Object.assign(c.timeouts, { idleMs: 300, connectMs: 100, headersMs: 100 });
-      },
-    });
+      });
     try {
       const open = () =>
         new Promise<net.Socket>((resolve) => {
