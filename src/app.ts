@@ -10,7 +10,7 @@ import type { GatewayMetrics } from './observability/metrics.js';
 import { recordOf } from './observability/request-record.js';
 import { requestLog } from './observability/request-log.js';
 import type { Forwarder } from './proxy/forward.js';
-import { prefixResolver, type Resolver, type RouteTable } from './routing/route-table.js';
+import type { RouteTable } from './routing/route-table.js';
 import type { Admission } from './security/admission.js';
 import { corsHeaders, preflightHeaders } from './security/browser-guard.js';
 import { assertSafeTarget } from './security/path-check.js';
@@ -23,18 +23,17 @@ export interface AppDeps {
   logger: Logger;
   admission: Admission;
   isDraining: () => boolean;
-  /**
-   * A per-route port: every path goes to this resolver's route with no prefix, and there are no
-   * local endpoints (the upstream's paths are all the client sees).
-   */
-  fixedResolver?: Resolver;
   /** Set when the metadata service is on (--metadata-service). */
   metadataService?: MetadataServiceOptions;
 }
 
 type Env = { Bindings: HttpBindings };
 
-/** The Hono app: guards, local endpoints, and the proxy catch-all for /ws/NAME and /acct/NAME. */
+/**
+ * The Hono app for everything the gateway answers itself: guards, /healthz, /readyz, /metrics,
+ * the metadata service and the not-found answer. Proxied traffic never enters it: the listener
+ * hands /ws/ and /acct/ (and every path of a per-route port) to the proxy handler directly.
+ */
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
   const { admission } = deps;
@@ -55,29 +54,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
     }
   });
-  const resolve = deps.fixedResolver ?? prefixResolver(deps.routes);
-  if (!deps.fixedResolver) {
-    app.route('/', localEndpoints(deps));
-    if (deps.metadataService) app.route('/', metadataService(deps.metadataService));
-  }
-
-  const proxy = async (c: { env: HttpBindings }) => {
-    const { incoming, outgoing } = c.env;
-    const record = recordOf(incoming) ?? { startNs: 0n, bytesIn: 0, bytesOut: 0 };
-    const { route, upstreamPath, prefix } = admission.admitProxy(incoming, resolve, (name) => {
-      record.key = name;
-    });
-    record.route = route.name;
-    record.path = upstreamPath.split('?', 1)[0];
-    await deps.forwarder.web(incoming, outgoing, route, upstreamPath, prefix, record);
-    return RESPONSE_ALREADY_SENT;
-  };
-  if (deps.fixedResolver) {
-    app.all('*', proxy);
-  } else {
-    app.all('/ws/*', proxy);
-    app.all('/acct/*', proxy);
-  }
+  app.route('/', localEndpoints(deps));
+  if (deps.metadataService) app.route('/', metadataService(deps.metadataService));
 
   app.notFound((c) => {
     const rawUrl = c.env.incoming.url ?? '/';

@@ -88,7 +88,7 @@ export function toGatewayError(err: unknown, upstream: string): GatewayError {
 }
 
 /** Writes a gateway error on a raw Node response (proxy path); destroys it if headers already went out. */
-export function writeGatewayError(res: ServerResponse, err: GatewayError): void {
+export function writeGatewayError(res: ServerResponse, err: GatewayError, extraHeaders?: Record<string, string>): void {
   if (res.headersSent) {
     // Mid-stream failure: the only honest signal left is an aborted response.
     res.destroy(err);
@@ -96,6 +96,7 @@ export function writeGatewayError(res: ServerResponse, err: GatewayError): void 
   }
   const body = JSON.stringify(err);
   res.writeHead(err.status, {
+    ...extraHeaders,
     ...err.headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

@@ -1,14 +1,15 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
-import type { IncomingMessage, Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createAdaptorServer } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError, rawGatewayError, toGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
 import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
+import { createProxyHandler, isProxiedTarget } from './proxy-handler.js';
 import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
 import { type Admission, createAdmission } from './security/admission.js';
 
@@ -55,14 +56,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     admission,
     isDraining: () => draining,
   };
+  // Local endpoints go through Hono; proxied traffic goes straight to the proxy handler.
+  const local = getRequestListener(dispatchHeadAsGet(createApp(deps).fetch), { autoCleanupIncoming: false });
   const makeServer = (resolve: Resolver, fixed: boolean): Server => {
-    const app = createApp({ ...deps, ...(fixed ? { fixedResolver: resolve } : {}) });
-    // autoCleanupIncoming off: the proxy owns request bodies and streams them upstream itself.
-    const server = createAdaptorServer({
-      fetch: dispatchHeadAsGet(app.fetch),
-      autoCleanupIncoming: false,
-      serverOptions: { maxHeaderSize: config.limits.maxHeaderBytes },
-    }) as Server;
+    const proxy = createProxyHandler(deps, resolve);
+    const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, (req, res) => {
+      if (fixed || isProxiedTarget(req.url)) proxy(req, res);
+      else void local(req, res);
+    });
     // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
     server.requestTimeout = 0;
     // A client socket with no bytes either way for idleMs is closed. A client waiting for the

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { TokenCache } from '../auth/token-cache.js';
 import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
@@ -39,7 +38,7 @@ export class Forwarder {
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
     stripRequestHeaders(req.headers);
-    // node-server, the request log, http-proxy and pipeline each watch 'close'; a 401 replay
+    // The request log, http-proxy and the body stream each watch 'close'; a 401 replay
     // adds a second round. Bounded per response, so not a leak: lift Node's warning threshold.
     res.setMaxListeners(32);
     const exchange: Exchange = { route, upstreamPath, prefix, record, replayable: hasNoBody(req.headers) };
@@ -128,9 +127,7 @@ export class Forwarder {
     proxyRes.on('data', (chunk: Buffer) => {
       exchange.record.bytesOut += chunk.length;
     });
-    // pipeline: backpressure both ways, and an upstream reset aborts the client response
-    // instead of leaving it hanging.
-    pipeline(proxyRes, res, () => {});
+    streamBody(proxyRes, res);
   }
 
   #onError(err: Error, req: IncomingMessage, res: ServerResponse, exchange: Exchange): void {
@@ -143,6 +140,27 @@ export class Forwarder {
     exchange.record.error = gatewayError.code;
     writeGatewayError(res, gatewayError);
   }
+}
+
+/**
+ * The response body with backpressure (pipe), and failures passed on both ways: an upstream reset
+ * aborts the client response instead of leaving it hanging, and a client that goes away stops the
+ * upstream response. Not stream.pipeline: it builds and aborts an AbortController per call, and
+ * the DOMException that costs was ~5% of the CPU per proxied request.
+ */
+function streamBody(proxyRes: IncomingMessage, res: ServerResponse): void {
+  proxyRes.pipe(res);
+  const abortClient = () => {
+    if (!res.writableFinished) res.destroy();
+  };
+  proxyRes.once('error', abortClient);
+  proxyRes.once('aborted', abortClient);
+  proxyRes.once('close', () => {
+    if (!proxyRes.complete) abortClient();
+  });
+  res.once('close', () => {
+    if (!proxyRes.complete) proxyRes.destroy();
+  });
 }
 
 function countRequestBytes(req: IncomingMessage, record: RequestRecord): void {
