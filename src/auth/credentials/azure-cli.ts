@@ -1,8 +1,7 @@
-import { AzureCliCredential } from '@azure/identity';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
 import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
-import { entraCredential } from './entra.js';
+import { type AzureIdentity, entraCredential } from './entra.js';
 import { findOnPath } from './find-on-path.js';
 import { type CredentialProvider, setting } from './provider.js';
 
@@ -20,10 +19,8 @@ export const azureCliProvider: CredentialProvider = {
   },
   create(spec, ctx, reason): Credential {
     const tenantId = setting(spec, 'tenantId', ctx);
-    const cli = new AzureCliCredential({
-      ...(tenantId ? { tenantId } : {}),
-      processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS,
-    });
+    const cli = (identity: AzureIdentity) =>
+      new identity.AzureCliCredential({ ...(tenantId ? { tenantId } : {}), processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS });
     return entraCredential(cli, {
       type: 'azure-cli',
       id: `azure-cli:${tenantId ?? 'default-tenant'}`,

@@ -1,7 +1,6 @@
-import { ClientCertificateCredential, ClientSecretCredential } from '@azure/identity';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
-import { entraCredential, identityOptions } from './entra.js';
+import { type AzureIdentity, entraCredential, identityOptions } from './entra.js';
 import { type CredentialContext, type CredentialProvider, digest, setting } from './provider.js';
 import type { CredentialSpec } from '../../config/types.js';
 
@@ -46,14 +45,16 @@ export const azureClientSecretProvider: CredentialProvider = {
     }
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
     const common = identityOptions(environment);
-    const source = s.clientSecret
-      ? new ClientSecretCredential(s.tenantId, s.clientId, s.clientSecret, common)
-      : new ClientCertificateCredential(
-          s.tenantId,
-          s.clientId,
-          { certificatePath: s.certificatePath!, ...(s.certificatePassword ? { certificatePassword: s.certificatePassword } : {}) },
-          common,
-        );
+    const { tenantId, clientId, clientSecret, certificatePath, certificatePassword } = s;
+    const source = (identity: AzureIdentity) =>
+      clientSecret
+        ? new identity.ClientSecretCredential(tenantId, clientId, clientSecret, common)
+        : new identity.ClientCertificateCredential(
+            tenantId,
+            clientId,
+            { certificatePath: certificatePath!, ...(certificatePassword ? { certificatePassword } : {}) },
+            common,
+          );
     return entraCredential(source, {
       type: 'azure-client-secret',
       // The secret is part of the identity (a rotated secret is a new credential), hashed.

@@ -1,7 +1,6 @@
-import { DefaultAzureCredential } from '@azure/identity';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
-import { entraCredential, identityOptions } from './entra.js';
+import { type AzureIdentity, entraCredential, identityOptions } from './entra.js';
 import { type CredentialProvider, setting } from './provider.js';
 import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 
@@ -18,7 +17,7 @@ export const azureDefaultProvider: CredentialProvider = {
     const tenantId = setting(spec, 'tenantId', ctx);
     const clientId = setting(spec, 'clientId', ctx);
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
-    const source = new DefaultAzureCredential({
+    const source = (identity: AzureIdentity) => new identity.DefaultAzureCredential({
       ...identityOptions(environment),
       ...(tenantId ? { tenantId } : {}),
       ...(clientId ? { managedIdentityClientId: clientId, workloadIdentityClientId: clientId } : {}),

@@ -1,7 +1,6 @@
-import { ManagedIdentityCredential } from '@azure/identity';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
-import { entraCredential } from './entra.js';
+import { type AzureIdentity, entraCredential } from './entra.js';
 import { type CredentialProvider, isTruthy, setting } from './provider.js';
 
 /**
@@ -20,7 +19,8 @@ export const azureMsiProvider: CredentialProvider = {
   create(spec, ctx, reason): Credential {
     const clientId = setting(spec, 'clientId', ctx, 'ARM_CLIENT_ID');
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
-    const source = clientId ? new ManagedIdentityCredential({ clientId }) : new ManagedIdentityCredential();
+    const source = (identity: AzureIdentity) =>
+      clientId ? new identity.ManagedIdentityCredential({ clientId }) : new identity.ManagedIdentityCredential();
     const where = ctx.env.IDENTITY_ENDPOINT ? 'the App Service / Container Apps identity endpoint' : 'the instance metadata service (IMDS)';
     return entraCredential(source, {
       type: 'azure-msi',

@@ -1,7 +1,6 @@
-import { WorkloadIdentityCredential } from '@azure/identity';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
-import { entraCredential, identityOptions } from './entra.js';
+import { type AzureIdentity, entraCredential, identityOptions } from './entra.js';
 import { type CredentialContext, type CredentialProvider, setting } from './provider.js';
 import type { CredentialSpec } from '../../config/types.js';
 
@@ -36,12 +35,9 @@ export const azureWorkloadIdentityProvider: CredentialProvider = {
       throw new Error(`azure-workload-identity needs ${missing.join(', ')}`);
     }
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
-    const source = new WorkloadIdentityCredential({
-      tenantId: s.tenantId,
-      clientId: s.clientId,
-      tokenFilePath: s.tokenFile,
-      ...identityOptions(environment),
-    });
+    const { tenantId, clientId, tokenFile } = s;
+    const source = (identity: AzureIdentity) =>
+      new identity.WorkloadIdentityCredential({ tenantId, clientId, tokenFilePath: tokenFile, ...identityOptions(environment) });
     return entraCredential(source, {
       type: 'azure-workload-identity',
       id: `azure-workload-identity:${s.tenantId}:${s.clientId}:${s.tokenFile}`,

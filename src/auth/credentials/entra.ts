@@ -21,9 +21,17 @@ export function identityOptions(environment: AzureEnvironment) {
   };
 }
 
-/** Adapts an @azure/identity TokenCredential to the gateway's Credential, with readable errors. */
-export function entraCredential(source: TokenCredential, options: EntraCredentialOptions): Credential {
+/** The @azure/identity module, loaded on first use: it is the largest dependency (~25 MiB RSS). */
+export type AzureIdentity = typeof import('@azure/identity');
+
+/**
+ * Adapts an @azure/identity TokenCredential to the gateway's Credential, with readable errors.
+ * `build` runs at the first token fetch, so a gateway with only PAT or Databricks routes never
+ * loads @azure/identity at all.
+ */
+export function entraCredential(build: (identity: AzureIdentity) => TokenCredential, options: EntraCredentialOptions): Credential {
   const { environment } = options;
+  let source: Promise<TokenCredential> | undefined;
   return {
     type: options.type,
     id: `${options.id}@${environment.authorityHost}`,
@@ -32,7 +40,8 @@ export function entraCredential(source: TokenCredential, options: EntraCredentia
     sendsManagementToken: options.sendsManagementToken,
     async getToken(audience, getOptions) {
       try {
-        const token = await source.getToken(azureScope(audience, environment.cloud), {
+        source ??= import('@azure/identity').then(build);
+        const token = await (await source).getToken(azureScope(audience, environment.cloud), {
           ...(getOptions?.signal ? { abortSignal: getOptions.signal } : {}),
         });
         if (!token) throw new Error('Entra ID returned no token');
