@@ -429,7 +429,8 @@ ${WAN_DELAY_MS} ms each way (${2 * WAN_DELAY_MS} ms RTT) between the proxy (or t
 and the upstream.
 
 Reproduce: \`npm run bench\` (about two minutes; installs wrk and nginx with apt-get when missing).
-`;
+
+${readFileSync(join(ROOT, 'bench/ANALYSIS.md'), 'utf8')}`;
 }
 
 main().catch((err: Error) => {
