@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import type { TokenCache } from './auth/token-cache.js';
 import { GatewayError, gatewayErrorResponse } from './errors.js';
 import { localEndpoints } from './local/health.js';
+import { statusPage } from './local/status-page.js';
 import { metadataService, type MetadataServiceOptions } from './local/metadata-service.js';
 import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
@@ -23,6 +24,8 @@ export interface AppDeps {
   logger: Logger;
   admission: Admission;
   isDraining: () => boolean;
+  version?: string;
+  routePorts?: () => Map<string, number>;
   /** Set when the metadata service is on (--metadata-service). */
   metadataService?: MetadataServiceOptions;
 }
@@ -55,6 +58,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
   });
   app.route('/', localEndpoints(deps));
+  app.route('/', statusPage({ ...deps, version: deps.version ?? '0.0.0' }));
   if (deps.metadataService) app.route('/', metadataService(deps.metadataService));
 
   app.notFound((c) => {

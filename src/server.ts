@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -55,6 +55,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     logger: options.logger,
     admission,
     isDraining: () => draining,
+    version: packageVersion(),
+    routePorts: () => routePorts,
   };
   // Local endpoints go through Hono; proxied traffic goes straight to the proxy handler.
   const local = getRequestListener(dispatchHeadAsGet(createApp(deps).fetch), { autoCleanupIncoming: false });
@@ -180,6 +182,14 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     ? new GatewayError('GATEWAY_HEADERS_TOO_LARGE', 'the request head is larger than limits.maxHeaderBytes; send fewer or smaller headers (large cookies?)')
     : new GatewayError('GATEWAY_BAD_REQUEST', `malformed HTTP request refused (${err.code ?? 'parse error'}); nothing was forwarded`);
   socket.end(rawGatewayError(gatewayError));
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
 }
 
 function listen(server: Server, port: number | string, host?: string): Promise<void> {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { RequestStats } from './request-stats.js';
 
 export interface GatewayMetrics {
   registry: Registry;
@@ -9,6 +10,8 @@ export interface GatewayMetrics {
   tokenFetches: Counter<'credential' | 'audience'>;
   tokenFailures: Counter<'credential' | 'audience'>;
   tokenExpiry: Gauge<'route'>;
+  /** Counts and recent errors for the status page (not exported to Prometheus). */
+  stats: RequestStats;
 }
 
 /**
@@ -20,6 +23,7 @@ export function createMetrics(tokenExpiryByRoute: () => Array<[string, number]>)
   const prefix = 'dbx_gateway_';
   return {
     registry,
+    stats: new RequestStats(),
     requests: new Counter({
       name: `${prefix}requests_total`,
       help: 'Requests answered, by route, method, status and inbound key name ("-" without keys)',

@@ -38,6 +38,7 @@ export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse
     // The metadata-service URL carries its secret: never log it.
     const path = (record.path ?? (incoming.url ?? '').split('?', 1)[0] ?? '').replace(/^\/metadata\/.*/s, '/metadata/[REDACTED]');
     metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status), key: record.key ?? '-' });
+    if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
     if (record.route) {
       metrics.duration.observe({ route }, seconds);
       metrics.responseBytes.inc({ route }, record.bytesOut);
