@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { ServiceAccount, ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { loadConfig } from '../../src/config/load.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = join(ROOT, 'bin/dbx-gateway.js');
+
+const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  'v1/ServiceAccount': ServiceAccount,
+  'v1/ConfigMap': ConfigMap,
+  'v1/Secret': Secret,
+  'v1/Service': Service,
+  'apps/v1/Deployment': Deployment,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+};
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: unknown };
+
+function render(dir: string): K8sObject[] {
+  const out = execFileSync('kubectl', ['kustomize', join(ROOT, dir)], { encoding: 'utf8' });
+  return parseAllDocuments(out).map((d) => d.toJS() as K8sObject);
+}
+
+/** The gateway's own config loader, on a config text, with the env a pod would have. */
+function loadGatewayConfig(text: string, env: NodeJS.ProcessEnv) {
+  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-deploy-'));
+  writeFileSync(join(dir, 'dbx-gateway.yaml'), text);
+  return loadConfig({ env, cwd: dir, flags: { config: join(dir, 'dbx-gateway.yaml'), noProfiles: true } });
+}
+
+for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example']) {
+  describe(`kubectl kustomize ${dir}`, () => {
+    const objects = render(dir);
+    const find = <T = K8sObject>(kind: string) => objects.find((o) => o.kind === kind) as T & K8sObject;
+
+    it('renders the objects an operator expects, each valid against its Kubernetes schema', () => {
+      assert.deepEqual(objects.map((o) => o.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount']);
+      for (const o of objects) {
+        const Model = MODELS[`${o.apiVersion}/${o.kind}`];
+        assert.ok(Model, `no schema for ${o.apiVersion} ${o.kind}`);
+        assert.doesNotThrow(() => new Model(o as never).validate(), `${o.kind} ${o.metadata.name}`);
+      }
+    });
+
+    it('ships a config the gateway itself accepts, on the ports the objects use', () => {
+      const configMap = find<{ data: Record<string, string> }>('ConfigMap');
+      const secret = find<{ stringData: Record<string, string> }>('Secret');
+      const config = loadGatewayConfig(configMap.data['dbx-gateway.yaml']!, { ...secret.stringData });
+      assert.equal(config.listen.host, '0.0.0.0');
+      assert.ok(config.inboundKeys.length > 0, 'listening beyond loopback needs inbound keys');
+      assert.ok(config.allowedHosts.includes('dbx-gateway'), 'the Service name is an allowed Host');
+      const deployment = find<{ spec: { template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; containers: Array<{ ports: Array<{ name: string; containerPort: number }>; readinessProbe: { httpGet: { path: string; port: string; httpHeaders: Array<{ name: string; value: string }> } }; livenessProbe: { httpGet: { path: string } }; securityContext: { readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean }; envFrom: Array<{ secretRef: { name: string } }> }> } } } }>('Deployment');
+      const container = deployment.spec.template.spec.containers[0]!;
+      const http = container.ports.find((p) => p.name === 'http')!;
+      assert.equal(http.containerPort, config.listen.port);
+      assert.equal(container.readinessProbe.httpGet.path, '/readyz');
+      assert.equal(container.livenessProbe.httpGet.path, '/healthz');
+      assert.deepEqual(container.readinessProbe.httpGet.httpHeaders, [{ name: 'Host', value: 'localhost' }], 'probes pass the Host guard');
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+      assert.equal(container.envFrom[0]?.secretRef.name, secret.metadata.name);
+      const service = find<{ spec: { ports: Array<{ port: number; targetPort: string }>; selector: Record<string, string> } }>('Service');
+      assert.equal(service.spec.ports[0]?.targetPort, 'http');
+      const podLabels = deployment.spec.template.metadata.labels;
+      assert.equal(podLabels['azure.workload.identity/use'], 'true');
+      for (const [k, v] of Object.entries(service.spec.selector)) assert.equal(podLabels[k], v, 'the Service selects the pods');
+      const pdb = find<{ spec: { selector: { matchLabels: Record<string, string> } } }>('PodDisruptionBudget');
+      for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(podLabels[k], v, 'the PDB selects the pods');
+      const policy = find<{ spec: { podSelector: { matchLabels: Record<string, string> }; ingress: Array<{ ports: Array<{ port: number }> }> } }>('NetworkPolicy');
+      for (const [k, v] of Object.entries(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v, 'the NetworkPolicy selects the pods');
+      assert.equal(policy.spec.ingress[0]?.ports[0]?.port, config.listen.port);
+      const sa = find('ServiceAccount');
+      assert.equal(deployment.spec.template.spec.serviceAccountName, sa.metadata.name);
+      assert.match(sa.metadata.annotations?.['azure.workload.identity/client-id'] ?? '', /^[0-9a-f-]{36}$/);
+    });
+  });
+}
+
+describe('docker-compose.yml', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-compose-'));
+  copyFileSync(join(ROOT, 'docker-compose.yml'), join(dir, 'docker-compose.yml'));
+  copyFileSync(join(ROOT, 'deploy/compose/dbx-gateway.yaml'), join(dir, 'dbx-gateway.yaml'));
+  copyFileSync(join(ROOT, 'deploy/compose/.env.example'), join(dir, '.env'));
+  copyFileSync(join(ROOT, 'Dockerfile'), join(dir, 'Dockerfile'));
+
+  it('is valid for docker-compose (config, no engine needed)', () => {
+    const res = spawnSync('docker-compose', ['config'], { cwd: dir, encoding: 'utf8', env: { ...process.env, DBX_GATEWAY_KEY: 'dgw_example' } });
+    assert.equal(res.status, 0, res.stderr);
+    const config = parseYaml(res.stdout) as { services: Record<string, { read_only?: boolean; init?: boolean; environment?: Record<string, string>; depends_on?: Record<string, { condition: string }> }> };
+    const gateway = config.services['dbx-gateway']!;
+    assert.equal(gateway.read_only, true);
+    assert.equal(gateway.init, true);
+    const dev = config.services.dev!;
+    assert.equal(dev.environment?.DATABRICKS_HOST, 'http://dbx-gateway:8080/ws/prod');
+    assert.equal(dev.environment?.DATABRICKS_TOKEN, 'dgw_example');
+    assert.equal(dev.depends_on?.['dbx-gateway']?.condition, 'service_healthy');
+  });
+
+  it('refuses to run the example config open on the network until a key is added, then accepts it', () => {
+    const text = readFileSync(join(dir, 'dbx-gateway.yaml'), 'utf8');
+    assert.throws(() => loadGatewayConfig(text, {}), /listen\.host: 0\.0\.0\.0 is reachable from other machines/);
+    const res = spawnSync(process.execPath, [BIN, 'keys', 'add', 'alice', '--config', join(dir, 'dbx-gateway.yaml')], { encoding: 'utf8' });
+    assert.equal(res.status, 0, res.stderr);
+    const config = loadGatewayConfig(readFileSync(join(dir, 'dbx-gateway.yaml'), 'utf8'), {});
+    assert.deepEqual(config.inboundKeys.map((k) => k.name), ['alice']);
+    assert.ok(config.allowedHosts.includes('dbx-gateway'));
+  });
+});
+
+describe('Dockerfile and systemd unit', () => {
+  it('builds a non-root image with tini, a curl-free HEALTHCHECK and the port the compose file uses', () => {
+    const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    assert.match(text, /^FROM node:20-bookworm-slim AS build$/m);
+    assert.match(text, /^USER node$/m);
+    assert.match(text, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"/m);
+    assert.match(text, /^HEALTHCHECK [\s\S]*CMD \["node", "-e", ".*\/healthz/m);
+    assert.doesNotMatch(text.replace(/^#.*$/gm, ''), /\bcurl\b/);
+    assert.match(text, /^EXPOSE 8080$/m);
+    // The HEALTHCHECK's one-liner is valid JavaScript.
+    const probe = /CMD \["node", "-e", "(.*)"\]/.exec(text)![1]!.replace(/\\"/g, '"');
+    assert.doesNotThrow(() => new Function(probe));
+  });
+
+  it('has a user unit that starts the CLI and reloads with SIGHUP', () => {
+    const unit = readFileSync(join(ROOT, 'deploy/systemd/dbx-gateway.service'), 'utf8');
+    assert.match(unit, /^ExecStart=.*bin\/dbx-gateway\.js serve$/m);
+    assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+    assert.match(unit, /^WantedBy=default\.target$/m);
+  });
+});
