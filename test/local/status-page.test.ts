@@ -99,7 +99,7 @@ describe('status page at /', () => {
 
       // The page refreshes itself: a new error shows up without a reload.
       await request(`${gw.url}/ws/broken/api/2.0/jobs/list`);
-      await page.waitForFunction(() => document.querySelector('#errors')?.textContent?.includes('/api/2.0/jobs/list'), undefined, { timeout: 8000 });
+      await page.waitForFunction("document.querySelector('#errors')?.textContent?.includes('/api/2.0/jobs/list')", undefined, { timeout: 8000 });
 
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: `${ARTIFACTS}status-page.png`, fullPage: true });
