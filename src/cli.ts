@@ -9,6 +9,7 @@ import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
 import { createGatewayCore } from './gateway.js';
 import { createLogger } from './observability/logger.js';
+import { diagnose, formatDoctor } from './doctor.js';
 import { login } from './login.js';
 import { scrubSecrets } from './security/redact.js';
 import { type RunningGateway, startGateway } from './server.js';
@@ -24,7 +25,7 @@ const USAGE = `Usage:
   dbx-gateway login NAME      Databricks OAuth U2M (PKCE) sign-in for route NAME [--no-browser]
   dbx-gateway keys add NAME [--config FILE]
                               print a new inbound key once; store only its hash in the config
-  dbx-gateway doctor          check each route's credential: which one, why, and a token
+  dbx-gateway doctor          per route: credential and why, token, upstream, identity, clock skew
   dbx-gateway --help | --version
 
 Serves /ws/NAME/... and /acct/NAME/... on 127.0.0.1:8080, attaching a fresh token to each request.
@@ -240,8 +241,9 @@ async function printToken(flags: CliFlags, name: string | undefined, output: str
 }
 
 /**
- * Per route: where it came from, which credential and why, and whether a token can be had now.
- * Output is a table on stdout; exit 0 only when every route has a token.
+ * Per route: where it came from, which credential and why, the token and its expiry, whether the
+ * upstream answers and accepts it (SCIM Me, which also says who the token belongs to), and the
+ * clock skew. A table on stdout; exit 0 only when every check of every route passes.
  */
 async function doctor(flags: CliFlags): Promise<number> {
   const config = await load(flags);
@@ -250,30 +252,9 @@ async function doctor(flags: CliFlags): Promise<number> {
   if (!core) return 2;
   try {
     for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
-    const rows = await Promise.all(
-      core.routes.routes.map(async (route) => {
-        try {
-          const token = await core.tokens.get(route.credential, 'databricks');
-          const expiry = Number.isFinite(token.expiresOnMs)
-            ? `token ok, expires ${new Date(token.expiresOnMs).toISOString()} (in ${Math.round((token.expiresOnMs - Date.now()) / 60_000)} min)`
-            : 'token ok (does not expire)';
-          return { route, ok: true, detail: expiry };
-        } catch (err) {
-          return { route, ok: false, detail: (err as Error).message };
-        }
-      }),
-    );
-    for (const { route, ok, detail } of rows) {
-      process.stdout.write(
-        `${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}\n` +
-          `      source:     ${route.config.source}\n` +
-          `      credential: ${route.credential.type} (${route.credential.reason})\n` +
-          `      ${ok ? 'token:     ' : 'error:     '} ${detail}\n`,
-      );
-    }
-    const failed = rows.filter((r) => !r.ok).length;
-    process.stdout.write(failed === 0 ? `all ${rows.length} routes ok\n` : `${failed} of ${rows.length} routes failed\n`);
-    return failed === 0 ? 0 : 1;
+    const rows = await diagnose(core);
+    process.stdout.write(formatDoctor(rows));
+    return rows.every((r) => r.ok) ? 0 : 1;
   } finally {
     await core.close();
   }

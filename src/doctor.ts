@@ -1,0 +1,136 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { GatewayCore } from './gateway.js';
+import { authHeaders } from './proxy/auth-headers.js';
+import type { Route } from './routing/route-table.js';
+import { scrubSecrets } from './security/redact.js';
+
+/** Clocks further apart than this break token validation (Entra allows about 5 min of skew). */
+export const MAX_CLOCK_SKEW_S = 120;
+
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface DoctorRow {
+  route: Route;
+  ok: boolean;
+  checks: DoctorCheck[];
+}
+
+interface Probe {
+  status: number;
+  ms: number;
+  date?: string;
+  body: string;
+}
+
+/**
+ * Per route: the token, then a real call with it to the SCIM Me endpoint, which says whether the
+ * upstream is reachable, whether it accepts the token, and who the token belongs to; its Date
+ * header gives the clock skew.
+ */
+export async function diagnose(core: GatewayCore): Promise<DoctorRow[]> {
+  return Promise.all(core.routes.routes.map((route) => diagnoseRoute(core, route)));
+}
+
+async function diagnoseRoute(core: GatewayCore, route: Route): Promise<DoctorRow> {
+  const checks: DoctorCheck[] = [];
+  let headers: Record<string, string>;
+  try {
+    const auth = await authHeaders(route, core.tokens);
+    headers = auth.headers;
+    const token = await core.tokens.get(route.credential, 'databricks');
+    checks.push({
+      name: 'token',
+      ok: true,
+      detail: Number.isFinite(token.expiresOnMs)
+        ? `ok, expires ${new Date(token.expiresOnMs).toISOString()} (in ${Math.round((token.expiresOnMs - Date.now()) / 60_000)} min)`
+        : 'ok (does not expire)',
+    });
+  } catch (err) {
+    checks.push({ name: 'error', ok: false, detail: (err as Error).message });
+    return { route, ok: false, checks };
+  }
+  const path =
+    route.config.kind === 'account' && route.config.accountId
+      ? `/api/2.0/accounts/${encodeURIComponent(route.config.accountId)}/scim/v2/Me`
+      : '/api/2.0/preview/scim/v2/Me';
+  let probe: Probe;
+  try {
+    probe = await get(route, path, headers);
+  } catch (err) {
+    checks.push({ name: 'upstream', ok: false, detail: `unreachable: ${scrubSecrets((err as Error).message)}` });
+    return { route, ok: false, checks };
+  }
+  const reachable = probe.status < 500;
+  const accepted = probe.status >= 200 && probe.status < 300;
+  checks.push({
+    name: 'upstream',
+    ok: reachable && accepted,
+    detail: `${reachable ? 'reachable' : 'failing'} (GET ${path}: ${probe.status} in ${Math.round(probe.ms)} ms)${
+      probe.status === 401 || probe.status === 403 ? `; the token was refused: ${scrubSecrets(probe.body.slice(0, 200))}` : ''
+    }`,
+  });
+  if (accepted) {
+    let who = 'unknown (no userName in the SCIM answer)';
+    try {
+      const me = JSON.parse(probe.body) as { userName?: string; displayName?: string; applicationId?: string };
+      const name = me.userName ?? me.applicationId;
+      if (name) who = me.displayName && me.displayName !== name ? `${name} (${me.displayName})` : name;
+    } catch {
+      // not JSON: keep "unknown"
+    }
+    checks.push({ name: 'identity', ok: true, detail: who });
+  }
+  if (probe.date) {
+    const skew = (Date.now() - Date.parse(probe.date)) / 1000;
+    const ok = Math.abs(skew) <= MAX_CLOCK_SKEW_S;
+    checks.push({
+      name: 'clock',
+      ok,
+      detail: ok
+        ? `in sync (this machine is ${skew >= 0 ? '+' : ''}${skew.toFixed(0)} s from the upstream)`
+        : `this machine is ${skew.toFixed(0)} s off the upstream's clock; tokens will look expired or not yet valid: sync the clock (NTP)`,
+    });
+  }
+  return { route, ok: checks.every((c) => c.ok), checks };
+}
+
+function get(route: Route, path: string, headers: Record<string, string>): Promise<Probe> {
+  const url = new URL(path, route.target);
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = send(url, { agent: route.agent, headers: { ...headers, accept: 'application/json' }, timeout: 15_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        if (body.length < 64 * 1024) body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started, ...(res.headers.date ? { date: res.headers.date } : {}), body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The table doctor prints: one block per route, PASS or FAIL first. */
+export function formatDoctor(rows: DoctorRow[]): string {
+  const lines: string[] = [];
+  for (const { route, ok, checks } of rows) {
+    lines.push(`${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}`);
+    lines.push(`      source:     ${route.config.source}`);
+    lines.push(`      credential: ${route.credential.type} (${route.credential.reason})`);
+    for (const c of checks) {
+      const mark = c.ok || c.name === 'error' ? '' : 'FAILED: ';
+      lines.push(`      ${`${c.name}:`.padEnd(11)} ${mark}${c.detail}`);
+    }
+  }
+  const failed = rows.filter((r) => !r.ok).length;
+  lines.push(failed === 0 ? `all ${rows.length} routes ok` : `${failed} of ${rows.length} routes failed`);
+  return `${lines.join('\n')}\n`;
+}
