@@ -184,6 +184,29 @@ async function serve(flags: CliFlags): Promise<number> {
   }
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
 
+  // SIGHUP: re-read the configuration without dropping connections; an invalid one keeps the old.
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'SIGHUP: reloading the configuration');
+    let next: GatewayConfig;
+    try {
+      next = loadConfig({ flags });
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      logger.error({ problems }, `the new configuration is invalid, so the previous one stays in use: ${problems.join('; ')}`);
+      return;
+    }
+    gateway.reload(next).then(
+      ({ notes }) => {
+        for (const note of notes) logger.warn(note);
+        for (const warning of gateway.warnings) logger.warn(warning);
+        logger.info({ routes: gateway.routes.routes.map((r) => r.name) }, `configuration reloaded: ${gateway.routes.routes.length} routes`);
+      },
+      (err: Error) => {
+        const problems = err instanceof ConfigError ? err.problems : [err.message];
+        logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
+      },
+    );
+  });
   // A crash must not print a token: log the scrubbed error, then exit.
   process.on('uncaughtException', (err) => {
     logger.fatal({ err: { name: err.name, message: scrubSecrets(err.message), stack: scrubSecrets(err.stack ?? '') } }, 'crashed');

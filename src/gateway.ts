@@ -24,6 +24,8 @@ export interface CoreOptions {
   /** Injected wall clock for tests. */
   now?: () => number;
   tokenFetchTimeoutMs?: number;
+  /** On a config reload: the running token cache and metrics, kept across generations. */
+  reuse?: { tokens: TokenCache; metrics: GatewayMetrics };
 }
 
 export const DEMO_ROUTE_NAME = 'demo';
@@ -73,19 +75,21 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
   }
   const table = new RouteTable(routes);
 
-  let tokens: TokenCache;
-  const metrics = createMetrics(() =>
+  // A reload keeps the token cache (same identities keep their tokens) and the metrics.
+  const metrics = options.reuse?.metrics ?? createMetrics();
+  const tokens =
+    options.reuse?.tokens ??
+    new TokenCache({
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.tokenFetchTimeoutMs ? { fetchTimeoutMs: options.tokenFetchTimeoutMs } : {}),
+      onFetch: (c, audience) => metrics.tokenFetches.inc({ credential: c.type, audience }),
+      onFetchFailure: (c, audience) => metrics.tokenFailures.inc({ credential: c.type, audience }),
+    });
+  metrics.tokenExpirySource = () =>
     routes.flatMap((r) => {
       const t = tokens.status(r.credential, 'databricks').token;
       return t ? [[r.name, t.expiresOnMs] as [string, number]] : [];
-    }),
-  );
-  tokens = new TokenCache({
-    ...(options.now ? { now: options.now } : {}),
-    ...(options.tokenFetchTimeoutMs ? { fetchTimeoutMs: options.tokenFetchTimeoutMs } : {}),
-    onFetch: (c, audience) => metrics.tokenFetches.inc({ credential: c.type, audience }),
-    onFetchFailure: (c, audience) => metrics.tokenFailures.inc({ credential: c.type, audience }),
-  });
+    });
 
   return {
     config,

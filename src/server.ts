@@ -1,11 +1,11 @@
 import { chmodSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import type { GatewayConfig } from './config/types.js';
-import { GatewayError, rawGatewayError, toGatewayError } from './errors.js';
+import { GatewayError, rawGatewayError, toGatewayError, writeGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
 import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
@@ -20,6 +20,13 @@ export interface RunningGateway extends GatewayCore {
   port: number;
   /** Per-route ports actually bound (route name -> port), for routes with `port`. */
   routePorts: Map<string, number>;
+  /**
+   * Applies a new configuration without dropping connections: new requests use the new routes,
+   * credentials and policy; requests in flight finish on the old ones. Listen addresses, per-route
+   * ports and limits are fixed at start: `notes` says which changes need a restart. A config that
+   * cannot be built throws, and the running one stays.
+   */
+  reload(config: GatewayConfig): Promise<{ notes: string[] }>;
   /** Stop accepting, let in-flight exchanges finish within drainMs, then close everything. */
   shutdown(drainMs?: number): Promise<void>;
 }
@@ -28,43 +35,87 @@ export interface StartOptions extends CoreOptions {
   logger: Logger;
 }
 
+/** Everything that a reload replaces: built from one config, used by every listener. */
+interface Generation {
+  config: GatewayConfig;
+  core: GatewayCore;
+  admission: Admission;
+  forwarder: Forwarder;
+  local: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  mainProxy: (req: IncomingMessage, res: ServerResponse) => void;
+  mainUpgrade: UpgradeListener;
+  routeProxies: Map<string, (req: IncomingMessage, res: ServerResponse) => void>;
+  routeUpgrades: Map<string, UpgradeListener>;
+}
+
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
 export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<RunningGateway> {
-  const core = await createGatewayCore(config, options);
-  const forwarder = new Forwarder(core.tokens);
-  const admission = createAdmission(config);
   let draining = false;
   // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
   const tunnels = new Set<Duplex>();
   const routePorts = new Map<string, number>();
   const connections = { open: 0 };
-  const deps = {
-    ...(config.metadataService
-      ? {
-          metadataService: {
-            secret: config.metadataService.secret,
-            routes: core.routes,
-            tokens: core.tokens,
-            localOrigins: () => new Map([...routePorts].map(([name, p]) => [name, [`http://127.0.0.1:${p}`, `http://localhost:${p}`]])),
-          },
-        }
-      : {}),
-    routes: core.routes,
-    tokens: core.tokens,
-    forwarder,
-    metrics: core.metrics,
-    logger: options.logger,
-    admission,
-    isDraining: () => draining,
-    version: packageVersion(),
-    routePorts: () => routePorts,
+  const version = packageVersion();
+
+  const build = (genConfig: GatewayConfig, core: GatewayCore): Generation => {
+    const forwarder = new Forwarder(core.tokens);
+    const admission = createAdmission(genConfig);
+    const deps = {
+      ...(genConfig.metadataService
+        ? {
+            metadataService: {
+              secret: genConfig.metadataService.secret,
+              routes: core.routes,
+              tokens: core.tokens,
+              localOrigins: () => new Map([...routePorts].map(([name, p]) => [name, [`http://127.0.0.1:${p}`, `http://localhost:${p}`]])),
+            },
+          }
+        : {}),
+      routes: core.routes,
+      tokens: core.tokens,
+      forwarder,
+      metrics: core.metrics,
+      logger: options.logger,
+      admission,
+      isDraining: () => draining,
+      version,
+      routePorts: () => routePorts,
+    };
+    const main = prefixResolver(core.routes);
+    const routeProxies = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
+    const routeUpgrades = new Map<string, UpgradeListener>();
+    for (const route of core.routes.routes) {
+      routeProxies.set(route.name, createProxyHandler(deps, fixedResolver(route)));
+      routeUpgrades.set(route.name, upgradeHandler(fixedResolver(route), forwarder, admission, options.logger, tunnels));
+    }
+    return {
+      config: genConfig,
+      core,
+      admission,
+      forwarder,
+      // Local endpoints go through Hono; proxied traffic goes straight to the proxy handler.
+      local: getRequestListener(dispatchHeadAsGet(createApp(deps).fetch), { autoCleanupIncoming: false }),
+      mainProxy: createProxyHandler(deps, main),
+      mainUpgrade: upgradeHandler(main, forwarder, admission, options.logger, tunnels),
+      routeProxies,
+      routeUpgrades,
+    };
   };
-  // Local endpoints go through Hono; proxied traffic goes straight to the proxy handler.
-  const local = getRequestListener(dispatchHeadAsGet(createApp(deps).fetch), { autoCleanupIncoming: false });
-  const makeServer = (resolve: Resolver, fixed: boolean): Server => {
-    const proxy = createProxyHandler(deps, resolve);
+
+  let current = build(config, await createGatewayCore(config, options));
+
+  /** `routeName`: a per-route port's listener, which finds its route in the current generation. */
+  const makeServer = (routeName?: string): Server => {
     const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, (req, res) => {
-      if (fixed || isProxiedTarget(req.url)) proxy(req, res);
-      else void local(req, res);
+      if (routeName === undefined) {
+        if (isProxiedTarget(req.url)) current.mainProxy(req, res);
+        else void current.local(req, res);
+        return;
+      }
+      const proxy = current.routeProxies.get(routeName);
+      if (proxy) proxy(req, res);
+      else writeGatewayError(res, new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `route ${routeName} is no longer configured (removed by a reload); restart to free its port`));
     });
     // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
     server.requestTimeout = 0;
@@ -74,40 +125,63 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     server.timeout = Math.max(idleMs, connectMs + headersMs + 1000);
     limitConnections(server, config.limits.maxConnections, connections);
     server.on('clientError', answerClientError);
-    server.on('upgrade', upgradeHandler(resolve, forwarder, admission, options.logger, tunnels));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const handler = routeName === undefined ? current.mainUpgrade : current.routeUpgrades.get(routeName);
+      if (handler) handler(req, socket, head);
+      else socket.destroy();
+    });
     return server;
   };
 
   const servers: Server[] = [];
   const closeAll = () => Promise.all(servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
-  const server = makeServer(prefixResolver(core.routes), false);
+  const server = makeServer();
   try {
     servers.push(server);
     if (config.socket) await listenOnSocket(server, config.socket);
     else await listen(server, config.listen.port, config.listen.host);
     // Per-route ports: the same route with no prefix, for tools that take only host:port.
-    for (const route of core.routes.routes) {
+    for (const route of current.core.routes.routes) {
       if (route.config.port === undefined) continue;
-      const routeServer = makeServer(fixedResolver(route), true);
+      const routeServer = makeServer(route.name);
       servers.push(routeServer);
       await listen(routeServer, route.config.port, config.listen.host);
       routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
     }
   } catch (err) {
     await closeAll();
-    await core.close();
+    await current.core.close();
     throw err;
   }
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const port = config.socket ? 0 : (server.address() as AddressInfo).port;
+  const retired = new Set<GatewayCore>();
 
-  return {
-    ...core,
+  const gateway: RunningGateway = {
+    ...current.core,
     server,
     port,
     routePorts,
     url: config.socket ? `unix:${config.socket}` : `http://${host}:${port}`,
-    async shutdown(drainMs = config.timeouts.drainMs) {
+    async reload(next) {
+      const previous = current;
+      // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
+      if (next.metadataService?.generated && previous.config.metadataService) {
+        next = { ...next, metadataService: previous.config.metadataService };
+      }
+      const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
+      current = build(next, core);
+      Object.assign(gateway, { config: core.config, routes: core.routes, warnings: core.warnings });
+      // In-flight exchanges keep the old agents until they finish; then they are closed.
+      retired.add(previous.core);
+      const timer = setTimeout(() => {
+        retired.delete(previous.core);
+        void previous.core.close();
+      }, next.timeouts.drainMs);
+      timer.unref();
+      return { notes: restartOnlyChanges(config, next, routePorts) };
+    },
+    async shutdown(drainMs = current.config.timeouts.drainMs) {
       draining = true;
       const closed = closeAll();
       for (const s of servers) s.closeIdleConnections();
@@ -118,9 +192,26 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       timer.unref();
       await closed;
       clearTimeout(timer);
-      await core.close();
+      await current.core.close();
+      await Promise.all([...retired].map((c) => c.close()));
     },
   };
+  return gateway;
+}
+
+/** What a reload cannot change on a running process (sockets are bound, limits are set). */
+function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePorts: Map<string, number>): string[] {
+  const notes: string[] = [];
+  if (next.listen.host !== started.listen.host || next.listen.port !== started.listen.port || next.socket !== started.socket) {
+    notes.push('the listen address changed: restart to apply it');
+  }
+  for (const route of next.routes) {
+    if (route.port !== undefined && routePorts.get(route.name) !== route.port && !(route.port === 0 && routePorts.has(route.name))) {
+      notes.push(`routes.${route.name}.port changed or is new: restart to open it`);
+    }
+  }
+  if (JSON.stringify(next.limits) !== JSON.stringify(started.limits)) notes.push('limits changed: restart to apply them');
+  return notes;
 }
 
 /**

@@ -12,16 +12,19 @@ export interface GatewayMetrics {
   tokenExpiry: Gauge<'route'>;
   /** Counts and recent errors for the status page (not exported to Prometheus). */
   stats: RequestStats;
+  /** Cached token expiry per route, read at scrape time; the core sets it (and resets it on reload). */
+  tokenExpirySource: () => Array<[string, number]>;
 }
 
 /**
  * One registry per gateway (not prom-client's global one) so several gateways can live in one
  * process, as they do in the tests. Labels never carry tokens, keys or paths (unbounded cardinality).
  */
-export function createMetrics(tokenExpiryByRoute: () => Array<[string, number]>): GatewayMetrics {
+export function createMetrics(): GatewayMetrics {
   const registry = new Registry();
   const prefix = 'dbx_gateway_';
-  return {
+  const metrics: GatewayMetrics = {
+    tokenExpirySource: () => [],
     registry,
     stats: new RequestStats(),
     requests: new Counter({
@@ -68,10 +71,11 @@ export function createMetrics(tokenExpiryByRoute: () => Array<[string, number]>)
       registers: [registry],
       collect() {
         this.reset();
-        for (const [route, expiresOnMs] of tokenExpiryByRoute()) {
+        for (const [route, expiresOnMs] of metrics.tokenExpirySource()) {
           if (Number.isFinite(expiresOnMs)) this.set({ route }, Math.floor(expiresOnMs / 1000));
         }
       },
     }),
   };
+  return metrics;
 }

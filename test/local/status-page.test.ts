@@ -99,7 +99,13 @@ describe('status page at /', () => {
 
       // The page refreshes itself: a new error shows up without a reload.
       await request(`${gw.url}/ws/broken/api/2.0/jobs/list`);
-      await page.waitForFunction("document.querySelector('#errors')?.textContent?.includes('/api/2.0/jobs/list')", undefined, { timeout: 8000 });
+      // (Polled from here: the page's CSP forbids evaluating strings, as it should.)
+      let refreshed = false;
+      for (let i = 0; i < 40 && !refreshed; i++) {
+        refreshed = (await page.locator('#errors').innerText()).includes('/api/2.0/jobs/list');
+        if (!refreshed) await page.waitForTimeout(250);
+      }
+      assert.ok(refreshed, 'the page picked up the new error by itself');
 
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: `${ARTIFACTS}status-page.png`, fullPage: true });

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { request } from '../helpers/http.js';
+import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
+import { testPki } from '../helpers/tls.js';
+
+const ca = testPki().caFile;
+const route = (name: string, upstream: FakeUpstream, token: string) => `  ${name}: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${token} } }\n`;
+
+async function waitForLog(gw: SpawnedGateway, pattern: RegExp, after: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (pattern.test(gw.stdout().slice(after))) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`no log line ${pattern} in:\n${gw.stdout().slice(after)}`);
+}
+
+describe('SIGHUP reloads the configuration without dropping connections', () => {
+  let one: FakeUpstream;
+  let two: FakeUpstream;
+  let gw: SpawnedGateway;
+  let file: string;
+
+  before(async () => {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      req.resume();
+      const delay = req.url?.includes('slow') ? 800 : 0;
+      setTimeout(() => res.end(JSON.stringify({ auth: req.headers.authorization })), delay);
+    };
+    one = await startFakeUpstream(handler);
+    two = await startFakeUpstream(handler);
+    const dir = mkdtempSync(join(tmpdir(), 'dbxgw-reload-'));
+    file = join(dir, 'dbx-gateway.yaml');
+    writeFileSync(file, `routes:\n${route('a', one, 'dapi-old')}`);
+    gw = await spawnGateway(['--config', file, '--no-profiles'], { HOME: dir });
+  });
+  after(async () => {
+    await gw.stop();
+    await Promise.all([one.close(), two.close()]);
+  });
+
+  it('applies new routes and credentials, lets in-flight requests finish and keeps client connections', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+        const req = http.get(`${gw.url}${path}`, { agent }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+      });
+    assert.match((await get('/ws/a/x')).body, /dapi-old/);
+    const slow = request(`${gw.url}/ws/a/slow`);
+    await new Promise((r) => setTimeout(r, 100));
+
+    const mark = gw.stdout().length;
+    writeFileSync(file, `routes:\n${route('a', one, 'dapi-new')}${route('b', two, 'dapi-b')}`);
+    gw.child.kill('SIGHUP');
+    await waitForLog(gw, /configuration reloaded: 2 routes/, mark);
+
+    assert.match((await slow).text, /dapi-old/, 'the request in flight finished on the old configuration');
+    const after = await get('/ws/a/x');
+    assert.match(after.body, /dapi-new/);
+    assert.equal(after.reused, true, 'the client connection survived the reload');
+    assert.match((await get('/ws/b/x')).body, /dapi-b/);
+  });
+
+  it('keeps the running configuration when the new one is invalid, and says why', async () => {
+    const mark = gw.stdout().length;
+    writeFileSync(file, `routes:\n  a: { host: not-a-url }\n`);
+    gw.child.kill('SIGHUP');
+    await waitForLog(gw, /the new configuration is invalid, so the previous one stays in use: .*routes\.a\.host: \\"not-a-url\\" is not a URL/, mark);
+    const res = await request(`${gw.url}/ws/b/x`);
+    assert.equal(res.status, 200, 'route b from the last good configuration still serves');
+    assert.equal(gw.child.exitCode, null);
+  });
+});
