@@ -184,7 +184,8 @@ function metadataServiceConfig(flags: CliFlags, file: FileConfig, env: NodeJS.Pr
 }
 
 function findConfigFile(flags: CliFlags, env: NodeJS.ProcessEnv, cwd: string, problems: string[]): string | undefined {
-  const explicit = flags.config ?? env.DBX_GATEWAY_CONFIG;
+  // An empty DBX_GATEWAY_CONFIG (e.g. `-e DBX_GATEWAY_CONFIG=` to clear an image default) means none.
+  const explicit = flags.config ?? (env.DBX_GATEWAY_CONFIG || undefined);
   if (explicit !== undefined) {
     const path = resolve(cwd, explicit);
     if (!existsSync(path)) {

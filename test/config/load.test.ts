@@ -132,6 +132,10 @@ routes:
     );
   });
 
+  it('treats an empty DBX_GATEWAY_CONFIG as unset (clearing an image default)', () => {
+    assert.doesNotThrow(() => loadConfig({ env: { DBX_GATEWAY_CONFIG: '' }, cwd: '/nonexistent' }));
+  });
+
   it('reports a YAML syntax error and a missing --config file', () => {
     const { dir } = tempConfig('routes: [unclosed');
     assert.throws(() => loadConfig({ env: {}, cwd: dir }), /YAML syntax/);
