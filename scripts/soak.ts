@@ -147,10 +147,11 @@ async function main(): Promise<void> {
   const end = started + MINUTES * 60_000;
   const sampler = setInterval(() => samples.push({ t: (Date.now() - started) / 1000, rss: rss(gw.pid!) }), 5000);
   let sent = 0;
+  // Each worker walks the mix round-robin from its own offset, so every kind keeps flowing.
   await Promise.all(
     Array.from({ length: 8 }, async (_, worker) => {
-      while (Date.now() < end) {
-        await call(base, kinds[(sent + worker) % kinds.length]!);
+      for (let i = worker; Date.now() < end; i++) {
+        await call(base, kinds[i % kinds.length]!);
         sent++;
       }
     }),
