@@ -1,3 +1,5 @@
+import type { Agent } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Credential } from './auth/credential.js';
 import { createCredential, CredentialSetupError, unavailableCredential } from './auth/credentials/index.js';
 import { ConfigError } from './config/load.js';
@@ -16,7 +18,13 @@ export interface GatewayCore {
   metrics: GatewayMetrics;
   /** Problems that did not stop the gateway (skipped or unusable ~/.databrickscfg profiles). */
   warnings: string[];
+  /** Close everything now, connections in use included (shutdown after its drain). */
   close(): Promise<void>;
+  /**
+   * Replaced by a reload: close idle upstream connections now and every other one as soon as its
+   * exchange ends, so requests in flight finish however long they take.
+   */
+  retire(): void;
 }
 
 export interface CoreOptions {
@@ -101,7 +109,17 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
       for (const r of routes) r.agent.destroy();
       await demo?.close();
     },
+    retire() {
+      for (const r of routes) retireAgent(r.agent);
+      demo?.retire();
+    },
   };
+}
+
+function retireAgent(agent: Agent): void {
+  // Sockets that finish their exchange come back 'free': close them instead of pooling.
+  agent.on('free', (socket: Socket) => socket.destroy());
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
 }
 
 function demoRoute(url: URL): RouteConfig {

@@ -12,6 +12,7 @@ import { Forwarder } from './proxy/forward.js';
 import { createProxyHandler, isProxiedTarget } from './proxy-handler.js';
 import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
 import { type Admission, createAdmission } from './security/admission.js';
+import { assertSafeTarget } from './security/path-check.js';
 
 export interface RunningGateway extends GatewayCore {
   server: Server;
@@ -109,8 +110,15 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const makeServer = (routeName?: string): Server => {
     const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, (req, res) => {
       if (routeName === undefined) {
-        if (isProxiedTarget(req.url)) current.mainProxy(req, res);
-        else void current.local(req, res);
+        if (isProxiedTarget(req.url)) return current.mainProxy(req, res);
+        // Local endpoints get the same target rules: Hono would otherwise resolve an absolute-form
+        // or dot-segment target to /metadata/SECRET and the like.
+        try {
+          assertSafeTarget(req.url ?? '/');
+        } catch (err) {
+          return writeGatewayError(res, err as GatewayError);
+        }
+        void current.local(req, res);
         return;
       }
       const proxy = current.routeProxies.get(routeName);
@@ -172,13 +180,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
       current = build(next, core);
       Object.assign(gateway, { config: core.config, routes: core.routes, warnings: core.warnings });
-      // In-flight exchanges keep the old agents until they finish; then they are closed.
+      // In-flight exchanges keep the old agents' connections until they finish, however long;
+      // each is closed as it frees up. Shutdown closes whatever is still open.
       retired.add(previous.core);
-      const timer = setTimeout(() => {
-        retired.delete(previous.core);
-        void previous.core.close();
-      }, next.timeouts.drainMs);
-      timer.unref();
+      previous.core.retire();
       return { notes: restartOnlyChanges(config, next, routePorts) };
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {
@@ -209,6 +214,11 @@ function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePo
     if (route.port !== undefined && routePorts.get(route.name) !== route.port && !(route.port === 0 && routePorts.has(route.name))) {
       notes.push(`routes.${route.name}.port changed or is new: restart to open it`);
     }
+  }
+  for (const name of routePorts.keys()) {
+    const route = next.routes.find((r) => r.name === name);
+    if (!route) notes.push(`route ${name} was removed: its port ${routePorts.get(name)} answers 404 until a restart closes it`);
+    else if (route.port === undefined) notes.push(`routes.${name}.port was removed: the route stays on port ${routePorts.get(name)} until a restart`);
   }
   if (JSON.stringify(next.limits) !== JSON.stringify(started.limits)) notes.push('limits changed: restart to apply them');
   return notes;
@@ -272,7 +282,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const gatewayError = tooLarge
     ? new GatewayError('GATEWAY_HEADERS_TOO_LARGE', 'the request head is larger than limits.maxHeaderBytes; send fewer or smaller headers (large cookies?)')
     : new GatewayError('GATEWAY_BAD_REQUEST', `malformed HTTP request refused (${err.code ?? 'parse error'}); nothing was forwarded`);
-  socket.end(rawGatewayError(gatewayError));
+  socket.write(rawGatewayError(gatewayError), () => socket.destroy());
 }
 
 function packageVersion(): string {
@@ -322,7 +332,9 @@ function upgradeHandler(resolve: Resolver, forwarder: Forwarder, admission: Admi
         { method: req.method, route: routeName, ...(keyName ? { key: keyName } : {}), upgrade: true, status: gatewayError.status, error: gatewayError.code },
         'request',
       );
-      socket.end(rawGatewayError(gatewayError));
+      // Written, then destroyed: an upgrade socket has no idle timeout, and a half-open one would
+      // hold a connection slot forever.
+      socket.write(rawGatewayError(gatewayError), () => socket.destroy());
     };
     try {
       admission.checkClient(req);

@@ -9,6 +9,8 @@ const DEMO_CLIENT = 'demo-client:demo-secret';
 export interface DemoWorkspace {
   url: URL;
   close(): Promise<void>;
+  /** Stop accepting; requests in flight finish (a reload replaced this demo). */
+  retire(): void;
 }
 
 const CLUSTERS = [
@@ -46,6 +48,10 @@ export async function startDemoWorkspace(): Promise<DemoWorkspace> {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+    retire: () => {
+      server.close();
+      server.closeIdleConnections();
+    },
   };
 }
 

@@ -35,8 +35,8 @@ export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse
     const route = record.route ?? '-';
     const status = outgoing.headersSent ? outgoing.statusCode : 0;
     const bytes = record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0);
-    // The metadata-service URL carries its secret: never log it.
-    const path = (record.path ?? (incoming.url ?? '').split('?', 1)[0] ?? '').replace(/^\/metadata\/.*/s, '/metadata/[REDACTED]');
+    // The metadata-service URL carries its secret: never log it (upstream paths are left alone).
+    const path = record.path ?? ((incoming.url ?? '').split('?', 1)[0] ?? '').replace(/\/metadata\/.*/s, '/metadata/[REDACTED]');
     metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status), key: record.key ?? '-' });
     if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
     if (record.route) {

@@ -37,11 +37,13 @@ export class Forwarder {
   }
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
+    // Whether a 401 may be replayed is decided on the request as the client sent it.
+    const replayable = hasNoBody(req.headers);
     stripRequestHeaders(req.headers);
     // The request log, http-proxy and the body stream each watch 'close'; a 401 replay
     // adds a second round. Bounded per response, so not a leak: lift Node's warning threshold.
     res.setMaxListeners(32);
-    const exchange: Exchange = { route, upstreamPath, prefix, record, replayable: hasNoBody(req.headers) };
+    const exchange: Exchange = { route, upstreamPath, prefix, record, replayable };
     this.#exchanges.set(req, exchange);
     await this.#send(req, res, exchange);
   }

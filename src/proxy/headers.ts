@@ -30,6 +30,9 @@ const AZURE_SP_HEADER_PREFIX = 'x-databricks-azure-';
 const SPOOFABLE_HEADERS = ['forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url'];
 const FORWARDED_PREFIX = 'x-forwarded-';
 
+/** Headers that frame the message: Node re-frames them for the upstream, never drop them. */
+const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'host']);
+
 function connectionListed(value: string | string[] | undefined): string[] {
   const text = Array.isArray(value) ? value.join(',') : (value ?? '');
   return text
@@ -45,7 +48,10 @@ function connectionListed(value: string | string[] | undefined): string[] {
  */
 export function stripRequestHeaders(headers: IncomingHttpHeaders, upgrade = false): void {
   if (!upgrade) {
-    for (const name of connectionListed(headers.connection)) delete headers[name];
+    // Never the framing: a client listing Transfer-Encoding or Content-Length in Connection would
+    // otherwise have its already-decoded body sent upstream unframed on a pooled keep-alive
+    // connection, where it becomes the start of the next request (smuggling with our token).
+    for (const name of connectionListed(headers.connection)) if (!FRAMING_HEADERS.has(name)) delete headers[name];
   }
   for (const name of Object.keys(headers)) {
     if (upgrade && (name === 'connection' || name === 'upgrade')) continue;

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
 
 /**
@@ -5,7 +6,8 @@ import { GatewayError } from '../errors.js';
  * bursts up to the per-minute budget, refilled continuously. Over budget: 429 with Retry-After.
  */
 export function createRateLimiter(perMinute: number, now: () => number = Date.now): (who: string) => void {
-  const buckets = new Map<string, { tokens: number; at: number }>();
+  // Bounded: without keys the buckets are per client address, which a network listener does not bound.
+  const buckets = new LRUCache<string, { tokens: number; at: number }>({ max: 10_000 });
   const perMs = perMinute / 60_000;
   return function take(who) {
     const t = now();

@@ -17,12 +17,13 @@ const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-m
 
 /**
  * The path as a lenient server might read it, for policy matching only (the upstream still gets the
- * raw bytes): percent-decoded, lower case, matrix parameters dropped, repeated slashes collapsed,
- * no trailing slash. So
+ * raw bytes): cut at '#', percent-decoded, lower case, matrix parameters dropped, dot segments
+ * resolved, repeated and trailing slashes dropped. So
  * `/API/2.0//token/%63reate/` is denied like `/api/2.0/token/create`.
  */
 export function canonicalPath(upstreamPath: string): string {
-  let path = upstreamPath.split('?', 1)[0] ?? '/';
+  // A raw '#' ends the path for any parser that treats it as a fragment.
+  let path = (upstreamPath.split('?', 1)[0] ?? '/').split('#', 1)[0] ?? '/';
   for (let i = 0; i < 3 && /%[0-9a-f]{2}/i.test(path); i++) {
     try {
       path = decodeURIComponent(path);
@@ -31,8 +32,16 @@ export function canonicalPath(upstreamPath: string): string {
     }
   }
   // Matrix parameters (`/create;x=1`) are dropped per segment, as servlet containers do.
-  path = path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/{2,}/g, '/');
-  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+  path = path.toLowerCase().replace(/;[^/]*/g, '');
+  // Dot segments resolved as a URL parser would ("/token/./create"; a ".." that only appears after
+  // decoding twice, which path-check cannot see), and empty segments collapsed.
+  const segments: string[] = [];
+  for (const segment of path.split('/')) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') segments.pop();
+    else segments.push(segment);
+  }
+  return `/${segments.join('/')}`;
 }
 
 const compiled = new WeakMap<RouteConfig, RegExp[]>();

@@ -29,14 +29,15 @@ describe('SIGHUP reloads the configuration without dropping connections', () => 
   before(async () => {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       req.resume();
-      const delay = req.url?.includes('slow') ? 800 : 0;
+      const delay = req.url?.includes('slow') ? 1500 : 0;
       setTimeout(() => res.end(JSON.stringify({ auth: req.headers.authorization })), delay);
     };
     one = await startFakeUpstream(handler);
     two = await startFakeUpstream(handler);
     const dir = mkdtempSync(join(tmpdir(), 'dbxgw-reload-'));
     file = join(dir, 'dbx-gateway.yaml');
-    writeFileSync(file, `routes:\n${route('a', one, 'dapi-old')}`);
+    // A drain shorter than the slow request: a reload must still let it finish.
+    writeFileSync(file, `timeouts: { drainMs: 300 }\nroutes:\n${route('a', one, 'dapi-old')}`);
     gw = await spawnGateway(['--config', file, '--no-profiles'], { HOME: dir });
   });
   after(async () => {
@@ -60,7 +61,7 @@ describe('SIGHUP reloads the configuration without dropping connections', () => 
     await new Promise((r) => setTimeout(r, 100));
 
     const mark = gw.stdout().length;
-    writeFileSync(file, `routes:\n${route('a', one, 'dapi-new')}${route('b', two, 'dapi-b')}`);
+    writeFileSync(file, `timeouts: { drainMs: 300 }\nroutes:\n${route('a', one, 'dapi-new')}${route('b', two, 'dapi-b')}`);
     gw.child.kill('SIGHUP');
     await waitForLog(gw, /configuration reloaded: 2 routes/, mark);
 

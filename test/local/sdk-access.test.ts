@@ -110,6 +110,13 @@ describe('per-route ports and the metadata service', () => {
       assert.equal(upstream.seen.at(-1)?.headers.authorization, `Bearer ${PAT}`);
     });
 
+    it('refuses absolute-form and dot-segment targets that would reach it, so its URL never reaches the log', async () => {
+      for (const target of [`http://localhost/metadata/${SECRET}`, `/x/../metadata/${SECRET}`, `/x/%2e%2e/metadata/${SECRET}`]) {
+        const reply = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: localhost\r\nX-Databricks-Metadata-Version: 1\r\nX-Databricks-Host: ${upstream.url.origin}\r\nConnection: close\r\n\r\n`);
+        assert.match(reply, /^HTTP\/1\.1 400 /, target);
+      }
+    });
+
     it('never logs the secret or the token', () => {
       assert.ok(gw.logText().includes('/metadata/[REDACTED]'));
       assert.ok(!gw.logText().includes(SECRET));

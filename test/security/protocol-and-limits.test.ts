@@ -55,7 +55,56 @@ describe('request smuggling and malformed requests', () => {
   });
 });
 
+describe('smuggling through Connection-listed framing headers', () => {
+  it('keeps the body framed: a GET body never becomes a second request with the gateway\'s token', async () => {
+    const upstream = await startFakeUpstream();
+    const gw = await startPatGateway(upstream, PAT, (c) => {
+      c.routes[0]!.readOnly = true;
+    });
+    try {
+      const smuggled = 'POST /api/2.0/token/create HTTP/1.1\r\nHost: x\r\nX-Ignore: ';
+      const chunk = `${Buffer.byteLength(smuggled).toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+      await rawRequest(
+        gw.port,
+        `GET /ws/prod/api/2.0/clusters/list HTTP/1.1\r\nHost: localhost\r\nConnection: close, transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}`,
+        1000,
+      );
+      // The next request would complete a smuggled prefix left on the pooled upstream connection.
+      await rawRequest(gw.port, 'GET /ws/prod/api/2.0/clusters/get HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
+      assert.ok(upstream.seen.every((s) => s.method === 'GET' && !s.url.includes('token/create')), JSON.stringify(upstream.seen.map((s) => `${s.method} ${s.url}`)));
+      assert.deepEqual(upstream.seen.map((s) => s.url), ['/api/2.0/clusters/list', '/api/2.0/clusters/get']);
+    } finally {
+      await gw.shutdown(100);
+      await upstream.close();
+    }
+  });
+});
+
 describe('connection limits and idle clients', () => {
+  it('closes refused WebSocket upgrades, so they cannot hold connection slots', async () => {
+    const upstream = await startFakeUpstream();
+    const gw = await startPatGateway(upstream, PAT, (c) => {
+      c.limits.maxConnections = 3;
+    });
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect(gw.port, '127.0.0.1');
+        s.on('error', () => {});
+        // A client that never closes its side.
+        s.write('GET /ws/prod/x HTTP/1.1\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+        held.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const health = await rawRequest(gw.port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
+      assert.match(health, /^HTTP\/1\.1 200/);
+    } finally {
+      for (const s of held) s.destroy();
+      await gw.shutdown(100);
+      await upstream.close();
+    }
+  });
+
   it('answers 503 past limits.maxConnections and closes idle client sockets', async () => {
     const upstream = await startFakeUpstream();
     const gw = await startPatGateway(upstream, PAT, (c) => {

@@ -65,7 +65,17 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
   });
 
   it('denies minting long-lived credentials by default, naming the setting, in every spelling', async () => {
-    for (const path of ['/api/2.0/token/create', '/API/2.0/token/create/', '/api/2.0/token/%63reate', '/api/2.0/token-management/on-behalf-of/tokens']) {
+    for (const path of [
+      '/api/2.0/token/create',
+      '/API/2.0/token/create/',
+      '/api/2.0/token/%63reate',
+      '/api/2.0/token/./create',
+      '/api/2.0/token/%2e/create',
+      '/api/2.0/token/create/.',
+      '/api/2.0/token/create#x',
+      '/api/2.0/x/%252e%252e/token/create',
+      '/api/2.0/token-management/on-behalf-of/tokens',
+    ]) {
       const res = await call('POST', path);
       assert.equal(res.status, 403, path);
       assert.match(res.json<{ message: string }>().message, /mints a long-lived credential .*set routes\.prod\.allowTokenCreation: true/);
