@@ -338,11 +338,11 @@ function upgradeHandler(resolve: Resolver, forwarder: Forwarder, admission: Admi
     };
     try {
       admission.checkClient(req);
-      const { route, upstreamPath } = admission.admitProxy(req, resolve, (name) => {
+      const { route, upstreamPath, prefix } = admission.admitProxy(req, resolve, (name) => {
         keyName = name;
       });
       routeName = route.name;
-      forwarder.ws(req, socket, head, route, upstreamPath).then(
+      forwarder.ws(req, socket, head, route, upstreamPath, prefix).then(
         () => logger.info({ method: req.method, route: routeName, ...(keyName ? { key: keyName } : {}), upgrade: true, forwarded: true }, 'request'),
         fail,
       );

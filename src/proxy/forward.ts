@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { TokenCache } from '../auth/token-cache.js';
@@ -32,8 +32,32 @@ export class Forwarder {
   readonly #proxy = createProxyServer({});
   readonly #exchanges = new WeakMap<IncomingMessage, Exchange>();
 
+  readonly #upgrades = new WeakMap<IncomingMessage, { route: Route; prefix: string; token: string }>();
+
   constructor(private readonly tokens: TokenCache) {
     this.#proxy.on('proxyRes', (proxyRes, req, res) => this.#onResponse(proxyRes, req, res));
+    // An upstream that refuses an upgrade answers with a plain HTTP response, which http-proxy-3
+    // relays itself. This listener runs before its own (it is added when the request is made), so
+    // that response gets the same passes as any other: 401 rejects the token, upstream CORS
+    // headers go, and a Location to the upstream is rewritten.
+    this.#proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
+      const upgrade = this.#upgrades.get(req);
+      if (!upgrade) return;
+      proxyReq.on('response', (proxyRes: IncomingMessage) => this.#onRefusedUpgrade(proxyRes, upgrade));
+    });
+  }
+
+  #onRefusedUpgrade(proxyRes: IncomingMessage, upgrade: { route: Route; prefix: string; token: string }): void {
+    if (proxyRes.statusCode === 401) this.tokens.reject(upgrade.route.credential, 'databricks', upgrade.token);
+    for (const name of Object.keys(proxyRes.headers)) {
+      if (name.startsWith('access-control-')) delete proxyRes.headers[name];
+    }
+    const location = proxyRes.headers.location;
+    if (location) proxyRes.headers.location = rewriteLocation(location, upgrade.route.target, upgrade.prefix);
+    const raw = forwardableResponseHeaders(proxyRes.rawHeaders, (name, value) =>
+      name.startsWith('access-control-') ? undefined : name === 'location' ? rewriteLocation(value, upgrade.route.target, upgrade.prefix) : value,
+    );
+    proxyRes.rawHeaders.splice(0, proxyRes.rawHeaders.length, ...raw);
   }
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
@@ -48,10 +72,11 @@ export class Forwarder {
     await this.#send(req, res, exchange);
   }
 
-  async ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string): Promise<void> {
+  async ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string, prefix: string): Promise<void> {
     stripRequestHeaders(req.headers, true);
-    const { headers } = await authHeaders(route, this.tokens);
+    const { headers, token } = await authHeaders(route, this.tokens);
     if (socket.destroyed) return;
+    this.#upgrades.set(req, { route, prefix, token });
     req.url = upstreamPath;
     this.#proxy.ws(req, socket, head, {
       target: route.target,

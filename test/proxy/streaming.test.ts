@@ -126,6 +126,42 @@ describe('streaming', () => {
     assert.equal(outcome, 'error');
   });
 
+  it('gives a refused upgrade the response passes: 401 rejects the token, CORS dropped, Location rewritten', async () => {
+    // An upstream with no upgrade handler answers the handshake as a plain request.
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(401, { 'access-control-allow-origin': '*', location: `http://127.0.0.1:${port}/login`, 'content-length': '2' });
+      res.end('no');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const wsGw = await startTestGateway({
+      flags: { workspace: [`live=http://127.0.0.1:${port}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: PAT },
+    });
+    try {
+      const route = wsGw.routes.routes[0]!;
+      await wsGw.tokens.get(route.credential, 'databricks');
+      const socket = net.connect(wsGw.port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write(
+        'GET /ws/live/ws/v1/stream HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+      let reply = '';
+      socket.on('data', (d: Buffer) => (reply += d.toString()));
+      await once(socket, 'close');
+      assert.match(reply, /^HTTP\/1\.1 401/);
+      assert.doesNotMatch(reply, /access-control-allow-origin/i);
+      assert.match(reply, /location: \/ws\/live\/login\r\n/i);
+      assert.equal(wsGw.tokens.status(route.credential, 'databricks').token, undefined, 'the refused token is dropped');
+    } finally {
+      await wsGw.shutdown(100);
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it('proxies WebSocket upgrades with the token attached', async () => {
     const seenAuth: string[] = [];
     // Plain echo over the upgraded socket: enough to prove the tunnel and the handshake headers.
