@@ -1,5 +1,4 @@
 import type { HttpBindings } from '@hono/node-server';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono } from 'hono';
 import type { TokenCache } from './auth/token-cache.js';
 import { GatewayError, gatewayErrorResponse } from './errors.js';
@@ -10,16 +9,13 @@ import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import { recordOf } from './observability/request-record.js';
 import { requestLog } from './observability/request-log.js';
-import type { Forwarder } from './proxy/forward.js';
 import type { RouteTable } from './routing/route-table.js';
 import type { Admission } from './security/admission.js';
 import { corsHeaders, preflightHeaders } from './security/browser-guard.js';
-import { assertSafeTarget } from './security/path-check.js';
 
 export interface AppDeps {
   routes: RouteTable;
   tokens: TokenCache;
-  forwarder: Forwarder;
   metrics: GatewayMetrics;
   logger: Logger;
   admission: Admission;
@@ -53,24 +49,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return c.body(null, 204, preflightHeaders(corsOrigin, incoming.headers));
     }
     await next();
-    if (c.res !== RESPONSE_ALREADY_SENT) {
-      for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
-    }
+    for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
   });
   app.route('/', localEndpoints(deps));
   app.route('/', statusPage({ ...deps, version: deps.version ?? '0.0.0' }));
   if (deps.metadataService) app.route('/', metadataService(deps.metadataService));
 
-  app.notFound((c) => {
-    const rawUrl = c.env.incoming.url ?? '/';
-    // Targets Hono's router could not place (it decodes "%2e%2e"): a bad path is still a 400.
-    try {
-      assertSafeTarget(rawUrl);
-    } catch (err) {
-      return gatewayErrorResponse(err as GatewayError);
-    }
-    return gatewayErrorResponse(deps.routes.unmatched(rawUrl));
-  });
+  // The listener has already refused unsafe targets (server.ts), so what is left is unknown.
+  app.notFound((c) => gatewayErrorResponse(deps.routes.unmatched(c.env.incoming.url ?? '/')));
   app.onError((err, c) => {
     if (err instanceof GatewayError) {
       const record = recordOf(c.env.incoming);

@@ -96,7 +96,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       admission,
       forwarder,
       // Local endpoints go through Hono; proxied traffic goes straight to the proxy handler.
-      local: getRequestListener(dispatchHeadAsGet(createApp(deps).fetch), { autoCleanupIncoming: false }),
+      local: getRequestListener(createApp(deps).fetch, { autoCleanupIncoming: false }),
       mainProxy: createProxyHandler(deps, main),
       mainUpgrade: upgradeHandler(main, forwarder, admission, options.logger, tunnels),
       routeProxies,
@@ -303,19 +303,6 @@ function listen(server: Server, port: number | string, host?: string): Promise<v
     if (typeof port === 'string') server.listen(port, done);
     else server.listen(port, host, done);
   });
-}
-
-/**
- * Hono answers HEAD by dispatching GET and copying the result into a new Response
- * (hono-base.js #dispatch). That copy loses RESPONSE_ALREADY_SENT, so @hono/node-server wrote a
- * second set of headers after the proxy had written the upstream's: an uncaught
- * ERR_HTTP_HEADERS_SENT on every proxied HEAD. Route HEAD as GET ourselves instead: the proxy
- * forwards the raw Node request (still HEAD), and Node's ServerResponse sends no body for a HEAD
- * request, so local endpoints stay correct too.
- */
-function dispatchHeadAsGet<E>(fetch: (request: Request, env: E) => Response | Promise<Response>) {
-  return (request: Request, env: E) =>
-    request.method === 'HEAD' ? fetch(new Request(request.url, { method: 'GET', headers: request.headers }), env) : fetch(request, env);
 }
 
 /** WebSocket upgrades: the same admission checks and token as plain requests. */

@@ -47,7 +47,6 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
       rateLimit?.(key ? `key ${key.name}` : `client ${req.socket.remoteAddress ?? '-'}`);
       const resolved = resolve(rawUrl);
       assertKeyMayUse(key, resolved.route.name);
-      // The raw Node method: Hono sees HEAD as GET (see dispatchHeadAsGet).
       assertAllowedByPolicy(resolved.route.config, req.method ?? 'GET', resolved.upstreamPath);
       return { ...resolved, ...(key ? { key } : {}) };
     },

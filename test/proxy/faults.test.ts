@@ -7,7 +7,6 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createGatewayCore } from '../../src/gateway.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { Forwarder } from '../../src/proxy/forward.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startTestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
@@ -142,7 +141,6 @@ describe('local endpoints', () => {
     const app = createApp({
       routes: core.routes,
       tokens: core.tokens,
-      forwarder: new Forwarder(core.tokens),
       metrics: core.metrics,
       logger: createLogger({ level: 'silent', stream: process.stderr, pretty: false }),
       admission: createAdmission({ allowedHosts: [], allowedOrigins: [], inboundKeys: [], limits: DEFAULT_LIMITS }),
