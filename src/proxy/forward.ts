@@ -49,15 +49,13 @@ export class Forwarder {
 
   #onRefusedUpgrade(proxyRes: IncomingMessage, upgrade: { route: Route; prefix: string; token: string }): void {
     if (proxyRes.statusCode === 401) this.tokens.reject(upgrade.route.credential, 'databricks', upgrade.token);
-    for (const name of Object.keys(proxyRes.headers)) {
-      if (name.startsWith('access-control-')) delete proxyRes.headers[name];
+    // http-proxy-3 writes this response from proxyRes.headers (web-outgoing writeHeaders).
+    for (const [name, value] of Object.entries(proxyRes.headers)) {
+      if (typeof value !== 'string') continue;
+      const rewritten = rewriteResponseHeader(name, value, upgrade.route, upgrade.prefix);
+      if (rewritten === undefined) delete proxyRes.headers[name];
+      else proxyRes.headers[name] = rewritten;
     }
-    const location = proxyRes.headers.location;
-    if (location) proxyRes.headers.location = rewriteLocation(location, upgrade.route.target, upgrade.prefix);
-    const raw = forwardableResponseHeaders(proxyRes.rawHeaders, (name, value) =>
-      name.startsWith('access-control-') ? undefined : name === 'location' ? rewriteLocation(value, upgrade.route.target, upgrade.prefix) : value,
-    );
-    proxyRes.rawHeaders.splice(0, proxyRes.rawHeaders.length, ...raw);
   }
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
@@ -140,10 +138,8 @@ export class Forwarder {
         return;
       }
     }
-    // Upstream CORS headers speak for the upstream's origin, not the gateway's: only an origin in
-    // allowedOrigins gets CORS headers, and those are the gateway's own.
     const headers = forwardableResponseHeaders(proxyRes.rawHeaders, (name, value) =>
-      name.startsWith('access-control-') ? undefined : name === 'location' ? rewriteLocation(value, exchange.route.target, exchange.prefix) : value,
+      rewriteResponseHeader(name, value, exchange.route, exchange.prefix),
     );
     if (exchange.record.corsOrigin) {
       for (const [k, v] of Object.entries(corsHeaders(exchange.record.corsOrigin))) headers.push(k, v);
@@ -167,6 +163,16 @@ export class Forwarder {
     exchange.record.error = gatewayError.code;
     writeGatewayError(res, gatewayError);
   }
+}
+
+/**
+ * The header pass every upstream response gets (proxied, or a refused upgrade). Upstream CORS
+ * headers speak for the upstream's origin, not the gateway's: they go (an origin in allowedOrigins
+ * gets the gateway's own). A Location pointing at the route's upstream becomes local.
+ */
+function rewriteResponseHeader(name: string, value: string, route: Route, prefix: string): string | undefined {
+  if (name.startsWith('access-control-')) return undefined;
+  return name === 'location' ? rewriteLocation(value, route.target, prefix) : value;
 }
 
 /**
