@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { rootCertificates } from 'node:tls';
+import { trustWithCaFile } from '../security/ca-trust.js';
 
 export interface JsonResponse {
   status: number;
@@ -19,17 +18,6 @@ export interface JsonRequestOptions {
   signal?: AbortSignal;
 }
 
-const caCache = new Map<string, string[]>();
-
-function trustedCas(caFile: string): string[] {
-  let cas = caCache.get(caFile);
-  if (!cas) {
-    cas = [...rootCertificates, readFileSync(caFile, 'utf8')];
-    caCache.set(caFile, cas);
-  }
-  return cas;
-}
-
 /**
  * A small JSON-over-HTTPS call for token endpoints on the route's own host (Databricks OAuth),
  * honouring the route's caFile the way proxied traffic does. http:// only reaches loopback hosts
@@ -43,7 +31,7 @@ export function requestJson(url: URL, options: JsonRequestOptions = {}): Promise
       {
         method: options.method ?? 'GET',
         headers: { accept: 'application/json', ...options.headers },
-        ...(options.caFile && url.protocol === 'https:' ? { ca: trustedCas(options.caFile) } : {}),
+        ...(options.caFile && url.protocol === 'https:' ? { secureContext: trustWithCaFile(options.caFile) } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
         timeout: 30_000,
       },

@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs';
 import http, { type ClientRequest } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import { createSecureContext, rootCertificates } from 'node:tls';
 import type { Timeouts } from '../config/types.js';
 import { UpstreamTimeoutError } from '../errors.js';
+import { trustWithCaFile } from '../security/ca-trust.js';
 
 /** Idle pooled sockets kept per upstream; Azure front doors close idle connections after ~4 min. */
 const MAX_FREE_SOCKETS = 64;
@@ -33,10 +32,7 @@ export function createUpstreamAgent(target: URL, options: UpstreamAgentOptions):
     target.protocol === 'https:'
       ? new https.Agent({
           ...poolOptions,
-          // TLS verification stays on; a caFile only adds trust anchors. Passed as one prebuilt
-          // SecureContext, not as `ca`: https.Agent#getName concatenates every `ca` certificate
-          // into the pool key on every request (a quarter of the CPU time with ~140 roots).
-          ...(options.caFile ? { secureContext: createSecureContext({ ca: [...rootCertificates, readFileSync(options.caFile, 'utf8')] }) } : {}),
+          ...(options.caFile ? { secureContext: trustWithCaFile(options.caFile) } : {}),
         })
       : new http.Agent(poolOptions);
   armConnectTimeout(agent, target.protocol === 'https:', options.timeouts.connectMs);
