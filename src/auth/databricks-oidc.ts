@@ -12,9 +12,22 @@ export interface OidcEndpoints {
  * {host}/oidc/accounts/{account_id}/v1/authorize and /v1/token (Databricks Go SDK
  * credentials/u2m/endpoint_supplier.go, Python SDK oauth.py get_account_endpoints).
  * Endpoints on another host are refused: a client secret or refresh token goes only to the route's
- * own host.
+ * own host. Discovered once per route (a failed discovery is tried again next time), so token
+ * refreshes cost one request, not two.
  */
-export async function oidcEndpoints(route: RouteConfig, signal?: AbortSignal): Promise<OidcEndpoints> {
+export function oidcEndpoints(route: RouteConfig, signal?: AbortSignal): Promise<OidcEndpoints> {
+  let endpoints = discovered.get(route);
+  if (!endpoints) {
+    endpoints = discover(route, signal);
+    discovered.set(route, endpoints);
+    endpoints.catch(() => discovered.delete(route));
+  }
+  return endpoints;
+}
+
+const discovered = new WeakMap<RouteConfig, Promise<OidcEndpoints>>();
+
+async function discover(route: RouteConfig, signal?: AbortSignal): Promise<OidcEndpoints> {
   if (route.kind === 'account') {
     if (!route.accountId) throw new Error(`account route ${route.name} has no accountId`);
     const base = `/oidc/accounts/${encodeURIComponent(route.accountId)}/v1`;

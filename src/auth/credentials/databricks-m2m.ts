@@ -1,6 +1,6 @@
 import type { CredentialSpec, RouteConfig } from '../../config/types.js';
 import type { AccessToken, Credential } from '../credential.js';
-import { type OidcEndpoints, oidcEndpoints, postTokenForm } from '../databricks-oidc.js';
+import { oidcEndpoints, postTokenForm } from '../databricks-oidc.js';
 import { type CredentialContext, type CredentialProvider, digest, setting } from './provider.js';
 
 function read(spec: CredentialSpec, ctx: CredentialContext) {
@@ -54,21 +54,13 @@ export interface ClientCredentialsOptions {
 /** The client-credentials flow against a Databricks host (also used by the built-in demo workspace). */
 export function databricksClientCredentials(options: ClientCredentialsOptions): Credential {
   const { route, clientId, clientSecret } = options;
-  let endpoints: Promise<OidcEndpoints> | undefined;
   return {
     type: options.type,
     id: `${options.type}:${route.upstream.origin}:${route.accountId ?? ''}:${clientId}:${digest(clientSecret)}`,
     hint: options.hint,
     reason: options.reason,
     async getToken(_audience, getOptions): Promise<AccessToken> {
-      endpoints ??= oidcEndpoints(route, getOptions?.signal);
-      let tokenEndpoint: URL;
-      try {
-        ({ tokenEndpoint } = await endpoints);
-      } catch (err) {
-        endpoints = undefined; // retry discovery next time
-        throw err;
-      }
+      const { tokenEndpoint } = await oidcEndpoints(route, getOptions?.signal);
       const token = await postTokenForm(
         tokenEndpoint,
         { grant_type: 'client_credentials', scope: 'all-apis' },
