@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { U2M_CLIENT_ID, u2mLoginFile } from './auth/credentials/databricks-u2m.js';
 import { oidcEndpoints, postTokenForm } from './auth/databricks-oidc.js';
 import { writeLogin } from './auth/login-store.js';
 import type { RouteConfig } from './config/types.js';
+import { sameSecret } from './security/same-secret.js';
 
 /** The Databricks CLI's client accepts redirects to localhost:8020, falling back up to 8040. */
 export const CALLBACK_PORTS = { first: 8020, last: 8040 } as const;
@@ -158,12 +159,6 @@ function tryListen(server: Server, port: number): Promise<boolean> {
     server.once('listening', onListening);
     server.listen(port, '127.0.0.1');
   });
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const x = createHash('sha256').update(a).digest();
-  const y = createHash('sha256').update(b).digest();
-  return timingSafeEqual(x, y);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
 import { GatewayError } from '../errors.js';
 import type { Route, RouteTable } from '../routing/route-table.js';
+import { sameSecret } from '../security/same-secret.js';
 
 /** The one protocol version the Databricks SDKs speak. */
 export const METADATA_VERSION = '1';
@@ -29,12 +29,11 @@ export interface MetadataServiceOptions {
  */
 export function metadataService(options: MetadataServiceOptions): Hono {
   const app = new Hono();
-  const expected = digest(options.secret);
   const now = options.now ?? Date.now;
 
   app.all('/metadata/*', async (c) => {
     const presented = c.req.path.slice('/metadata/'.length);
-    if (!timingSafeEqual(digest(presented), expected)) {
+    if (!sameSecret(presented, options.secret)) {
       throw new GatewayError('GATEWAY_FORBIDDEN', 'wrong metadata-service URL; use DATABRICKS_METADATA_SERVICE_URL as printed when dbx-gateway started');
     }
     if (c.req.method !== 'GET') {
@@ -65,10 +64,6 @@ export function metadataService(options: MetadataServiceOptions): Hono {
     );
   });
   return app;
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }
 
 /** scheme://host[:port] in lower case, default ports dropped, trailing slash and path ignored. */

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import type { TokenCache } from '../auth/token-cache.js';
+import { cutoffMs, type TokenCache } from '../auth/token-cache.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/route-table.js';
 
@@ -44,7 +44,7 @@ export function statusJson({ routes, tokens, metrics, isDraining, routePorts, ve
   const list = routes.routes.map((route) => {
     const status = tokens.status(route.credential, 'databricks');
     const token = status.token;
-    const usable = token !== undefined && token.expiresOnMs - now > 40_000;
+    const usable = token !== undefined && now < cutoffMs(token);
     const counts = metrics.stats.counts(route.name);
     return {
       name: route.name,
