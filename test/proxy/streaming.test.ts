@@ -10,6 +10,22 @@ import { streamRequest } from '../helpers/http.js';
 
 const PAT = 'dapi00000000000000000000000000000000';
 
+/** A gateway route "live" in front of a plain-HTTP upstream on `port` (PAT credential). */
+function liveGateway(port: number): Promise<TestGateway> {
+  return startTestGateway({ flags: { workspace: [`live=http://127.0.0.1:${port}`], credential: 'pat' }, env: { DATABRICKS_TOKEN: PAT } });
+}
+
+/** A WebSocket handshake to /ws/live through the gateway, with extra header lines. */
+async function openUpgrade(gwPort: number, extraHeaders = ''): Promise<net.Socket> {
+  const socket = net.connect(gwPort, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.write(
+    'GET /ws/live/ws/v1/stream HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`,
+  );
+  return socket;
+}
+
 describe('streaming', () => {
   let upstream: FakeUpstream;
   let gw: TestGateway;
@@ -135,19 +151,11 @@ describe('streaming', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
-    const wsGw = await startTestGateway({
-      flags: { workspace: [`live=http://127.0.0.1:${port}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-    });
+    const wsGw = await liveGateway(port);
     try {
       const route = wsGw.routes.routes[0]!;
       await wsGw.tokens.get(route.credential, 'databricks');
-      const socket = net.connect(wsGw.port, '127.0.0.1');
-      await once(socket, 'connect');
-      socket.write(
-        'GET /ws/live/ws/v1/stream HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-      );
+      const socket = await openUpgrade(wsGw.port);
       let reply = '';
       socket.on('data', (d: Buffer) => (reply += d.toString()));
       await once(socket, 'close');
@@ -174,17 +182,9 @@ describe('streaming', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
-    const wsGw = await startTestGateway({
-      flags: { workspace: [`live=http://127.0.0.1:${port}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: PAT },
-    });
+    const wsGw = await liveGateway(port);
     try {
-      const socket = net.connect(wsGw.port, '127.0.0.1');
-      await once(socket, 'connect');
-      socket.write(
-        'GET /ws/live/ws/v1/stream HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer client\r\n\r\n',
-      );
+      const socket = await openUpgrade(wsGw.port, 'Authorization: Bearer client\r\n');
       const [head] = (await once(socket, 'data')) as [Buffer];
       assert.match(head.toString(), /^HTTP\/1\.1 101/);
       socket.write('ping-frame');
