@@ -28,6 +28,9 @@ export interface AppDeps {
 
 type Env = { Bindings: HttpBindings };
 
+/** Local endpoints that answer without an inbound key: liveness and readiness probes. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz']);
+
 /**
  * The Hono app for everything the gateway answers itself: guards, /healthz, /readyz, /metrics,
  * the metadata service and the not-found answer. Proxied traffic never enters it: the listener
@@ -50,6 +53,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     await next();
     for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
+  });
+  app.use(async function requireKey(c, next) {
+    // The status page and /metrics show upstreams, error paths and key names: with inbound keys
+    // they need one. Probes stay open; the metadata service checks keys itself.
+    if (admission.keyed && !OPEN_PATHS.has(c.req.path) && !c.req.path.startsWith('/metadata/')) {
+      const key = admission.authenticate(c.env.incoming);
+      const record = recordOf(c.env.incoming);
+      if (record && key) record.key = key.name;
+    }
+    return next();
   });
   app.route('/', localEndpoints(deps));
   app.route('/', statusPage({ ...deps, version: deps.version ?? '0.0.0' }));

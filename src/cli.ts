@@ -4,6 +4,7 @@ import { CREDENTIAL_TYPES } from './auth/credentials/index.js';
 import { resolve as resolvePath } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type CliFlags } from './config/load.js';
 import { addInboundKey } from './keys.js';
+import { metadataRoutes } from './local/metadata-service.js';
 import { isLoopbackHost } from './security/loopback.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
@@ -114,11 +115,17 @@ function printMetadataServiceSetup(gateway: RunningGateway, secret: string): voi
   const first = gateway.routes.routes.find((r) => r.config.kind === 'workspace');
   const port = first ? gateway.routePorts.get(first.name) : undefined;
   const host = first ? (port !== undefined ? `http://127.0.0.1:${port}` : first.target.origin) : 'https://<workspace URL of a route>';
+  const served = metadataRoutes(gateway.routes.routes).map((r) => r.name);
+  const withheld = gateway.routes.routes.filter((r) => !served.includes(r.name)).map((r) => r.name);
+  const keyed = gateway.config.inboundKeys.length > 0;
   process.stderr.write(
     `\nDatabricks SDKs and CLI: set this environment (DATABRICKS_HOST may be any route's workspace URL${port !== undefined ? ' or per-route port' : ''}):\n` +
       `  export DATABRICKS_HOST=${host}\n` +
-      `  export DATABRICKS_METADATA_SERVICE_URL=${base}\n` +
-      '  export DATABRICKS_AUTH_TYPE=metadata-service\n\n',
+      `  export DATABRICKS_METADATA_SERVICE_URL=${keyed ? base.replace(secret, '<your inbound key>') : base}\n` +
+      '  export DATABRICKS_AUTH_TYPE=metadata-service\n' +
+      `The metadata service serves routes: ${served.join(', ') || 'none'}` +
+      (withheld.length > 0 ? ` (not ${withheld.join(', ')}: a raw token would bypass their policy; set routes.NAME.metadataService: true to serve one)` : '') +
+      '\n\n',
   );
 }
 
@@ -171,7 +178,8 @@ async function serve(flags: CliFlags): Promise<number> {
   }
   if (config.metadataService) printMetadataServiceSetup(gateway, config.metadataService.secret);
   for (const warning of gateway.warnings) logger.warn(warning);
-  if (config.allowUnauthenticatedNetwork && !config.socket && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
+  const tcp = !config.socket || gateway.routePorts.size > 0;
+  if (config.allowUnauthenticatedNetwork && tcp && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
     logger.warn(
       `listening on ${config.listen.host} without inbound keys (--allow-unauthenticated-network): anyone who can reach this port acts as the gateway's Databricks identities`,
     );

@@ -6,6 +6,7 @@ export const GATEWAY_ERROR_STATUS = {
   GATEWAY_UNAUTHENTICATED: 401,
   GATEWAY_FORBIDDEN: 403,
   GATEWAY_ROUTE_NOT_FOUND: 404,
+  GATEWAY_METHOD_NOT_ALLOWED: 405,
   GATEWAY_HEADERS_TOO_LARGE: 431,
   GATEWAY_RATE_LIMITED: 429,
   GATEWAY_UPSTREAM_UNREACHABLE: 502,
@@ -87,20 +88,33 @@ export function toGatewayError(err: unknown, upstream: string): GatewayError {
   );
 }
 
+export interface WriteErrorOptions {
+  extraHeaders?: Record<string, string>;
+  /**
+   * A refusal before forwarding: answered with `Connection: close`, and Node closes the socket once
+   * the answer is written. Keeping it alive would mean reading (and discarding) whatever body the
+   * client still sends, and Node's keep-alive timer restarts on every byte: a client trickling a
+   * chunked body after a 401 would hold its connection slot forever.
+   */
+  close?: boolean;
+}
+
 /** Writes a gateway error on a raw Node response (proxy path); destroys it if headers already went out. */
-export function writeGatewayError(res: ServerResponse, err: GatewayError, extraHeaders?: Record<string, string>): void {
+export function writeGatewayError(res: ServerResponse, err: GatewayError, options: WriteErrorOptions = {}): void {
   if (res.headersSent) {
     // Mid-stream failure: the only honest signal left is an aborted response.
     res.destroy(err);
     return;
   }
+  if (res.destroyed) return;
   const body = JSON.stringify(err);
   res.writeHead(err.status, {
-    ...extraHeaders,
+    ...options.extraHeaders,
     ...err.headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     [GATEWAY_ERROR_HEADER]: '1',
+    ...(options.close ? { connection: 'close' } : {}),
   });
   res.end(body);
 }
@@ -117,8 +131,9 @@ export function rawGatewayError(err: GatewayError): string {
 
 /** The same error as a fetch Response, for the Hono side of the app. */
 export function gatewayErrorResponse(err: GatewayError): Response {
+  // Every error of a local endpoint is a refusal: close the connection (see WriteErrorOptions.close).
   return new Response(JSON.stringify(err), {
     status: err.status,
-    headers: { ...err.headers, 'content-type': 'application/json', [GATEWAY_ERROR_HEADER]: '1' },
+    headers: { ...err.headers, 'content-type': 'application/json', [GATEWAY_ERROR_HEADER]: '1', connection: 'close' },
   });
 }

@@ -36,7 +36,7 @@ export async function login(route: RouteConfig, options: LoginOptions): Promise<
   const challenge = createHash('sha256').update(verifier).digest('base64url');
   const state = randomBytes(16).toString('base64url');
 
-  const callback = await listenForCallback(state);
+  const callback = await listenForCallback(state, (why) => options.say(`  (${why})`));
   const redirectUri = `http://localhost:${callback.port}`;
   try {
     const authorize = new URL(endpoints.authorizationEndpoint);
@@ -94,15 +94,36 @@ interface Callback {
   close(): void;
 }
 
-/** The local redirect target: the first free port from 8020 to 8040, answering one sign-in. */
-async function listenForCallback(expectedState: string): Promise<Callback> {
+/**
+ * The local redirect target: the first free port from 8020 to 8040, answering one sign-in.
+ *
+ * Anyone on this machine (another user, or a web page the browser has open) can send requests to
+ * the listener, so only a callback carrying this login's state can end it: its code completes the
+ * login, its `error=` (the authorization server refusing the sign-in) aborts it. A callback with
+ * another state, or without a code, gets an error page and is otherwise ignored; so are other paths
+ * (favicon, ...). `onIgnored` is told the first time a sign-in callback is ignored.
+ */
+async function listenForCallback(expectedState: string, onIgnored: (why: string) => void): Promise<Callback> {
   let resolveCode!: (code: string) => void;
   let rejectCode!: (err: Error) => void;
+  let settled = false;
   const code = new Promise<string>((resolve, reject) => {
-    resolveCode = resolve;
-    rejectCode = reject;
+    resolveCode = (value) => {
+      settled = true;
+      resolve(value);
+    };
+    rejectCode = (err) => {
+      settled = true;
+      reject(err);
+    };
   });
   code.catch(() => {}); // observed by the caller; never an unhandled rejection
+  let toldIgnored = false;
+  const ignored = (why: string) => {
+    if (toldIgnored) return;
+    toldIgnored = true;
+    onIgnored(why);
+  };
   const page = (title: string, text: string) =>
     `<!doctype html><html lang="en"><meta charset="utf-8"><title>${title}</title><body style="font-family:system-ui;margin:3rem"><h1>${title}</h1><p>${text}</p></body></html>`;
 
@@ -112,21 +133,33 @@ async function listenForCallback(expectedState: string): Promise<Callback> {
       res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       res.end(page(title, text));
     };
-    if (url.pathname !== '/' || (!url.searchParams.has('code') && !url.searchParams.has('error'))) {
+    if (url.pathname !== '/' || (!url.searchParams.has('code') && !url.searchParams.has('error') && !url.searchParams.has('state'))) {
       return send(404, 'Not found', 'This is the dbx-gateway sign-in callback.');
+    }
+    if (settled) {
+      return send(409, 'Already received', 'dbx-gateway already has an answer for this sign-in; this request was ignored. See the terminal.');
     }
     const state = url.searchParams.get('state') ?? '';
     if (!sameSecret(state, expectedState)) {
-      send(400, 'Sign-in refused', 'The state did not match the sign-in dbx-gateway started. Run dbx-gateway login again.');
-      return rejectCode(new Error('the browser came back with a state that does not match this login (possible cross-site request); nothing was stored. Run the login again'));
+      ignored('ignored a request to the sign-in callback whose state does not match this login (a stale tab, or not from this sign-in); still waiting');
+      return send(
+        400,
+        'Sign-in callback ignored',
+        'The state did not match the sign-in dbx-gateway is waiting for, so this request was ignored. Finish the sign-in from the link dbx-gateway printed, or run dbx-gateway login again.',
+      );
     }
     const error = url.searchParams.get('error');
     if (error) {
       send(400, 'Sign-in failed', 'Databricks refused the sign-in; see the terminal.');
       return rejectCode(new Error(`Databricks refused the sign-in: ${error}${url.searchParams.get('error_description') ? `: ${url.searchParams.get('error_description')}` : ''}`));
     }
+    const received = url.searchParams.get('code') ?? '';
+    if (!received) {
+      ignored('ignored a request to the sign-in callback that carried no code; still waiting');
+      return send(400, 'Sign-in callback ignored', 'The request carried no authorization code, so it was ignored. Finish the sign-in from the link dbx-gateway printed.');
+    }
     send(200, 'Signed in', 'dbx-gateway has your sign-in. You can close this tab.');
-    resolveCode(url.searchParams.get('code') ?? '');
+    resolveCode(received);
   });
   for (let port = CALLBACK_PORTS.first; port <= CALLBACK_PORTS.last; port++) {
     if (await tryListen(server, port)) {

@@ -31,7 +31,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
           : new GatewayError('GATEWAY_BAD_REQUEST', 'the gateway could not handle this request; see its log');
       if (!(err instanceof GatewayError)) deps.logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'unexpected error');
       record.error = gatewayError.code;
-      writeGatewayError(res, gatewayError, corsOrigin ? corsHeaders(corsOrigin) : undefined);
+      writeGatewayError(res, gatewayError, { close: true, ...(corsOrigin ? { extraHeaders: corsHeaders(corsOrigin) } : {}) });
     };
     try {
       corsOrigin = deps.admission.checkClient(req).corsOrigin;

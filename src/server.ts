@@ -1,9 +1,10 @@
-import { chmodSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
+import { ConfigError } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError, rawGatewayError, toGatewayError, writeGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
@@ -11,8 +12,10 @@ import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
 import { createProxyHandler, isProxiedTarget } from './proxy-handler.js';
 import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
-import { type Admission, createAdmission } from './security/admission.js';
-import { assertSafeTarget } from './security/path-check.js';
+import { type Admission, createAdmission, methodNotAllowed } from './security/admission.js';
+import { createKeyAuthenticator } from './security/inbound-keys.js';
+import { isLoopbackAddress } from './security/loopback.js';
+import { assertLocalTarget } from './security/path-check.js';
 
 export interface RunningGateway extends GatewayCore {
   server: Server;
@@ -56,12 +59,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
   const tunnels = new Set<Duplex>();
   const routePorts = new Map<string, number>();
-  const connections = { open: 0 };
+  const connections: ConnectionCounts = { open: 0, byClient: new Map() };
   const version = packageVersion();
 
   const build = (genConfig: GatewayConfig, core: GatewayCore): Generation => {
-    const forwarder = new Forwarder(core.tokens);
+    const forwarder = new Forwarder(core.tokens, genConfig.timeouts);
     const admission = createAdmission(genConfig);
+    const authenticate = createKeyAuthenticator(genConfig.inboundKeys);
     const deps = {
       ...(genConfig.metadataService
         ? {
@@ -70,6 +74,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
               routes: core.routes,
               tokens: core.tokens,
               localOrigins: () => new Map([...routePorts].map(([name, p]) => [name, [`http://127.0.0.1:${p}`, `http://localhost:${p}`]])),
+              ...(authenticate ? { authenticate } : {}),
             },
           }
         : {}),
@@ -114,16 +119,16 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         // Local endpoints get the same target rules: Hono would otherwise resolve an absolute-form
         // or dot-segment target to /metadata/SECRET and the like.
         try {
-          assertSafeTarget(req.url ?? '/');
+          assertLocalTarget(req.url ?? '/');
         } catch (err) {
-          return writeGatewayError(res, err as GatewayError);
+          return writeGatewayError(res, err as GatewayError, { close: true });
         }
         void current.local(req, res);
         return;
       }
       const proxy = current.routeProxies.get(routeName);
       if (proxy) proxy(req, res);
-      else writeGatewayError(res, new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `route ${routeName} is no longer configured (removed by a reload); restart to free its port`));
+      else writeGatewayError(res, new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `route ${routeName} is no longer configured (removed by a reload); restart to free its port`), { close: true });
     });
     // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
     server.requestTimeout = 0;
@@ -131,8 +136,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     // upstream's answer is quiet for up to connect + headers time: those timeouts answer first.
     const { idleMs, connectMs, headersMs } = config.timeouts;
     server.timeout = Math.max(idleMs, connectMs + headersMs + 1000);
-    limitConnections(server, config.limits.maxConnections, connections);
+    limitConnections(server, config.limits, connections);
     server.on('clientError', answerClientError);
+    // CONNECT never reaches the request handler: Node emits it apart (and drops it unanswered).
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      socket.end(rawGatewayError(methodNotAllowed('CONNECT')));
+    });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const handler = routeName === undefined ? current.mainUpgrade : current.routeUpgrades.get(routeName);
       if (handler) handler(req, socket, head);
@@ -156,6 +166,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       await listen(routeServer, route.config.port, config.listen.host);
       routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
     }
+    const unsafe = unsafeListeners(servers, config);
+    if (unsafe.length > 0) throw new ConfigError(unsafe, config.configFile);
   } catch (err) {
     await closeAll();
     await current.core.close();
@@ -173,6 +185,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     url: config.socket ? `unix:${config.socket}` : `http://${host}:${port}`,
     async reload(next) {
       const previous = current;
+      // Judged against the sockets actually bound: a new file that drops the keys (and says
+      // 127.0.0.1) must not leave a 0.0.0.0 listener serving without them.
+      const unsafe = unsafeListeners(servers, next);
+      if (unsafe.length > 0) throw new ConfigError(unsafe.map((p) => `${p}; the reload was refused and the previous configuration stays`), next.configFile);
       // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
       if (next.metadataService?.generated && previous.config.metadataService) {
         next = { ...next, metadataService: previous.config.metadataService };
@@ -226,10 +242,15 @@ function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePo
 
 /**
  * The main listener on a unix socket, mode 0600 from its creation (umask), so only this user can
- * connect. A stale socket file from a crashed run is replaced; a live one is an error.
+ * connect. A stale socket from a crashed run is replaced; a live one is an error, and so is
+ * anything at PATH that is not a socket (it is never deleted).
  */
 async function listenOnSocket(server: Server, path: string): Promise<void> {
-  if (existsSync(path)) {
+  const existing = lstatSync(path, { throwIfNoEntry: false });
+  if (existing) {
+    if (!existing.isSocket()) {
+      throw new ConfigError([`--socket ${path}: a file that is not a socket is in the way; remove it yourself or choose another path (the gateway only ever replaces a stale socket)`]);
+    }
     if (await socketAnswers(path)) throw Object.assign(new Error(`${path} is in use by another process`), { code: 'EADDRINUSE' });
     unlinkSync(path);
   }
@@ -240,6 +261,22 @@ async function listenOnSocket(server: Server, path: string): Promise<void> {
     process.umask(previous);
   }
   chmodSync(path, 0o600);
+}
+
+/**
+ * The loopback-or-keys rule against the address each TCP listener is actually bound to (a name
+ * such as "localhost" or "::" says less than the bound address). Problems, for a ConfigError.
+ */
+function unsafeListeners(servers: readonly Server[], config: GatewayConfig): string[] {
+  if (config.inboundKeys.length > 0 || config.allowUnauthenticatedNetwork) return [];
+  return servers.flatMap((s) => {
+    const address = s.address();
+    if (address === null || typeof address === 'string' || isLoopbackAddress(address.address)) return [];
+    return [
+      `listen.host: a listener is bound to ${address.address}:${address.port}, reachable from other machines, and there are no inboundKeys; ` +
+        'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone',
+    ];
+  });
 }
 
 function socketAnswers(path: string): Promise<boolean> {
@@ -253,17 +290,38 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
+interface ConnectionCounts {
+  open: number;
+  byClient: Map<string, number>;
+}
+
 /**
- * More than `max` open client connections: the new one gets 503 GATEWAY_OVERLOADED and is closed,
- * instead of silently queueing (a clear answer beats a hang).
+ * More than limits.maxConnections open client connections, or more than
+ * limits.maxConnectionsPerClient from one address: the new one gets 503 GATEWAY_OVERLOADED and is
+ * closed, instead of silently queueing (a clear answer beats a hang). The per-address cap keeps
+ * one misbehaving client from taking every slot.
  */
-function limitConnections(server: Server, max: number, connections: { open: number }): void {
+function limitConnections(server: Server, limits: GatewayConfig['limits'], connections: ConnectionCounts): void {
   server.on('connection', (socket: Socket) => {
+    const client = socket.remoteAddress ?? '-';
+    const fromClient = (connections.byClient.get(client) ?? 0) + 1;
     connections.open++;
-    socket.once('close', () => connections.open--);
-    if (connections.open > max) {
-      const answer = rawGatewayError(new GatewayError('GATEWAY_OVERLOADED', `more than ${max} open connections (limits.maxConnections); retry later`));
-      socket.write(answer, () => socket.destroy());
+    connections.byClient.set(client, fromClient);
+    socket.once('close', () => {
+      connections.open--;
+      const left = (connections.byClient.get(client) ?? 1) - 1;
+      if (left === 0) connections.byClient.delete(client);
+      else connections.byClient.set(client, left);
+    });
+    const over =
+      connections.open > limits.maxConnections
+        ? `more than ${limits.maxConnections} open connections (limits.maxConnections)`
+        : fromClient > limits.maxConnectionsPerClient
+          ? `more than ${limits.maxConnectionsPerClient} open connections from ${client} (limits.maxConnectionsPerClient)`
+          : undefined;
+    if (over) {
+      socket.on('error', () => socket.destroy());
+      socket.write(rawGatewayError(new GatewayError('GATEWAY_OVERLOADED', `${over}; retry later`)), () => socket.destroy());
     }
   });
 }
@@ -278,10 +336,13 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const gatewayError = tooLarge
-    ? new GatewayError('GATEWAY_HEADERS_TOO_LARGE', 'the request head is larger than limits.maxHeaderBytes; send fewer or smaller headers (large cookies?)')
-    : new GatewayError('GATEWAY_BAD_REQUEST', `malformed HTTP request refused (${err.code ?? 'parse error'}); nothing was forwarded`);
+  const gatewayError =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new GatewayError('GATEWAY_HEADERS_TOO_LARGE', 'the request head is larger than limits.maxHeaderBytes; send fewer or smaller headers (large cookies?)')
+      : err.code === 'HPE_INVALID_METHOD'
+        ? // TRACK and other methods Node does not know: the same answer as TRACE.
+          new GatewayError('GATEWAY_METHOD_NOT_ALLOWED', 'this HTTP method is refused by the gateway; nothing was forwarded')
+        : new GatewayError('GATEWAY_BAD_REQUEST', `malformed HTTP request refused (${err.code ?? 'parse error'}); nothing was forwarded`);
   socket.write(rawGatewayError(gatewayError), () => socket.destroy());
 }
 

@@ -16,6 +16,17 @@ export const REFRESH_RETRY_BASE_MS = 3_000;
 export const REFRESH_RETRY_MAX_MS = 60_000;
 /** A token source that hangs must not hang requests: az and databricks CLIs usually answer in 1-3 s. */
 export const TOKEN_FETCH_TIMEOUT_MS = 30_000;
+/**
+ * After a 401 dropped a token, a 401 to its replacement drops it only this long after the last drop,
+ * doubling per consecutive drop: an upstream that answers 401 to everything must not cost one token
+ * fetch (for azure-cli, one `az` process) per request. 5 s still lets a client's retry succeed soon.
+ */
+export const REJECT_BACKOFF_BASE_MS = 5_000;
+/**
+ * Backoff ceiling, and how long without a 401 ends a streak: a hostile upstream costs at most about
+ * one fetch per 5 min, and a token revoked long after the last 401 is replaced at once.
+ */
+export const REJECT_BACKOFF_MAX_MS = 5 * 60_000;
 
 export interface CachedToken extends AccessToken {
   /** When the gateway obtained it (wall clock); the usable lifetime runs from here. */
@@ -28,6 +39,8 @@ export interface TokenStatus {
   token?: CachedToken;
   lastError?: string;
   failures: number;
+  /** Tokens dropped after a 401 in the current streak. */
+  rejections: number;
 }
 
 export interface TokenCacheEvents {
@@ -44,6 +57,12 @@ export interface TokenCacheOptions extends TokenCacheEvents {
 interface FetchContext {
   credential: Credential;
   audience: Audience;
+}
+
+interface RejectionStreak {
+  drops: number;
+  lastDropMs: number;
+  lastRejectionMs: number;
 }
 
 interface EntryHealth {
@@ -64,6 +83,16 @@ export function refreshAtMs(token: CachedToken): number {
   return cutoff - Math.min(usableLifetime / 2, MAX_REFRESH_AHEAD_MS);
 }
 
+/** How long after the last drop a 401 may drop the next token. */
+function rejectBackoffMs(drops: number): number {
+  return Math.min(REJECT_BACKOFF_BASE_MS * 2 ** (drops - 1), REJECT_BACKOFF_MAX_MS);
+}
+
+/** A streak ends once no 401 arrived for the backoff ceiling. */
+function activeStreak(streak: RejectionStreak | undefined, now: number): RejectionStreak | undefined {
+  return streak && now - streak.lastRejectionMs <= REJECT_BACKOFF_MAX_MS ? streak : undefined;
+}
+
 function isUsable(token: CachedToken, now: number): boolean {
   return !token.rejected && now < cutoffMs(token);
 }
@@ -80,6 +109,7 @@ export class TokenCache {
   readonly #fetchTimeoutMs: number;
   readonly #events: TokenCacheEvents;
   readonly #health = new Map<string, EntryHealth>();
+  readonly #rejections = new Map<string, RejectionStreak>();
   readonly #lru: LRUCache<string, CachedToken, FetchContext>;
 
   constructor(options: TokenCacheOptions = {}) {
@@ -122,10 +152,25 @@ export class TokenCache {
     }
   }
 
-  /** The upstream rejected this token (401): drop it so the next request fetches a new one. */
-  reject(credential: Credential, audience: Audience, token: string): void {
-    const cached = this.#lru.peek(cacheKey(credential, audience), { allowStale: true });
-    if (cached?.token === token) cached.rejected = true;
+  /**
+   * The upstream rejected this token (401): drop it so the next request fetches a new one, unless
+   * its predecessor was dropped within the backoff. True when the token is dropped (a replay gets a
+   * fresh one); false when it stays in use.
+   */
+  reject(credential: Credential, audience: Audience, token: string): boolean {
+    const key = cacheKey(credential, audience);
+    const cached = this.#lru.peek(key, { allowStale: true });
+    // A 401 to an older token says nothing about the current one.
+    if (cached?.token !== token) return false;
+    const now = this.#now();
+    const streak = activeStreak(this.#rejections.get(key), now);
+    if (streak) streak.lastRejectionMs = now;
+    // Concurrent 401s to one token are one rejection: their replays share the one fetch.
+    if (cached.rejected) return true;
+    if (streak && now - streak.lastDropMs < rejectBackoffMs(streak.drops)) return false;
+    this.#rejections.set(key, { drops: (streak?.drops ?? 0) + 1, lastDropMs: now, lastRejectionMs: now });
+    cached.rejected = true;
+    return true;
   }
 
   status(credential: Credential, audience: Audience): TokenStatus {
@@ -136,6 +181,7 @@ export class TokenCache {
       ...(token && !token.rejected ? { token } : {}),
       ...(health?.lastError !== undefined ? { lastError: health.lastError } : {}),
       failures: health?.failures ?? 0,
+      rejections: activeStreak(this.#rejections.get(key), this.#now())?.drops ?? 0,
     };
   }
 

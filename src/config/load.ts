@@ -110,7 +110,9 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const allowedOrigins = parseOrigins(file.allowedOrigins ?? [], problems);
   const allowUnauthenticatedNetwork = flags.allowUnauthenticatedNetwork === true;
   const socket = flags.socket ?? env.DBX_GATEWAY_SOCKET;
-  if (socket === undefined && !isLoopbackHost(host) && inboundKeys.length === 0 && !allowUnauthenticatedNetwork) {
+  // Every TCP listener obeys the rule: the main one, and the per-route ports in socket mode too.
+  const tcp = socket === undefined || [...routes.values()].some((r) => r.port !== undefined);
+  if (tcp && !isLoopbackHost(host) && inboundKeys.length === 0 && !allowUnauthenticatedNetwork) {
     problems.push(
       `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ` +
         'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone',
@@ -320,7 +322,11 @@ function buildFileRoute(
 }
 
 /** allowMethods (upper-cased), denyPaths (each must compile), allowTokenCreation. */
-function policySettings(route: FileRoute, field: string, problems: string[]): Pick<RouteConfig, 'allowMethods' | 'denyPaths' | 'allowTokenCreation'> {
+function policySettings(
+  route: FileRoute,
+  field: string,
+  problems: string[],
+): Pick<RouteConfig, 'allowMethods' | 'denyPaths' | 'allowTokenCreation' | 'metadataService'> {
   for (const [i, pattern] of (route.denyPaths ?? []).entries()) {
     try {
       new RegExp(pattern);
@@ -332,6 +338,7 @@ function policySettings(route: FileRoute, field: string, problems: string[]): Pi
     ...(route.allowMethods ? { allowMethods: route.allowMethods.map((m) => m.toUpperCase()) } : {}),
     ...(route.denyPaths ? { denyPaths: route.denyPaths } : {}),
     ...(route.allowTokenCreation !== undefined ? { allowTokenCreation: route.allowTokenCreation } : {}),
+    ...(route.metadataService !== undefined ? { metadataService: route.metadataService } : {}),
   };
 }
 

@@ -30,6 +30,7 @@ export const routeSchema = z.strictObject({
   allowMethods: z.array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method such as GET')).optional(),
   denyPaths: z.array(z.string()).optional(),
   allowTokenCreation: z.boolean().optional(),
+  metadataService: z.boolean().optional(),
 });
 
 /** `alice: sha256:<hex>` or `alice: { hash: sha256:<hex>, routes: [dev] }`. */
@@ -51,6 +52,7 @@ export const fileConfigSchema = z.strictObject({
     .strictObject({
       maxHeaderBytes: z.number().int().min(1024, 'must be at least 1024').max(1 << 20, 'must be at most 1048576').optional(),
       maxConnections: z.number().int().positive('must be positive').optional(),
+      maxConnectionsPerClient: z.number().int().positive('must be positive').optional(),
       requestsPerMinutePerKey: z.number().int().positive('must be positive').optional(),
     })
     .optional(),

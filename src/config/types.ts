@@ -27,6 +27,11 @@ export interface RouteConfig {
   denyPaths?: string[];
   /** Forward calls that mint long-lived credentials (token/create, on-behalf-of tokens). */
   allowTokenCreation?: boolean;
+  /**
+   * Serve this route's raw token from the metadata service although the route has a policy
+   * (readOnly, allowMethods, denyPaths): a raw token bypasses every policy, so this is opt-in.
+   */
+  metadataService?: boolean;
   /** The ~/.databrickscfg profile the route came from (databricks-cli logs in with it). */
   profile?: string;
   /** Where the route came from, for startup output and doctor. */
@@ -58,6 +63,8 @@ export interface Limits {
   maxHeaderBytes: number;
   /** Open client connections across listeners; more get 503 and are closed. */
   maxConnections: number;
+  /** Open client connections from one client address; more get 503 and are closed. */
+  maxConnectionsPerClient: number;
   /** Per inbound key (or per client address without keys); absent: no rate limit. */
   requestsPerMinutePerKey?: number;
 }
@@ -67,6 +74,9 @@ export const DEFAULT_LIMITS: Limits = {
   maxHeaderBytes: 32 * 1024,
   // A few thousand idle keep-alive sockets cost a few MiB; far above any team's dev traffic.
   maxConnections: 4096,
+  // A quarter of the whole: one client (a stuck script, a trickling attacker) cannot take every
+  // slot, and a tool with a big pool (wrk -c 512, a Spark job) still fits.
+  maxConnectionsPerClient: 1024,
 };
 
 export interface GatewayConfig {

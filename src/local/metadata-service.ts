@@ -1,7 +1,10 @@
+import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
+import type { InboundKey } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { Route, RouteTable } from '../routing/route-table.js';
+import { assertKeyMayUse } from '../security/inbound-keys.js';
 import { sameSecret } from '../security/same-secret.js';
 
 /** The one protocol version the Databricks SDKs speak. */
@@ -15,7 +18,23 @@ export interface MetadataServiceOptions {
   tokens: TokenCache;
   /** Local origins of per-route ports (route name -> http://127.0.0.1:N), also accepted as hosts. */
   localOrigins: () => Map<string, string[]>;
+  /**
+   * Set when inbound keys are configured: the key a request presents (headers, or the URL's last
+   * segment), 401 without one. Undefined without keys.
+   */
+  authenticate?: (headers: Record<string, string | string[] | undefined>) => InboundKey;
   now?: () => number;
+}
+
+/** Whether a raw token for this route would bypass a policy the route sets. */
+export function hasPolicy(route: Route): boolean {
+  const c = route.config;
+  return c.readOnly || c.allowMethods !== undefined || (c.denyPaths?.length ?? 0) > 0;
+}
+
+/** The routes whose raw token the metadata service hands out (a policy route only when it opts in). */
+export function metadataRoutes(routes: readonly Route[]): Route[] {
+  return routes.filter((r) => !hasPolicy(r) || r.config.metadataService === true);
 }
 
 /**
@@ -27,14 +46,29 @@ export interface MetadataServiceOptions {
  * route get 4xx (see ../shared/design/protocols.md, "Metadata-service protocol").
  * The URL carries a per-start secret compared in constant time.
  */
-export function metadataService(options: MetadataServiceOptions): Hono {
-  const app = new Hono();
+export function metadataService(options: MetadataServiceOptions): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
   const now = options.now ?? Date.now;
 
   app.all('/metadata/*', async (c) => {
     const presented = c.req.path.slice('/metadata/'.length);
-    if (!sameSecret(presented, options.secret)) {
-      throw new GatewayError('GATEWAY_FORBIDDEN', 'wrong metadata-service URL; use DATABRICKS_METADATA_SERVICE_URL as printed when dbx-gateway started');
+    const headers = c.env.incoming.headers;
+    // A raw token never goes to a browser, not even to an origin in allowedOrigins: a page
+    // holding it could call Databricks directly, past every policy of the gateway.
+    if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined || headers['sec-fetch-mode'] !== undefined) {
+      throw new GatewayError('GATEWAY_FORBIDDEN', 'the metadata service does not answer browsers: it hands out raw tokens');
+    }
+    let key: InboundKey | undefined;
+    if (options.authenticate) {
+      // With keys, the URL may carry the client's key instead of the per-start secret
+      // (DATABRICKS_METADATA_SERVICE_URL=.../metadata/<key>), since SDKs send no other header.
+      key = presented.startsWith('dgw_') ? options.authenticate({ 'x-dbx-gateway-key': presented }) : undefined;
+      if (!key) {
+        if (!sameSecret(presented, options.secret)) throw wrongUrl();
+        key = options.authenticate(headers);
+      }
+    } else if (!sameSecret(presented, options.secret)) {
+      throw wrongUrl();
     }
     if (c.req.method !== 'GET') {
       throw new GatewayError('GATEWAY_BAD_REQUEST', 'the metadata service answers GET only');
@@ -55,6 +89,13 @@ export function metadataService(options: MetadataServiceOptions): Hono {
       const known = options.routes.routes.map((r) => r.target.origin);
       throw new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `no route serves host ${host}; served hosts: ${[...new Set(known)].join(', ') || 'none'}`);
     }
+    assertKeyMayUse(key, route.name);
+    if (!metadataRoutes([route]).length) {
+      throw new GatewayError(
+        'GATEWAY_FORBIDDEN',
+        `route ${route.name} has a policy (readOnly, allowMethods or denyPaths) that a raw token would bypass, so the metadata service does not serve it; set routes.${route.name}.metadataService: true to serve it anyway`,
+      );
+    }
     const token = await options.tokens.get(route.credential, 'databricks');
     const expiresOnMs = Number.isFinite(token.expiresOnMs) ? token.expiresOnMs : now() + NON_EXPIRING_TTL_S * 1000;
     return c.json(
@@ -64,6 +105,10 @@ export function metadataService(options: MetadataServiceOptions): Hono {
     );
   });
   return app;
+}
+
+function wrongUrl(): GatewayError {
+  return new GatewayError('GATEWAY_FORBIDDEN', 'wrong metadata-service URL; use DATABRICKS_METADATA_SERVICE_URL as printed when dbx-gateway started');
 }
 
 /** scheme://host[:port] in lower case, default ports dropped, trailing slash and path ignored. */

@@ -1,14 +1,16 @@
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { TokenCache } from '../auth/token-cache.js';
+import type { Timeouts } from '../config/types.js';
 import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
 import { authHeaders } from './auth-headers.js';
-import { forwardableResponseHeaders, hasNoBody, stripRequestHeaders } from './headers.js';
-import { rewriteLocation } from './location.js';
+import { hasNoBody, isValidStatus, stripRequestHeaders } from './headers.js';
+import { responseHeaderPass } from './response-pass.js';
+import { forwardUpgrade, invalidStatus } from './upgrade.js';
 
 interface Exchange {
   route: Route;
@@ -23,8 +25,8 @@ interface Exchange {
 
 /**
  * Forwards requests with http-proxy-3, attaching the route's token. The response side is handled
- * here (selfHandleResponse) as a short list of passes: 401 replay, status, headers with the
- * Location rewrite, then a streamed body.
+ * here (selfHandleResponse) as a short list of passes: 401 replay, status check, the header pass
+ * (response-pass.ts), then a streamed body. WebSocket upgrades go through upgrade.ts.
  */
 export class Forwarder {
   // No constructor options: http-proxy merges per-call options over them shallowly, so every
@@ -32,30 +34,11 @@ export class Forwarder {
   readonly #proxy = createProxyServer({});
   readonly #exchanges = new WeakMap<IncomingMessage, Exchange>();
 
-  readonly #upgrades = new WeakMap<IncomingMessage, { route: Route; prefix: string; token: string }>();
-
-  constructor(private readonly tokens: TokenCache) {
+  constructor(
+    private readonly tokens: TokenCache,
+    private readonly timeouts: Timeouts,
+  ) {
     this.#proxy.on('proxyRes', (proxyRes, req, res) => this.#onResponse(proxyRes, req, res));
-    // An upstream that refuses an upgrade answers with a plain HTTP response, which http-proxy-3
-    // relays itself. This listener runs before its own (it is added when the request is made), so
-    // that response gets the same passes as any other: 401 rejects the token, upstream CORS
-    // headers go, and a Location to the upstream is rewritten.
-    this.#proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
-      const upgrade = this.#upgrades.get(req);
-      if (!upgrade) return;
-      proxyReq.on('response', (proxyRes: IncomingMessage) => this.#onRefusedUpgrade(proxyRes, upgrade));
-    });
-  }
-
-  #onRefusedUpgrade(proxyRes: IncomingMessage, upgrade: { route: Route; prefix: string; token: string }): void {
-    if (proxyRes.statusCode === 401) this.tokens.reject(upgrade.route.credential, 'databricks', upgrade.token);
-    // http-proxy-3 writes this response from proxyRes.headers (web-outgoing writeHeaders).
-    for (const [name, value] of Object.entries(proxyRes.headers)) {
-      if (typeof value !== 'string') continue;
-      const rewritten = rewriteResponseHeader(name, value, upgrade.route, upgrade.prefix);
-      if (rewritten === undefined) delete proxyRes.headers[name];
-      else proxyRes.headers[name] = rewritten;
-    }
   }
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
@@ -70,21 +53,8 @@ export class Forwarder {
     await this.#send(req, res, exchange);
   }
 
-  async ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string, prefix: string): Promise<void> {
-    stripRequestHeaders(req.headers, true);
-    const { headers, token } = await authHeaders(route, this.tokens);
-    if (socket.destroyed) return;
-    this.#upgrades.set(req, { route, prefix, token });
-    req.url = upstreamPath;
-    this.#proxy.ws(req, socket, head, {
-      target: route.target,
-      agent: route.agent,
-      changeOrigin: true,
-      toProxy: true,
-      headers,
-    }, (err) => {
-      if (!socket.destroyed) socket.destroy(err);
-    });
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string, prefix: string): Promise<void> {
+    return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts);
   }
 
   async #send(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
@@ -94,7 +64,7 @@ export class Forwarder {
       auth = await authHeaders(route, this.tokens);
     } catch (err) {
       exchange.record.error = err instanceof GatewayError ? err.code : 'ERROR';
-      writeGatewayError(res, toGatewayError(err, route.target.origin));
+      writeGatewayError(res, toGatewayError(err, route.target.origin), { close: true });
       return;
     }
     // The client may have gone while the token was fetched: send nothing upstream then.
@@ -126,27 +96,39 @@ export class Forwarder {
       proxyRes.destroy();
       return;
     }
-    const status = proxyRes.statusCode ?? 502;
-    if (status === 401 && exchange.token) {
-      this.tokens.reject(exchange.route.credential, 'databricks', exchange.token);
-      if (exchange.replayable) {
-        // Replay once with a new token: the cached one may have been revoked early.
-        exchange.replayable = false;
-        exchange.record.replayed = true;
-        proxyRes.resume();
-        void this.#send(req, res, exchange);
-        return;
-      }
+    const status = proxyRes.statusCode ?? 0;
+    // A rejected token is dropped, and the request replayed once with a new one (the cached one
+    // may have been revoked early), unless the cache is backing off: then the 401 is the answer.
+    if (status === 401 && exchange.token && this.tokens.reject(exchange.route.credential, 'databricks', exchange.token) && exchange.replayable) {
+      exchange.replayable = false;
+      exchange.record.replayed = true;
+      proxyRes.resume();
+      void this.#send(req, res, exchange);
+      return;
     }
-    const headers = forwardableResponseHeaders(proxyRes.rawHeaders, (name, value) =>
-      rewriteResponseHeader(name, value, exchange.route, exchange.prefix),
-    );
+    if (!isValidStatus(status)) {
+      proxyRes.destroy();
+      exchange.record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
+      writeGatewayError(res, invalidStatus(status, exchange.route.target.origin), { close: !req.complete });
+      return;
+    }
+    const headers = responseHeaderPass(proxyRes.rawHeaders, exchange.route, exchange.prefix);
     if (exchange.record.corsOrigin) {
       for (const [k, v] of Object.entries(corsHeaders(exchange.record.corsOrigin))) headers.push(k, v);
     }
     // The upstream's Date (if any) passes through; do not add a second one.
     res.sendDate = false;
-    res.writeHead(status, proxyRes.statusMessage, headers);
+    try {
+      // Node's own reason phrase, never the upstream's: free text nothing needs, whose control
+      // bytes would make writeHead throw.
+      res.writeHead(status, headers);
+    } catch (err) {
+      // Whatever Node still refuses of upstream bytes must not escape the response path.
+      proxyRes.destroy();
+      exchange.record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
+      writeGatewayError(res, toGatewayError(err, exchange.route.target.origin), { close: !req.complete });
+      return;
+    }
     proxyRes.on('data', (chunk: Buffer) => {
       exchange.record.bytesOut += chunk.length;
     });
@@ -161,18 +143,8 @@ export class Forwarder {
     }
     const gatewayError = toGatewayError(err, exchange.route.target.origin);
     exchange.record.error = gatewayError.code;
-    writeGatewayError(res, gatewayError);
+    writeGatewayError(res, gatewayError, { close: !req.complete });
   }
-}
-
-/**
- * The header pass every upstream response gets (proxied, or a refused upgrade). Upstream CORS
- * headers speak for the upstream's origin, not the gateway's: they go (an origin in allowedOrigins
- * gets the gateway's own). A Location pointing at the route's upstream becomes local.
- */
-function rewriteResponseHeader(name: string, value: string, route: Route, prefix: string): string | undefined {
-  if (name.startsWith('access-control-')) return undefined;
-  return name === 'location' ? rewriteLocation(value, route.target, prefix) : value;
 }
 
 /**

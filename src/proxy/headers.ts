@@ -70,22 +70,36 @@ export function stripRequestHeaders(headers: IncomingHttpHeaders, upgrade = fals
 /**
  * Response pass: the upstream's raw header list (names as sent, repeats kept: every Set-Cookie)
  * minus hop-by-hop fields and Transfer-Encoding, which Node sets for the client connection.
- * `rewrite` may change a value, or drop the field by returning undefined.
+ * `rewrite` may change a value, or drop the field by returning undefined. For a 101 handshake,
+ * Connection and Upgrade are the handshake itself and stay.
  */
-export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name: string, value: string) => string | undefined): string[] {
+export function forwardableResponseHeaders(
+  rawHeaders: string[],
+  rewrite: (name: string, value: string) => string | undefined,
+  handshake = false,
+): string[] {
   const listed = new Set<string>();
-  for (let i = 0; i < rawHeaders.length; i += 2) {
+  for (let i = 0; !handshake && i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]?.toLowerCase() === 'connection') for (const n of connectionListed(rawHeaders[i + 1])) listed.add(n);
   }
   const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] ?? '';
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || listed.has(lower)) continue;
+    const kept = handshake && (lower === 'connection' || lower === 'upgrade');
+    if (!kept && (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || listed.has(lower))) continue;
     const value = rewrite(lower, rawHeaders[i + 1] ?? '');
     if (value !== undefined) out.push(name, value);
   }
   return out;
+}
+
+/**
+ * A status a response may be relayed with: three digits, 100-599 (RFC 9110 section 15). Node's
+ * client parser accepts "099" as 99, and writeHead throws on it.
+ */
+export function isValidStatus(status: number): boolean {
+  return Number.isInteger(status) && status >= 100 && status <= 599;
 }
 
 /** True when the request carries no body, so it can be sent again (401 replay). */

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { GatewayConfig, InboundKey } from '../config/types.js';
+import { GatewayError } from '../errors.js';
 import type { Resolver } from '../routing/route-table.js';
 import type { ResolvedRequest } from '../routing/route-table.js';
 import { type BrowserVerdict, createBrowserGuard } from './browser-guard.js';
@@ -15,14 +16,30 @@ export interface Admitted extends ResolvedRequest {
 }
 
 export interface Admission {
-  /** Every request, local endpoints included: Host allowlist (403) and cross-site browsers (403). */
+  /**
+   * Every request, local endpoints included: TRACE, TRACK and CONNECT (405), Host allowlist (403)
+   * and cross-site browsers (403).
+   */
   checkClient(req: IncomingMessage): BrowserVerdict;
+  /** With inbound keys configured: the key a local endpoint needs (401 without one); else undefined. */
+  authenticate(req: IncomingMessage): InboundKey | undefined;
+  /** True when inbound keys are configured. */
+  readonly keyed: boolean;
   /**
    * Proxied requests and upgrades, in this order: target shape (400), method-override headers
    * (400), inbound key (401), rate limit (429), route (404), the key's routes (403), route policy
    * (403). `onKey` learns the key's name as soon as it is known, for the log line.
    */
   admitProxy(req: IncomingMessage, resolve: Resolver, onKey?: (name: string) => void): Admitted;
+}
+
+/** Methods that echo or tunnel: never forwarded, never answered by a local endpoint. */
+const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
+
+export function methodNotAllowed(method: string): GatewayError {
+  return new GatewayError('GATEWAY_METHOD_NOT_ALLOWED', `${method} is refused by the gateway (it would echo or tunnel the gateway's credentials)`, {
+    headers: { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' },
+  });
 }
 
 /** The security checks of one gateway, shared by HTTP requests and WebSocket upgrades. */
@@ -33,7 +50,11 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
   const perMinute = config.limits.requestsPerMinutePerKey;
   const rateLimit = perMinute ? createRateLimiter(perMinute) : undefined;
   return {
+    keyed: authenticate !== undefined,
+    authenticate: (req) => authenticate?.(req.headers),
     checkClient(req) {
+      // A reflecting upstream would echo the request, our bearer token included, back to the client.
+      if (req.method !== undefined && REFUSED_METHODS.has(req.method)) throw methodNotAllowed(req.method);
       hostGuard(req.headers.host);
       return browserGuard(req.headers);
     },

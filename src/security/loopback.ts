@@ -6,3 +6,9 @@ export function isLoopbackHost(hostname: string): boolean {
   if (h === 'localhost' || h === '::1') return true;
   return isIP(h) === 4 && h.startsWith('127.');
 }
+
+/** True for a bound or peer address on this machine only (IPv4-mapped IPv6 included). */
+export function isLoopbackAddress(address: string): boolean {
+  const a = address.toLowerCase().startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || (isIP(a) === 4 && a.startsWith('127.'));
+}

@@ -1,25 +1,67 @@
 /**
  * Scrubs anything token-like from text that may reach a log line or an error body
- * (messages from Entra ID, the az and databricks CLIs, upstream errors).
+ * (messages from Entra ID, the az and databricks CLIs, upstream errors), the doctor and the status
+ * page. The same text carries our own help ("azure-client-secret: tenantId, clientId and
+ * clientSecret ..."), which must come through intact, so a name that says secret only redacts
+ * what is evidently its value (see NAMED_VALUE).
  */
-const SECRET_PATTERNS: Array<[RegExp, string]> = [
+const REDACTED = '[REDACTED]';
+
+/** Names whose value is a secret: the whole name (snake, kebab or camel case) ends in one of these. */
+const SECRET_NAMES = String.raw`(?:access_?token|refresh_?token|id_?token|client_?secret|client_?assertion|api_?key|secret|token|password|passwd)`;
+
+/**
+ * A secret-named key and its value: `name=value` (forms, queries, env), `"name": "value"` (JSON,
+ * also JSON escaped inside a string), `name: 'value'` (util.inspect), `name: value` (YAML, prose).
+ * The name starts a word (`[\w-]*` before the secret word, nothing word-like before that).
+ * Groups: 1 the name with its separator, 2 the separator, 3/4/5 a "double", 'single' or \"escaped\"
+ * quoted value, 6 a bare value.
+ */
+const NAMED_VALUE = new RegExp(
+  String.raw`(?<![\w-])([\w-]*?${SECRET_NAMES}(?:\\?["'])?\s*([:=])\s*)` +
+    String.raw`(?:"((?:\\.|[^"\\\r\n])*)"|'((?:\\.|[^'\\\r\n])*)'|\\"([^"\\\r\n]*)\\"|([^\s"'\\,;&}]+))`,
+  'gi',
+);
+
+/**
+ * Whether a bare value after `name:` is a secret rather than the next word of a sentence: a single
+ * run of 8+ non-space characters with a digit in it. Prose ("secret: tenantId, ...", "token: 30 s",
+ * "password: must be at least ...") has neither; tokens, secrets and generated ids do. After `=`
+ * and in quotes any value counts: prose does not write `token=word` or `"token": "word"`.
+ */
+function bareValueIsSecret(value: string): boolean {
+  return value.length >= 8 && /\d/.test(value);
+}
+
+function redactNamedValue(match: string, head: string, separator: string, double?: string, single?: string, escaped?: string, bare?: string): string {
+  if (double !== undefined) return double === '' ? match : `${head}"${REDACTED}"`;
+  if (single !== undefined) return single === '' ? match : `${head}'${REDACTED}'`;
+  if (escaped !== undefined) return escaped === '' ? match : `${head}\\"${REDACTED}\\"`;
+  if (bare === undefined || bare === REDACTED) return match;
+  return separator === '=' || bareValueIsSecret(bare) ? `${head}${REDACTED}` : match;
+}
+
+const SECRET_PATTERNS: Array<[RegExp, string | ((match: string, ...groups: string[]) => string)]> = [
   // JWTs (Entra ID and Databricks OAuth access tokens): header.payload.signature, base64url.
-  [/\beyJ[\w-]*\.[\w-]*\.[\w-]*/g, '[REDACTED]'],
+  [/\beyJ[\w-]*\.[\w-]*\.[\w-]*/g, REDACTED],
   // Databricks personal access tokens and OAuth secrets.
-  [/\b(dapi|dose|dkea)[0-9a-f]{16,}(-\d+)?\b/gi, '[REDACTED]'],
+  [/\b(dapi|dose|dkea)[0-9a-f]{16,}(-\d+)?\b/gi, REDACTED],
+  // Entra ID client secrets: 3 characters, a version digit, "Q~", 31-34 more of [A-Za-z0-9_~.-]
+  // (Microsoft's identifiable AadClientAppSecret format, SEC101/156), 40 in all today. The "." and
+  // "~" keep them out of the long-run rule below. A longer run is taken whole, so none of it shows.
+  [/[\w~.-]{3}\dQ~[\w~.-]{31,}/g, REDACTED],
   // Credentials in an Authorization-style value.
-  [/\b(Bearer|Basic)\s+[\w\-.~+/]+=*/gi, '$1 [REDACTED]'],
-  // key=value or "key": "value" pairs whose name says secret.
-  [
-    /((?:access_token|refresh_token|id_token|client_secret|password|secret|token)"?\s*[:=]\s*"?)[^\s",&}]+/gi,
-    '$1[REDACTED]',
-  ],
+  [/\b(Bearer|Basic)\s+[\w\-.~+/]+=*/gi, `$1 ${REDACTED}`],
+  // key=value, "key": "value" and key: value pairs whose name says secret.
+  [NAMED_VALUE, redactNamedValue as (match: string, ...groups: string[]) => string],
   // Any other long opaque run (40+ chars; UUIDs and correlation ids are 36 and survive).
-  [/[A-Za-z0-9_\-+~]{40,}={0,2}/g, '[REDACTED]'],
+  [/[A-Za-z0-9_\-+~]{40,}={0,2}/g, REDACTED],
 ];
 
 export function scrubSecrets(text: string): string {
   let out = text;
-  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
+  for (const [pattern, replacement] of SECRET_PATTERNS) {
+    out = typeof replacement === 'string' ? out.replace(pattern, replacement) : out.replace(pattern, replacement);
+  }
   return out;
 }

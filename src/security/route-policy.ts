@@ -1,16 +1,27 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { percentDecode } from './path-check.js';
 
 /** Methods that only read (the safe methods of RFC 9110 section 9.2.1 that the Databricks API uses). */
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /**
- * Calls that mint long-lived credentials: a PAT (token/create) or a token for a service principal
- * (token-management on-behalf-of). Whoever reaches the gateway could otherwise turn an hour of
- * borrowed access into a credential that outlives it. Off unless allowTokenCreation: true.
+ * Calls that mint long-lived credentials: whoever reaches the gateway could otherwise turn an
+ * hour of borrowed access into a credential that outlives it. Families of canonical paths (any
+ * API version, with or without /preview, workspace or account level), not spellings:
+ * PATs (token/create), on-behalf-of tokens (token-management), service-principal secrets
+ * (servicePrincipals/{id}/credentials/secrets) and OAuth secrets (oauth2 custom app
+ * integrations and service-principal secrets). Off unless allowTokenCreation: true.
  */
-const TOKEN_MINTING_PATHS = ['/api/2.0/token/create', '/api/2.0/token-management/on-behalf-of/tokens'];
+const API = String.raw`/api/[^/]+(?:/preview)?`;
+const ACCOUNT = String.raw`(?:/accounts(?:/[^/]+)?)?`;
+const TOKEN_MINTING_PATHS: RegExp[] = [
+  new RegExp(String.raw`^${API}/token/create$`),
+  new RegExp(String.raw`^${API}/token-management/on-behalf-of/tokens(?:/.*)?$`),
+  new RegExp(String.raw`^${API}${ACCOUNT}/service-?principals/[^/]+/credentials/secrets(?:/.*)?$`),
+  new RegExp(String.raw`^${API}${ACCOUNT}/oauth2/(?:custom-app-integrations|service-principals/[^/]+/secrets)(?:/.*)?$`),
+];
 
 /** Headers some servers read as "use this method instead": never forwarded around a method policy. */
 const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
@@ -24,15 +35,12 @@ const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-m
 export function canonicalPath(upstreamPath: string): string {
   // A raw '#' ends the path for any parser that treats it as a fragment.
   let path = (upstreamPath.split('?', 1)[0] ?? '/').split('#', 1)[0] ?? '/';
-  for (let i = 0; i < 3 && /%[0-9a-f]{2}/i.test(path); i++) {
-    try {
-      path = decodeURIComponent(path);
-    } catch {
-      break;
-    }
-  }
-  // Matrix parameters (`/create;x=1`) are dropped per segment, as servlet containers do.
-  path = path.toLowerCase().replace(/;[^/]*/g, '');
+  // Bytewise, so an escape that is not UTF-8 (%ff) cannot stop the decoding; three rounds for
+  // double and triple encoding (%2563 -> %63 -> c).
+  for (let i = 0; i < 3 && path.includes('%'); i++) path = percentDecode(path);
+  // Matrix parameters (`/create;x=1`) are dropped per segment, as servlet containers do; a
+  // backslash is a slash to WHATWG URL parsers.
+  path = path.toLowerCase().replace(/\\/g, '/').replace(/;[^/]*/g, '');
   // Dot segments resolved as a URL parser would ("/token/./create"; a ".." that only appears after
   // decoding twice, which path-check cannot see), and empty segments collapsed.
   const segments: string[] = [];
@@ -69,7 +77,7 @@ export function assertAllowedByPolicy(route: RouteConfig, method: string, upstre
     throw new GatewayError('GATEWAY_FORBIDDEN', `${method} is not allowed on route ${route.name} (${field}.allowMethods: ${route.allowMethods.join(', ')})`);
   }
   const path = canonicalPath(upstreamPath);
-  if (!route.allowTokenCreation && !READ_METHODS.has(method) && TOKEN_MINTING_PATHS.includes(path)) {
+  if (!route.allowTokenCreation && !READ_METHODS.has(method) && TOKEN_MINTING_PATHS.some((re) => re.test(path))) {
     throw new GatewayError(
       'GATEWAY_FORBIDDEN',
       `${method} ${path} mints a long-lived credential and is denied by default; set ${field}.allowTokenCreation: true to allow it`,

@@ -5,6 +5,7 @@ import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.j
 import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
+import { REJECT_BACKOFF_BASE_MS } from '../../src/auth/token-cache.js';
 
 // The real @azure/identity AzureCliCredential runs `az` from PATH: put the fake first.
 const az: FakeAz = installFakeAz();
@@ -118,10 +119,20 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     assert.equal(res.json<{ auth: string }>().auth, `Bearer ${fakeAzToken(before + 2)}`);
     assert.equal(az.calls() - before, 2);
 
-    // With a body the 401 goes back to the client, but the next request gets a new token.
-    rejectNext = true;
-    const post = await request(`${gw.url}/ws/prod/api/2.0/jobs/run-now`, { method: 'POST', body: '{"job_id":1}', headers: { 'content-type': 'application/json' } });
-    assert.equal(post.status, 401);
+    // With a body the 401 goes back to the client. The replacement was rejected moments after it
+    // was fetched, so the cache backs off instead of running az again at once...
+    const post = async () => {
+      rejectNext = true;
+      const res = await request(`${gw.url}/ws/prod/api/2.0/jobs/run-now`, { method: 'POST', body: '{"job_id":1}', headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 401);
+    };
+    await post();
+    const kept = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
+    assert.equal(kept.json<{ auth: string }>().auth, `Bearer ${fakeAzToken(before + 2)}`);
+    assert.equal(az.calls() - before, 2);
+    // ...and once the backoff has passed, a 401 drops the token and the next request gets a new one.
+    clock.offsetMs += REJECT_BACKOFF_BASE_MS + 1000;
+    await post();
     const next = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
     assert.equal(next.json<{ auth: string }>().auth, `Bearer ${fakeAzToken(before + 3)}`);
   });

@@ -96,20 +96,71 @@ describe('databricks-u2m: dbx-gateway login (PKCE) and the serving gateway', () 
     await oidc.close();
   });
 
-  it('refuses a callback whose state does not match, and stores nothing', async () => {
+  it('a login in progress ignores a wrong-state callback', async () => {
+    const run = startLogin(['prod', '--workspace', `prod=${host}`], env);
+    const logins = join(env.HOME!, '.config', 'dbx-gateway', 'logins');
+    try {
+      const real = new URL(await browse(await run.authorizeUrl));
+      const exited = () => run.child.exitCode !== null || run.child.signalCode !== null;
+
+      // Another local user or a web page: a forged code, a forged OAuth error, a callback without
+      // a code, a favicon. None of them may end the login.
+      const forged = new URL(real.href);
+      forged.searchParams.set('state', 'forged-state');
+      forged.searchParams.set('code', 'attacker-code');
+      const wrongState = await request(forged.href);
+      assert.equal(wrongState.status, 400);
+      assert.match(wrongState.text, /state did not match/);
+      assert.match(wrongState.text, /ignored/);
+
+      const forgedError = new URL(real.origin);
+      forgedError.searchParams.set('error', 'access_denied');
+      forgedError.searchParams.set('state', 'forged-state');
+      assert.equal((await request(forgedError.href)).status, 400);
+
+      const noCode = new URL(real.origin);
+      noCode.searchParams.set('state', real.searchParams.get('state')!);
+      const missing = await request(noCode.href);
+      assert.equal(missing.status, 400);
+      assert.match(missing.text, /ignored/);
+
+      assert.equal((await request(`${real.origin}/favicon.ico`)).status, 404);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!exited(), `the login must still be waiting:\n${run.stderr()}`);
+      assert.throws(() => readdirSync(logins), 'nothing is stored before the real callback');
+      assert.match(run.stderr(), /ignored a request to the sign-in callback whose state does not match/);
+
+      // The browser's real callback still completes the login.
+      const page = await request(real.href);
+      assert.equal(page.status, 200);
+      assert.match(page.text, /You can close this tab/);
+      assert.equal(await run.exit, 0, run.stderr());
+    } finally {
+      run.child.kill();
+    }
+    assert.match(run.stderr(), /Signed in\. The refresh token is stored in /);
+    const [name] = readdirSync(logins);
+    const stored = JSON.parse(readFileSync(join(logins, name!), 'utf8')) as { refreshToken: string };
+    assert.ok(oidc.liveRefreshTokens.has(stored.refreshToken));
+    const exchange = oidc.tokenCalls.at(-1)!;
+    assert.notEqual(exchange.form.code, 'attacker-code');
+  });
+
+  it('a matching-state error= callback (the authorization server refusing) aborts the login', async () => {
     const run = startLogin(['prod', '--workspace', `prod=${host}`], env);
     try {
-      const callback = new URL(await browse(await run.authorizeUrl));
-      callback.searchParams.set('state', 'forged-state');
-      const page = await request(callback.href);
+      const real = new URL(await browse(await run.authorizeUrl));
+      const refused = new URL(real.origin);
+      refused.searchParams.set('error', 'access_denied');
+      refused.searchParams.set('state', real.searchParams.get('state')!);
+      const page = await request(refused.href);
       assert.equal(page.status, 400);
-      assert.match(page.text, /state did not match/);
+      assert.match(page.text, /Databricks refused the sign-in/);
       assert.equal(await run.exit, 1);
     } finally {
       run.child.kill();
     }
-    assert.match(run.stderr(), /login failed: the browser came back with a state that does not match/);
-    assert.throws(() => readdirSync(join(env.HOME!, '.config', 'dbx-gateway', 'logins')));
+    assert.match(run.stderr(), /login failed: Databricks refused the sign-in: access_denied/);
   });
 
   it('signs in with PKCE S256 and stores the refresh token 0600 in a 0700 directory', async () => {

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AccessToken, Credential } from '../../src/auth/credential.js';
-import { EXPIRY_CUTOFF_MS, refreshAtMs, TokenCache } from '../../src/auth/token-cache.js';
+import {
+  EXPIRY_CUTOFF_MS,
+  REJECT_BACKOFF_BASE_MS,
+  REJECT_BACKOFF_MAX_MS,
+  refreshAtMs,
+  TokenCache,
+} from '../../src/auth/token-cache.js';
 import { GatewayError } from '../../src/errors.js';
 
 /** A fake credential whose tokens live `lifetimeMs` on the injected clock; counts fetches. */
@@ -24,6 +30,11 @@ function fakeCredential(clock: { now: number }, lifetimeMs: number) {
 }
 
 const flush = () => new Promise((r) => setImmediate(r));
+
+/** What the forwarder does on a 401: report the token it sent. */
+async function rejectCurrent(cache: TokenCache, credential: Credential): Promise<boolean> {
+  return cache.reject(credential, 'databricks', (await cache.get(credential, 'databricks')).token);
+}
 
 describe('TokenCache', () => {
   it('shares one fetch among 200 concurrent callers on a cold cache', async () => {
@@ -140,5 +151,74 @@ describe('TokenCache', () => {
     await cache.get(credential, 'databricks');
     await cache.get(credential, 'azure-management');
     assert.equal(state.fetches, 2);
+  });
+});
+
+describe('upstream 401s cannot make the gateway hammer its credential', () => {
+  it('drops the first rejected token, then drops its replacements only after a doubling backoff', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+
+    assert.equal(await rejectCurrent(cache, credential), true, 'the first 401 drops the token');
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-2');
+    assert.equal(state.fetches, 2);
+    assert.equal(await rejectCurrent(cache, credential), false, 'a 401 to the replacement at once is ignored');
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-2', 'the token keeps being sent');
+    for (let i = 0; i < 50; i++) assert.equal(await rejectCurrent(cache, credential), false);
+    assert.equal(state.fetches, 2, 'no fetch per 401 inside the backoff');
+    assert.equal(cache.status(credential, 'databricks').rejections, 1);
+
+    clock.now += REJECT_BACKOFF_BASE_MS;
+    assert.equal(await rejectCurrent(cache, credential), true, 'dropped once the backoff passed');
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-3');
+    assert.equal(state.fetches, 3);
+
+    clock.now += REJECT_BACKOFF_BASE_MS;
+    assert.equal(await rejectCurrent(cache, credential), false, 'the backoff doubled');
+    clock.now += REJECT_BACKOFF_BASE_MS;
+    assert.equal(await rejectCurrent(cache, credential), true);
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-4');
+    assert.equal(state.fetches, 4);
+    assert.equal(cache.status(credential, 'databricks').rejections, 3);
+  });
+
+  it('caps the backoff while the 401s keep coming', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 24 * 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    // An upstream that answers 401 to a request every second for an hour.
+    for (let s = 0; s < 3600; s++, clock.now += 1000) {
+      await rejectCurrent(cache, credential);
+    }
+    // Drops at 0, 5, 15, 35, 75, 155, 315 s, then one every 5 min: 7 + 10.
+    assert.equal(state.fetches, 1 + 7 + Math.floor((3600_000 - 315_000) / REJECT_BACKOFF_MAX_MS));
+  });
+
+  it('drops at once a token rejected long after the last 401 (streak reset)', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 90 * 24 * 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    assert.equal(await rejectCurrent(cache, credential), true);
+    clock.now += REJECT_BACKOFF_BASE_MS;
+    assert.equal(await rejectCurrent(cache, credential), true);
+    assert.equal(cache.status(credential, 'databricks').rejections, 2);
+    clock.now += REJECT_BACKOFF_MAX_MS + 1;
+    assert.equal(cache.status(credential, 'databricks').rejections, 0);
+    assert.equal(await rejectCurrent(cache, credential), true, 'a new streak drops the token without waiting');
+    assert.equal((await cache.get(credential, 'databricks')).token, 'tok-4');
+    assert.equal(state.fetches, 4);
+  });
+
+  it('treats concurrent 401s to one token as one rejection', async () => {
+    const clock = { now: 0 };
+    const { credential, state } = fakeCredential(clock, 3600_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    const { token } = await cache.get(credential, 'databricks');
+    const dropped = Array.from({ length: 20 }, () => cache.reject(credential, 'databricks', token));
+    assert.ok(dropped.every(Boolean), 'every request that saw the 401 may replay');
+    await Promise.all(Array.from({ length: 20 }, () => cache.get(credential, 'databricks')));
+    assert.equal(state.fetches, 2, 'the replays share one fetch');
+    assert.equal(cache.status(credential, 'databricks').rejections, 1);
   });
 });

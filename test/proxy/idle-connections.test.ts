@@ -23,7 +23,8 @@ describe('thousands of idle client connections', { skip: process.platform !== 'l
         await Promise.all(
           Array.from({ length: Math.min(200, count - i) }, (_, j) =>
             new Promise<void>((resolve, reject) => {
-              const s = net.connect(port, '127.0.0.1', () => {
+              // Spread over three loopback addresses, each under limits.maxConnectionsPerClient.
+              const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + ((i + j) % 3)}` }, () => {
                 // Half the clients even start a request and stall (slowloris-style).
                 if ((i + j) % 2) s.write('GET /ws/demo/api/2.0/clusters/list HTTP/1.1\r\nHost: localhost\r\n');
                 resolve();

@@ -102,7 +102,7 @@ describe('inbound keys (shared dev containers)', () => {
   it('names the key in the log line and in the metrics, and never logs a key or token', async () => {
     const line = gw.logs.find((l) => l.msg === 'request' && l.key === 'alice');
     assert.ok(line, 'a request line names alice');
-    const metrics = await request(`${gw.url}/metrics`);
+    const metrics = await request(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${alice}` } });
     assert.match(metrics.text, /dbx_gateway_requests_total\{route="prod",method="GET",status="200",key="alice"\} 3/);
     for (const secret of [alice, bob, PAT]) {
       assert.ok(!gw.logText().includes(secret), 'log');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import { percentDecode } from '../../src/security/path-check.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
@@ -32,7 +33,9 @@ describe('property: no client input moves the token to another host', () => {
     const evil = [elsewhere.url.host, elsewherePlain.url.host];
     const piece = fc.constantFrom(
       'a', 'api', '2.0', '/', '//', '.', '..', '%2e', '%2E%2e', '%2f', '%2F', '%5c', '\\', '@', ':', '?', '#', '&', '=', ';',
-      '~', '%00', '%25', '%', ' ', 'http:', 'https:', `${evil[0]}`, `//${evil[1]}`, `@${evil[0]}`, 'ws', 'prod', 'acct',
+      '~', '%00', '%25', '%', ' ', 'http:', 'https:',
+      // Invalid, non-UTF-8 and overlong escapes, and encoded separators (red team, issue 11).
+      '%ff', '%c0', '%c0%ae', '%c0%af', '%e0%80%ae', '%g1', '%3f', '%3F', '%23', '%5c', '%5C', '%2563', 'token', 'create', `${evil[0]}`, `//${evil[1]}`, `@${evil[0]}`, 'ws', 'prod', 'acct',
     );
     const target = fc.oneof(
       fc.array(piece, { maxLength: 12 }).map((p) => `/ws/prod${p.join('')}`),
@@ -65,6 +68,10 @@ describe('property: no client input moves the token to another host', () => {
         for (const seen of upstream.seen.slice(seenBefore)) {
           assert.equal(seen.headers.host, upstream.url.host);
           assert.equal(seen.headers.authorization, `Bearer ${PAT}`);
+          // What was forwarded decodes to valid UTF-8 and has no encoded ?, #, NUL or backslash.
+          const path = seen.url.split('?', 1)[0] ?? '';
+          assert.doesNotMatch(path, /%(3f|23|00|5c)|%(?![0-9a-f]{2})/i, seen.url);
+          assert.doesNotThrow(() => new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(percentDecode(path), 'latin1')), seen.url);
           for (const spoof of ['x-forwarded-host', 'x-forwarded-proto', 'forwarded', 'x-original-url', 'x-rewrite-url', 'x-databricks-azure-workspace-resource-id']) {
             assert.equal(seen.headers[spoof], undefined, spoof);
           }

@@ -1,0 +1,142 @@
+import http, { type IncomingMessage, STATUS_CODES } from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TokenCache } from '../auth/token-cache.js';
+import type { Timeouts } from '../config/types.js';
+import { GatewayError, rawGatewayError, toGatewayError, UpstreamTimeoutError } from '../errors.js';
+import type { Route } from '../routing/route-table.js';
+import { trustWithCaFile } from '../security/ca-trust.js';
+import { authHeaders } from './auth-headers.js';
+import { isValidStatus, stripRequestHeaders } from './headers.js';
+import { responseHeaderPass } from './response-pass.js';
+
+export interface UpgradeTarget {
+  route: Route;
+  upstreamPath: string;
+  /** Local prefix the client used ("" on a per-route port). */
+  prefix: string;
+}
+
+/**
+ * A WebSocket handshake carries no body. One that declares one (Content-Length, Transfer-Encoding)
+ * is refused: forwarded, an upstream that ignores Upgrade would wait for those bytes and take them
+ * from whatever is sent next on the connection (request smuggling with the gateway's token).
+ */
+export function assertUpgradeShape(req: IncomingMessage): void {
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+    throw new GatewayError('GATEWAY_BAD_REQUEST', 'a WebSocket upgrade request must not carry a body (Content-Length or Transfer-Encoding); nothing was forwarded');
+  }
+  if (req.method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
+    throw new GatewayError('GATEWAY_BAD_REQUEST', 'only WebSocket upgrades (GET with Upgrade: websocket) are proxied');
+  }
+}
+
+/**
+ * Forwards one WebSocket upgrade with the route's token, on an upstream connection of its own
+ * (`agent: false`): a connection that carried an upgrade attempt is never pooled, whatever the
+ * upstream answered, so a refused upgrade can never leave bytes that a later request would read.
+ * A refused upgrade (an ordinary response) gets the response passes of proxied traffic and ends
+ * the client connection.
+ */
+export async function forwardUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  { route, upstreamPath, prefix }: UpgradeTarget,
+  tokens: TokenCache,
+  timeouts: Timeouts,
+): Promise<void> {
+  assertUpgradeShape(req);
+  stripRequestHeaders(req.headers, true);
+  const auth = await authHeaders(route, tokens);
+  if (socket.destroyed) return;
+  const target = route.target;
+  const tls = target.protocol === 'https:';
+  const headers: http.OutgoingHttpHeaders = { ...req.headers, ...auth.headers, host: target.host };
+  delete headers['content-length'];
+  const options: https.RequestOptions = {
+    host: target.hostname.replace(/^\[|\]$/g, ''),
+    port: target.port || (tls ? 443 : 80),
+    path: upstreamPath,
+    method: 'GET',
+    headers,
+    agent: false,
+    ...(tls && route.config.caFile ? { secureContext: trustWithCaFile(route.config.caFile) } : {}),
+  };
+  let answered = false;
+  const fail = (err: unknown) => {
+    if (answered || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    answered = true;
+    socket.end(rawGatewayError(toGatewayError(err, target.origin)));
+  };
+  const proxyReq = (tls ? https : http).request(options);
+  armTimeouts(proxyReq, tls, timeouts);
+  proxyReq.on('error', fail);
+  socket.once('close', () => proxyReq.destroy());
+  proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => {
+    answered = true;
+    proxyReq.setTimeout(0);
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+    upstream.once('close', () => socket.destroy());
+    socket.once('close', () => upstream.destroy());
+    socket.write(responseHead(101, proxyRes.rawHeaders, route, prefix), 'latin1');
+    if (upstreamHead.length > 0) socket.write(upstreamHead);
+    if (head.length > 0) upstream.write(head);
+    upstream.pipe(socket).pipe(upstream);
+  });
+  proxyReq.on('response', (proxyRes: IncomingMessage) => {
+    answered = true;
+    proxyReq.setTimeout(timeouts.idleMs);
+    if (proxyRes.statusCode === 401) tokens.reject(route.credential, 'databricks', auth.token);
+    const status = proxyRes.statusCode ?? 0;
+    if (!isValidStatus(status)) {
+      proxyReq.destroy();
+      socket.end(rawGatewayError(invalidStatus(status, target.origin)));
+      return;
+    }
+    // The client connection ends with this response: delimited by the close, so no re-framing.
+    socket.write(responseHead(status, proxyRes.rawHeaders, route, prefix, true), 'latin1');
+    proxyRes.pipe(socket);
+    proxyRes.once('error', () => socket.destroy());
+    proxyRes.once('end', () => proxyReq.destroy());
+  });
+  proxyReq.end();
+}
+
+export function invalidStatus(status: number, upstream: string): GatewayError {
+  return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `${upstream} answered with an invalid HTTP status (${status}); nothing of that answer was relayed`);
+}
+
+/**
+ * The status line with Node's own reason phrase (never the upstream's: a reason phrase is free
+ * text that nothing needs, and control bytes in it are not ours to relay), then the header pass.
+ */
+function responseHead(status: number, rawHeaders: string[], route: Route, prefix: string, close = false): string {
+  const headers = responseHeaderPass(rawHeaders, route, prefix, status === 101);
+  if (close) {
+    for (let i = 0; i < headers.length; i += 2) if (headers[i]?.toLowerCase() === 'content-length') headers.splice(i, 2);
+    headers.push('connection', 'close');
+  }
+  let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${text}\r\n`;
+}
+
+function armTimeouts(proxyReq: http.ClientRequest, tls: boolean, timeouts: Timeouts): void {
+  proxyReq.once('socket', (socket: Socket) => {
+    const timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError('connect', timeouts.connectMs)), timeouts.connectMs);
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    socket.once(tls ? 'secureConnect' : 'connect', clear);
+    socket.once('close', clear);
+  });
+  proxyReq.setTimeout(timeouts.connectMs + timeouts.headersMs, () => {
+    proxyReq.destroy(new UpstreamTimeoutError('headers', timeouts.headersMs));
+  });
+}
