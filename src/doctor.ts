@@ -1,5 +1,3 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { GatewayCore } from './gateway.js';
 import { authHeaders } from './proxy/auth-headers.js';
 import type { Route } from './routing/route-table.js';
@@ -99,23 +97,23 @@ async function diagnoseRoute(core: GatewayCore, route: Route): Promise<DoctorRow
   return { route, ok: checks.every((c) => c.ok), checks };
 }
 
-function get(route: Route, path: string, headers: Record<string, string>): Promise<Probe> {
-  const url = new URL(path, route.target);
-  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+/** A GET through the route's own pool (its caFile, timeouts and egress proxy), body capped at 64 KiB. */
+async function get(route: Route, path: string, headers: Record<string, string>): Promise<Probe> {
   const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = send(url, { agent: route.agent, headers: { ...headers, accept: 'application/json' }, timeout: 15_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        if (body.length < 64 * 1024) body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started, ...(res.headers.date ? { date: res.headers.date } : {}), body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
-    req.on('error', reject);
-    req.end();
+  const res = await route.dispatcher.request({
+    origin: route.target.origin,
+    path,
+    method: 'GET',
+    headers: { ...headers, accept: 'application/json' },
+    headersTimeout: 15_000,
+    bodyTimeout: 15_000,
   });
+  let body = '';
+  for await (const chunk of res.body) {
+    if (body.length < 64 * 1024) body += (chunk as Buffer).toString('utf8');
+  }
+  const date = res.headers.date;
+  return { status: res.statusCode, ms: performance.now() - started, ...(typeof date === 'string' ? { date } : {}), body };
 }
 
 /** The table doctor prints: one block per route, PASS or FAIL first. */

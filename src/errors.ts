@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Timeouts } from './config/types.js';
 
 /** Every error the gateway answers itself, with its HTTP status (contract: "HTTP surface"). */
 export const GATEWAY_ERROR_STATUS = {
@@ -59,12 +60,27 @@ export class UpstreamTimeoutError extends Error {
   }
 }
 
+/** undici's timeout errors, by code, as the gateway's three upstream timeouts. */
+const UNDICI_TIMEOUTS: Record<string, UpstreamTimeoutError['phase']> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect',
+  UND_ERR_HEADERS_TIMEOUT: 'headers',
+  UND_ERR_BODY_TIMEOUT: 'idle',
+};
+
 /**
  * The one place where a failure on the way to the upstream becomes an HTTP answer
  * (as @hono/node-server's handleFetchError maps TimeoutError to 504).
  */
-export function toGatewayError(err: unknown, upstream: string): GatewayError {
+export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<Timeouts, 'connectMs' | 'headersMs' | 'idleMs'>): GatewayError {
   if (err instanceof GatewayError) return err;
+  const undiciTimeout = UNDICI_TIMEOUTS[(err as { code?: string } | undefined)?.code ?? ''];
+  if (undiciTimeout) {
+    const ms = timeouts ? timeouts[undiciTimeout === 'connect' ? 'connectMs' : undiciTimeout === 'headers' ? 'headersMs' : 'idleMs'] : Number.NaN;
+    return toGatewayError(new UpstreamTimeoutError(undiciTimeout, ms), upstream);
+  }
+  if ((err as Error | undefined)?.name === 'ProxyError') {
+    return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${(err as Error).message}`, { cause: err });
+  }
   if (err instanceof UpstreamTimeoutError) {
     if (err.phase === 'connect') {
       return new GatewayError(

@@ -1,5 +1,3 @@
-import type { Agent } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Credential } from './auth/credential.js';
 import { createCredential, CredentialSetupError, unavailableCredential } from './auth/credentials/index.js';
 import { ConfigError } from './config/load.js';
@@ -7,7 +5,8 @@ import { TokenCache } from './auth/token-cache.js';
 import type { GatewayConfig, RouteConfig } from './config/types.js';
 import { type DemoWorkspace, startDemoWorkspace } from './demo/demo-workspace.js';
 import { createMetrics, type GatewayMetrics } from './observability/metrics.js';
-import { createUpstreamAgent } from './proxy/upstream-agent.js';
+import { resolveProxy } from './proxy/egress-proxy.js';
+import { createUpstreamPool } from './proxy/transport.js';
 import { type Route, RouteTable, routePrefix } from './routing/route-table.js';
 
 /** Everything but the listeners: what `serve`, `token` and `doctor` share. */
@@ -67,17 +66,19 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     }
     const credential = credentials.get(created.id) ?? created;
     credentials.set(credential.id, credential);
+    const proxy = resolveProxy(rc.upstream, env, rc.proxy);
     return {
       name: rc.name,
       config: rc,
       prefix: routePrefix(rc),
       target: rc.upstream,
-      agent: createUpstreamAgent(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}) }),
+      dispatcher: createUpstreamPool(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}), ...(proxy ? { proxy } : {}) }),
+      ...(proxy ? { proxy } : {}),
       credential,
     } satisfies Route;
   });
   if (problems.length > 0) {
-    for (const r of routes) r.agent.destroy();
+    await Promise.all(routes.map((r) => r.dispatcher.destroy()));
     await demo?.close();
     throw new ConfigError(problems, config.configFile);
   }
@@ -106,21 +107,18 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     metrics,
     warnings,
     async close() {
-      for (const r of routes) r.agent.destroy();
+      await Promise.all(routes.map((r) => r.dispatcher.destroy()));
       await demo?.close();
     },
     retire() {
-      for (const r of routes) retireAgent(r.agent);
+      // undici's close() lets every request already dispatched finish, however long it takes, and
+      // closes each connection as it frees up; no new request reaches a retired pool.
+      for (const r of routes) void r.dispatcher.close().catch(() => {});
       demo?.retire();
     },
   };
 }
 
-function retireAgent(agent: Agent): void {
-  // Sockets that finish their exchange come back 'free': close them instead of pooling.
-  agent.on('free', (socket: Socket) => socket.destroy());
-  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
-}
 
 function demoRoute(url: URL): RouteConfig {
   return {

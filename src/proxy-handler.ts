@@ -48,6 +48,9 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
         record.key = name;
       });
       record.route = route.name;
+      // Admitted: now the client may send its body (the server answers no 100 Continue itself;
+      // see the checkContinue listener in server.ts).
+      if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
       record.path = upstreamPath.split('?', 1)[0];
       deps.forwarder.web(req, res, route, upstreamPath, prefix, record).catch(fail);
     } catch (err) {

@@ -113,9 +113,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
 
   /** `routeName`: a per-route port's listener, which finds its route in the current generation. */
   const makeServer = (routeName?: string): Server => {
-    const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, (req, res) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       if (routeName === undefined) {
         if (isProxiedTarget(req.url)) return current.mainProxy(req, res);
+        if (req.headers.expect !== undefined) res.writeContinue();
         // Local endpoints get the same target rules: Hono would otherwise resolve an absolute-form
         // or dot-segment target to /metadata/SECRET and the like.
         try {
@@ -129,7 +130,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       const proxy = current.routeProxies.get(routeName);
       if (proxy) proxy(req, res);
       else writeGatewayError(res, new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `route ${routeName} is no longer configured (removed by a reload); restart to free its port`), { close: true });
-    });
+    };
+    const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, onRequest);
+    // Expect: 100-continue is answered by the proxy handler once the request is admitted, so a
+    // refused upload (401, 403) is refused before the client sends its body.
+    server.on('checkContinue', onRequest);
     // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.
     server.requestTimeout = 0;
     // A client socket with no bytes either way for idleMs is closed. A client waiting for the

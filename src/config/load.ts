@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
 import { profileRoute } from './profiles.js';
 import { CREDENTIAL_TYPES } from '../auth/credentials/index.js';
+import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
 import { isLoopbackHost } from '../security/loopback.js';
 import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
 import {
@@ -316,9 +317,22 @@ function buildFileRoute(
     ...policySettings(route, `routes.${name}`, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
+    ...proxySetting(route, field, problems),
     ...(route.azureResourceId !== undefined ? { azureResourceId: route.azureResourceId } : {}),
     source,
   };
+}
+
+/** `proxy: http://host:port` (credentials allowed in the URL) or `proxy: none`. */
+function proxySetting(route: FileRoute, field: string, problems: string[]): Pick<RouteConfig, 'proxy'> {
+  if (route.proxy === undefined) return {};
+  if (route.proxy === 'none') return { proxy: 'none' };
+  try {
+    parseProxyUrl(route.proxy);
+  } catch (err) {
+    problems.push(`${field}.proxy: ${withoutCredentials((err as Error).message)}; use an http:// proxy URL such as http://proxy.corp:3128, or none`);
+  }
+  return { proxy: route.proxy };
 }
 
 /** allowMethods (upper-cased), denyPaths (each must compile), allowTokenCreation. */
@@ -388,6 +402,7 @@ function buildProfileFileRoute(
     ...policySettings(route, `routes.${name}`, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
+    ...proxySetting(route, `routes.${name}`, problems),
     ...(azureResourceId !== undefined ? { azureResourceId } : {}),
     profile,
     source: `${source} (profile ${base.route.source})`,

@@ -26,6 +26,7 @@ export const routeSchema = z.strictObject({
   readOnly: z.boolean().optional(),
   port: port.optional(),
   caFile: z.string().optional(),
+  proxy: z.string().optional(),
   azureResourceId: z.string().optional(),
   allowMethods: z.array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method such as GET')).optional(),
   denyPaths: z.array(z.string()).optional(),

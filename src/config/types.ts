@@ -20,6 +20,8 @@ export interface RouteConfig {
   port?: number;
   /** Extra CA bundle trusted for this upstream (corporate TLS inspection, tests). */
   caFile?: string;
+  /** Egress proxy for this route: a proxy URL, or `none`; absent: HTTPS_PROXY / NO_PROXY. */
+  proxy?: string;
   azureResourceId?: string;
   /** Only these methods are forwarded (upper case); absent: all. */
   allowMethods?: string[];

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { createProxyServer } from 'http-proxy-3';
+import type { Duplex, Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
 import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
@@ -8,57 +8,57 @@ import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
 import { authHeaders } from './auth-headers.js';
-import { hasNoBody, isValidStatus, stripRequestHeaders } from './headers.js';
+import { forwardedRequestHeaders, hasNoBody, isValidStatus } from './headers.js';
 import { responseHeaderPass } from './response-pass.js';
 import { forwardUpgrade, invalidStatus } from './upgrade.js';
 
 interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
   route: Route;
   upstreamPath: string;
   /** Local prefix the client used ("" on a per-route port). */
   prefix: string;
   record: RequestRecord;
-  token?: string;
+  /** The client's headers after the request pass, without the gateway's auth headers. */
+  headers: string[];
   /** A request without a body may be sent once more after a 401 with a fresh token. */
   replayable: boolean;
 }
 
 /**
- * Forwards requests with http-proxy-3, attaching the route's token. The response side is handled
- * here (selfHandleResponse) as a short list of passes: 401 replay, status check, the header pass
- * (response-pass.ts), then a streamed body. WebSocket upgrades go through upgrade.ts.
+ * Forwards requests over undici (`Pool.dispatch`, the lowest-level and cheapest undici API: no
+ * fetch Request/Response, no promise per chunk), attaching the route's token. The response side
+ * is a short list of passes: 401 replay, status check, the header pass (response-pass.ts), then
+ * the body, written as it arrives with backpressure. WebSocket upgrades go through upgrade.ts.
  */
 export class Forwarder {
-  // No constructor options: http-proxy merges per-call options over them shallowly, so every
-  // per-request value (target, agent, headers) is passed per call (see protocols.md).
-  readonly #proxy = createProxyServer({});
-  readonly #exchanges = new WeakMap<IncomingMessage, Exchange>();
-
   constructor(
     private readonly tokens: TokenCache,
     private readonly timeouts: Timeouts,
-  ) {
-    this.#proxy.on('proxyRes', (proxyRes, req, res) => this.#onResponse(proxyRes, req, res));
-  }
+  ) {}
 
   async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
-    // Whether a 401 may be replayed is decided on the request as the client sent it.
-    const replayable = hasNoBody(req.headers);
-    stripRequestHeaders(req.headers);
-    // The request log, http-proxy and the body stream each watch 'close'; a 401 replay
-    // adds a second round. Bounded per response, so not a leak: lift Node's warning threshold.
-    res.setMaxListeners(32);
-    const exchange: Exchange = { route, upstreamPath, prefix, record, replayable };
-    this.#exchanges.set(req, exchange);
-    await this.#send(req, res, exchange);
+    const exchange: Exchange = {
+      req,
+      res,
+      route,
+      upstreamPath,
+      prefix,
+      record,
+      headers: forwardedRequestHeaders(req.rawHeaders),
+      // Decided on the request as the client sent it.
+      replayable: hasNoBody(req.headers),
+    };
+    await this.#send(exchange);
   }
 
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string, prefix: string): Promise<void> {
     return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts);
   }
 
-  async #send(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
-    const { route } = exchange;
+  async #send(exchange: Exchange): Promise<void> {
+    const { req, res, route } = exchange;
     let auth: Awaited<ReturnType<typeof authHeaders>>;
     try {
       auth = await authHeaders(route, this.tokens);
@@ -69,52 +69,80 @@ export class Forwarder {
     }
     // The client may have gone while the token was fetched: send nothing upstream then.
     if (res.destroyed || req.socket.destroyed) return;
-    exchange.token = auth.token;
-    // toProxy: the path goes out exactly as received; without it http-proxy re-parses it with
-    // the WHATWG URL parser, which resolves dot segments and re-encodes characters.
-    req.url = exchange.upstreamPath;
-    this.#proxy.web(
-      req,
-      res,
-      {
-        target: route.target,
-        agent: route.agent,
-        changeOrigin: true,
-        toProxy: true,
-        selfHandleResponse: true,
-        // Per-call headers, not the proxyReq event: that event is skipped for Expect: 100-continue.
-        headers: auth.headers,
-      },
-      (err) => this.#onError(err, req, res, exchange),
-    );
-    countRequestBytes(req, exchange.record);
+    const headers = exchange.headers.slice();
+    for (const name in auth.headers) headers.push(name, auth.headers[name] as string);
+    headers.push('host', route.target.host);
+    const handler = new ResponseHandler(exchange, auth.token, this.tokens, this.timeouts, () => void this.#send(exchange));
+    try {
+      route.dispatcher.dispatch(
+        {
+          origin: route.target.origin,
+          // The raw path and query, byte-for-byte: undici sends `path` as given.
+          path: exchange.upstreamPath,
+          method: req.method ?? 'GET',
+          headers,
+          body: exchange.replayable ? null : requestBody(req, exchange.record),
+        },
+        handler,
+      );
+    } catch (err) {
+      // undici validates before sending (a header value it will not write, say): nothing went out.
+      handler.onError(err as Error);
+    }
+  }
+}
+
+/**
+ * One upstream exchange's response, on undici's dispatch handler interface: raw header pairs as
+ * Buffers (names as sent, repeats kept), body chunks with `false` as the pause signal.
+ */
+class ResponseHandler implements Dispatcher.DispatchHandler {
+  #abort: ((err?: Error) => void) | undefined;
+  #replay = false;
+  #done = false;
+
+  constructor(
+    private readonly exchange: Exchange,
+    private readonly token: string,
+    private readonly tokens: TokenCache,
+    private readonly timeouts: Timeouts,
+    private readonly resend: () => void,
+  ) {
+    // A client that goes away aborts the upstream exchange (the body stream too).
+    exchange.res.once('close', () => {
+      if (!this.#done) this.#abort?.(new Error('client closed the connection'));
+    });
   }
 
-  #onResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
-    const exchange = this.#exchanges.get(req);
-    if (!exchange) {
-      proxyRes.destroy();
-      return;
-    }
-    const status = proxyRes.statusCode ?? 0;
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.exchange.res.destroyed) abort(new Error('client closed the connection'));
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    const { exchange } = this;
+    const { res, route, record } = exchange;
     // A rejected token is dropped, and the request replayed once with a new one (the cached one
     // may have been revoked early), unless the cache is backing off: then the 401 is the answer.
-    if (status === 401 && exchange.token && this.tokens.reject(exchange.route.credential, 'databricks', exchange.token) && exchange.replayable) {
+    if (status === 401 && this.tokens.reject(route.credential, 'databricks', this.token) && exchange.replayable) {
       exchange.replayable = false;
-      exchange.record.replayed = true;
-      proxyRes.resume();
-      void this.#send(req, res, exchange);
-      return;
+      record.replayed = true;
+      this.#replay = true;
+      return true;
     }
     if (!isValidStatus(status)) {
-      proxyRes.destroy();
-      exchange.record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
-      writeGatewayError(res, invalidStatus(status, exchange.route.target.origin), { close: !req.complete });
-      return;
+      record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
+      this.#finish();
+      this.#abort?.(new Error('invalid status'));
+      writeGatewayError(res, invalidStatus(status, route.target.origin), { close: !exchange.req.complete });
+      return false;
     }
-    const headers = responseHeaderPass(proxyRes.rawHeaders, exchange.route, exchange.prefix);
-    if (exchange.record.corsOrigin) {
-      for (const [k, v] of Object.entries(corsHeaders(exchange.record.corsOrigin))) headers.push(k, v);
+    const raw: string[] = new Array(rawHeaders.length);
+    for (let i = 0; i < rawHeaders.length; i++) raw[i] = (rawHeaders[i] as Buffer).toString('latin1');
+    const headers = responseHeaderPass(raw, route, exchange.prefix);
+    if (record.corsOrigin) {
+      const cors = corsHeaders(record.corsOrigin);
+      for (const name in cors) headers.push(name, cors[name] as string);
     }
     // The upstream's Date (if any) passes through; do not add a second one.
     res.sendDate = false;
@@ -124,53 +152,70 @@ export class Forwarder {
       res.writeHead(status, headers);
     } catch (err) {
       // Whatever Node still refuses of upstream bytes must not escape the response path.
-      proxyRes.destroy();
-      exchange.record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
-      writeGatewayError(res, toGatewayError(err, exchange.route.target.origin), { close: !req.complete });
-      return;
+      record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
+      this.#finish();
+      this.#abort?.(err as Error);
+      writeGatewayError(res, toGatewayError(err, route.target.origin), { close: !exchange.req.complete });
+      return false;
     }
-    proxyRes.on('data', (chunk: Buffer) => {
-      exchange.record.bytesOut += chunk.length;
-    });
-    streamBody(proxyRes, res);
+    res.on('drain', resume);
+    return true;
   }
 
-  #onError(err: Error, req: IncomingMessage, res: ServerResponse, exchange: Exchange): void {
-    if (req.socket.destroyed && !res.headersSent) {
-      // The client left; http-proxy has already destroyed the upstream request.
-      exchange.record.error = 'CLIENT_ABORTED';
+  onData(chunk: Buffer): boolean {
+    if (this.#replay) return true;
+    this.exchange.record.bytesOut += chunk.length;
+    return this.exchange.res.write(chunk);
+  }
+
+  onComplete(): void {
+    if (this.#replay) {
+      this.#finish();
+      this.resend();
       return;
     }
-    const gatewayError = toGatewayError(err, exchange.route.target.origin);
+    this.#finish();
+    this.exchange.res.end();
+  }
+
+  onError(err: Error): void {
+    if (this.#done) return;
+    this.#finish();
+    const { exchange } = this;
+    if (exchange.res.destroyed || exchange.req.socket.destroyed) {
+      if (!exchange.res.headersSent) exchange.record.error = 'CLIENT_ABORTED';
+      return;
+    }
+    const gatewayError = toGatewayError(err, exchange.route.target.origin, this.timeouts);
     exchange.record.error = gatewayError.code;
-    writeGatewayError(res, gatewayError, { close: !req.complete });
+    // Mid-stream (headers sent), writeGatewayError aborts the response: an upstream reset reaches
+    // the client as a reset, never as a silently short body.
+    writeGatewayError(exchange.res, gatewayError, { close: !exchange.req.complete });
+  }
+
+  #finish(): void {
+    this.#done = true;
   }
 }
 
 /**
- * The response body with backpressure (pipe), and failures passed on both ways: an upstream reset
- * aborts the client response instead of leaving it hanging, and a client that goes away stops the
- * upstream response. Not stream.pipeline: it builds and aborts an AbortController per call, and
- * the DOMException that costs was ~5% of the CPU per proxied request.
+ * The client's body for undici, counted for the log and metrics. With a Content-Length the stream
+ * goes as it is (undici enforces the length, so the count is exact); a chunked body is counted as
+ * it passes. Never a 'data' listener on the request: that would start the flow before undici
+ * reads, and lose what arrives in between.
  */
-function streamBody(proxyRes: IncomingMessage, res: ServerResponse): void {
-  proxyRes.pipe(res);
-  const abortClient = () => {
-    if (!res.writableFinished) res.destroy();
-  };
-  proxyRes.once('error', abortClient);
-  proxyRes.once('aborted', abortClient);
-  proxyRes.once('close', () => {
-    if (!proxyRes.complete) abortClient();
-  });
-  res.once('close', () => {
-    if (!proxyRes.complete) proxyRes.destroy();
-  });
-}
-
-function countRequestBytes(req: IncomingMessage, record: RequestRecord): void {
-  // http-proxy has piped req by now; a second 'data' listener does not change its flow.
-  req.on('data', (chunk: Buffer) => {
-    record.bytesIn += chunk.length;
-  });
+function requestBody(req: IncomingMessage, record: RequestRecord): Readable {
+  const length = Number(req.headers['content-length']);
+  if (Number.isSafeInteger(length)) {
+    record.bytesIn = length;
+    return req;
+  }
+  const counted = (async function* countBytes() {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      record.bytesIn += chunk.length;
+      yield chunk;
+    }
+  })();
+  // undici writes any async iterable as a chunked body (core/util isIterable); its types list streams only.
+  return counted as unknown as Readable;
 }

@@ -41,30 +41,51 @@ function connectionListed(value: string | string[] | undefined): string[] {
     .filter(Boolean);
 }
 
+/** A request header the client may not send on to the upstream (`listed`: named by Connection). */
+function isDroppedRequestHeader(name: string, listed: readonly string[], upgrade: boolean): boolean {
+  if (upgrade && (name === 'connection' || name === 'upgrade')) return false;
+  return (
+    HOP_BY_HOP.has(name) ||
+    (listed.includes(name) && !FRAMING_HEADERS.has(name)) ||
+    CLIENT_CREDENTIAL_HEADERS.includes(name) ||
+    name.startsWith(AZURE_SP_HEADER_PREFIX) ||
+    name.startsWith(FORWARDED_PREFIX) ||
+    SPOOFABLE_HEADERS.includes(name)
+  );
+}
+
 /**
- * Request pass: removes what must not reach the upstream. Mutates the incoming headers, which
- * http-proxy copies as the outgoing request's headers. For WebSocket upgrades the Connection and
- * Upgrade fields are the handshake itself and stay.
+ * Request pass for WebSocket upgrades: removes what must not reach the upstream from the parsed
+ * headers. The Connection and Upgrade fields are the handshake itself and stay.
  */
 export function stripRequestHeaders(headers: IncomingHttpHeaders, upgrade = false): void {
-  if (!upgrade) {
-    // Never the framing: a client listing Transfer-Encoding or Content-Length in Connection would
-    // otherwise have its already-decoded body sent upstream unframed on a pooled keep-alive
-    // connection, where it becomes the start of the next request (smuggling with our token).
-    for (const name of connectionListed(headers.connection)) if (!FRAMING_HEADERS.has(name)) delete headers[name];
+  // Never the framing: a client listing Transfer-Encoding or Content-Length in Connection would
+  // otherwise have its already-decoded body sent upstream unframed on a pooled keep-alive
+  // connection, where it becomes the start of the next request (smuggling with our token).
+  const listed = upgrade ? [] : connectionListed(headers.connection);
+  for (const name of Object.keys(headers)) if (isDroppedRequestHeader(name, listed, upgrade)) delete headers[name];
+}
+
+/**
+ * Request pass for proxied requests, on the raw header list (names as sent, repeats kept) and
+ * straight into undici's flat array. Also dropped: Host (the upstream's is set), and the fields
+ * undici frames itself: Transfer-Encoding (a body of unknown length goes chunked; Content-Length
+ * is kept, so framing is never lost) and Expect (the gateway answers 100-continue itself, after
+ * admission, so a refused request never has to send its body).
+ */
+export function forwardedRequestHeaders(rawHeaders: readonly string[]): string[] {
+  let listed: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === 'connection') listed = listed.concat(connectionListed(rawHeaders[i + 1]));
   }
-  for (const name of Object.keys(headers)) {
-    if (upgrade && (name === 'connection' || name === 'upgrade')) continue;
-    if (
-      HOP_BY_HOP.has(name) ||
-      CLIENT_CREDENTIAL_HEADERS.includes(name) ||
-      name.startsWith(AZURE_SP_HEADER_PREFIX) ||
-      name.startsWith(FORWARDED_PREFIX) ||
-      SPOOFABLE_HEADERS.includes(name)
-    ) {
-      delete headers[name];
-    }
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] ?? '';
+    const lower = name.toLowerCase();
+    if (lower === 'host' || lower === 'transfer-encoding' || lower === 'expect' || isDroppedRequestHeader(lower, listed, false)) continue;
+    out.push(name, rawHeaders[i + 1] ?? '');
   }
+  return out;
 }
 
 /**

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, STATUS_CODES } from 'node:http';
 import https from 'node:https';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
@@ -10,6 +11,7 @@ import { trustWithCaFile } from '../security/ca-trust.js';
 import { authHeaders } from './auth-headers.js';
 import { isValidStatus, stripRequestHeaders } from './headers.js';
 import { responseHeaderPass } from './response-pass.js';
+import { openTunnel } from './transport.js';
 
 export interface UpgradeTarget {
   route: Route;
@@ -56,14 +58,34 @@ export async function forwardUpgrade(
   const tls = target.protocol === 'https:';
   const headers: http.OutgoingHttpHeaders = { ...req.headers, ...auth.headers, host: target.host };
   delete headers['content-length'];
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(target.port) || (tls ? 443 : 80);
+  const secureContext = tls && route.config.caFile ? { secureContext: trustWithCaFile(route.config.caFile) } : {};
+  // Behind an egress proxy the upgrade goes through a CONNECT tunnel of its own, as every
+  // connection to the upstream does: the token travels inside TLS to the route's host only.
+  let tunnel: Socket | undefined;
+  if (route.proxy) {
+    try {
+      const raw = await openTunnel(route.proxy, host, port, timeouts.connectMs);
+      tunnel = tls ? connectTls({ socket: raw, ...(isIP(host) ? {} : { servername: host }), ...secureContext }) : raw;
+    } catch (err) {
+      if (!socket.destroyed) socket.end(rawGatewayError(toGatewayError(err, target.origin)));
+      return;
+    }
+    if (socket.destroyed) {
+      tunnel.destroy();
+      return;
+    }
+  }
   const options: https.RequestOptions = {
-    host: target.hostname.replace(/^\[|\]$/g, ''),
-    port: target.port || (tls ? 443 : 80),
+    host,
+    port,
     path: upstreamPath,
     method: 'GET',
     headers,
     agent: false,
-    ...(tls && route.config.caFile ? { secureContext: trustWithCaFile(route.config.caFile) } : {}),
+    ...secureContext,
+    ...(tunnel ? { createConnection: () => tunnel } : {}),
   };
   let answered = false;
   const fail = (err: unknown) => {
@@ -75,7 +97,7 @@ export async function forwardUpgrade(
     socket.end(rawGatewayError(toGatewayError(err, target.origin)));
   };
   const proxyReq = (tls ? https : http).request(options);
-  armTimeouts(proxyReq, tls, timeouts);
+  armTimeouts(proxyReq, tls, timeouts, tunnel === undefined);
   proxyReq.on('error', fail);
   socket.once('close', () => proxyReq.destroy());
   proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => {
@@ -128,8 +150,9 @@ function responseHead(status: number, rawHeaders: string[], route: Route, prefix
   return `${text}\r\n`;
 }
 
-function armTimeouts(proxyReq: http.ClientRequest, tls: boolean, timeouts: Timeouts): void {
-  proxyReq.once('socket', (socket: Socket) => {
+function armTimeouts(proxyReq: http.ClientRequest, tls: boolean, timeouts: Timeouts, connecting: boolean): void {
+  // A tunnel is connected already (openTunnel bounds the CONNECT; the overall bound below, the TLS).
+  if (connecting) proxyReq.once('socket', (socket: Socket) => {
     const timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError('connect', timeouts.connectMs)), timeouts.connectMs);
     timer.unref();
     const clear = () => clearTimeout(timer);

@@ -1,7 +1,8 @@
-import type { Agent } from 'node:http';
+import type { Dispatcher } from 'undici';
 import type { Credential } from '../auth/credential.js';
 import type { RouteConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import type { EgressProxy } from '../proxy/egress-proxy.js';
 
 export interface Route {
   readonly name: string;
@@ -9,7 +10,10 @@ export interface Route {
   /** Local prefix: /ws/NAME or /acct/NAME. */
   readonly prefix: string;
   readonly target: URL;
-  readonly agent: Agent;
+  /** The undici pool to the upstream (keep-alive, timeouts, caFile, egress proxy). */
+  readonly dispatcher: Dispatcher;
+  /** The egress proxy connections to the upstream go through, if any. */
+  readonly proxy?: EgressProxy;
   readonly credential: Credential;
 }
 

@@ -1,0 +1,110 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import { buildConnector, Pool } from 'undici';
+import type { Timeouts } from '../config/types.js';
+import { trustWithCaFile } from '../security/ca-trust.js';
+import type { EgressProxy } from './egress-proxy.js';
+
+/**
+ * Idle pooled connections live this long (Azure front doors close idle connections after ~4 min;
+ * undici's default of 4 s would reconnect, TLS included, after every pause of a few seconds).
+ */
+const KEEP_ALIVE_MS = 60_000;
+
+export interface UpstreamOptions {
+  timeouts: Timeouts;
+  /** PEM file added to the public roots (corporate TLS inspection, a test CA). */
+  caFile?: string;
+  /** The egress proxy for this upstream, if any (resolveProxy). */
+  proxy?: EgressProxy;
+}
+
+/**
+ * An egress proxy refused or could not be reached: 502 naming the proxy (never its credentials)
+ * and what it answered.
+ */
+export class ProxyError extends Error {
+  override readonly name = 'ProxyError';
+  constructor(
+    readonly proxy: string,
+    readonly target: string,
+    readonly answer: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`the proxy ${proxy} ${answer} for CONNECT ${target}`, options);
+  }
+}
+
+/**
+ * The undici pool for one upstream: keep-alive, the connect timeout (TCP + TLS, -> 502), the
+ * headers timeout (-> 504) and the body idle timeout, the route's caFile as a prebuilt
+ * SecureContext, and, behind an egress proxy, every connection opened through a CONNECT tunnel
+ * so the token only ever travels inside TLS to the route's host. One Pool per upstream identity
+ * (origin + caFile + proxy), as @fastify/reply-from keeps one per target.
+ */
+export function createUpstreamPool(target: URL, options: UpstreamOptions): Pool {
+  const tls = target.protocol === 'https:';
+  const { timeouts, proxy } = options;
+  const tlsOptions = {
+    timeout: timeouts.connectMs,
+    ...(tls && options.caFile ? { secureContext: trustWithCaFile(options.caFile) } : {}),
+  };
+  const direct = buildConnector(tlsOptions);
+  const connect: buildConnector.connector = proxy
+    ? (opts, callback) => {
+        const port = Number(opts.port) || (tls ? 443 : 80);
+        openTunnel(proxy, opts.hostname, port, timeouts.connectMs).then(
+          (socket) => {
+            if (!tls) return callback(null, socket);
+            direct({ ...opts, httpSocket: socket }, callback);
+          },
+          (err: Error) => callback(err, null),
+        );
+      }
+    : direct;
+  return new Pool(target.origin, {
+    connect,
+    headersTimeout: timeouts.headersMs,
+    bodyTimeout: timeouts.idleMs,
+    keepAliveTimeout: KEEP_ALIVE_MS,
+    keepAliveMaxTimeout: KEEP_ALIVE_MS,
+  });
+}
+
+/**
+ * A CONNECT tunnel to host:port through the proxy (RFC 9110 section 9.3.6), with the proxy's
+ * Basic credentials. Used by the pool's connector and by WebSocket upgrades.
+ */
+export function openTunnel(proxy: EgressProxy, host: string, port: number, timeoutMs: number): Promise<Socket> {
+  const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return new Promise((resolve, reject) => {
+    const secure = proxy.url.protocol === 'https:';
+    const req = (secure ? https : http).request({
+      host: proxy.url.hostname.replace(/^\[|\]$/g, ''),
+      port: proxy.url.port || (secure ? 443 : 80),
+      method: 'CONNECT',
+      path: authority,
+      headers: { host: authority, ...(proxy.authorization ? { 'proxy-authorization': proxy.authorization } : {}) },
+      agent: false,
+    });
+    const timer = setTimeout(() => req.destroy(new ProxyError(proxy.display, authority, `did not answer within ${timeoutMs} ms (timeouts.connectMs)`)), timeoutMs);
+    timer.unref();
+    req.once('connect', (res: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      clearTimeout(timer);
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        const reason = res.statusCode === 407 ? ' (proxy authentication required: put user:password in the proxy URL)' : '';
+        reject(new ProxyError(proxy.display, authority, `answered ${res.statusCode}${reason}`));
+        return;
+      }
+      if (head.length > 0) socket.unshift(head);
+      resolve(socket);
+    });
+    req.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(err instanceof ProxyError ? err : new ProxyError(proxy.display, authority, `could not be reached (${err.code ?? err.message})`, { cause: err }));
+    });
+    req.end();
+  });
+}
