@@ -5,7 +5,7 @@ import { TokenCache } from './auth/token-cache.js';
 import type { GatewayConfig, RouteConfig } from './config/types.js';
 import { type DemoWorkspace, startDemoWorkspace } from './demo/demo-workspace.js';
 import { createMetrics, type GatewayMetrics } from './observability/metrics.js';
-import { resolveProxy } from './proxy/egress-proxy.js';
+import { resolveProxy, withoutCredentials } from './proxy/egress-proxy.js';
 import { createUpstreamPool } from './proxy/transport.js';
 import { type Route, RouteTable, routePrefix } from './routing/route-table.js';
 
@@ -66,7 +66,15 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     }
     const credential = credentials.get(created.id) ?? created;
     credentials.set(credential.id, credential);
-    const proxy = resolveProxy(rc.upstream, env, rc.proxy);
+    let proxy: ReturnType<typeof resolveProxy>;
+    try {
+      proxy = resolveProxy(rc.upstream, env, rc.proxy);
+    } catch (err) {
+      // Only the message: a URL parse error also carries its input, the proxy password included.
+      const where = rc.proxy !== undefined ? `routes.${rc.name}.proxy` : 'HTTPS_PROXY / HTTP_PROXY (environment)';
+      problems.push(`${where}: ${withoutCredentials((err as Error).message)}; use an http:// proxy URL such as http://proxy.corp:3128`);
+      return [];
+    }
     return {
       name: rc.name,
       config: rc,

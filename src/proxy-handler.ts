@@ -52,7 +52,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
       // see the checkContinue listener in server.ts).
       if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
       record.path = upstreamPath.split('?', 1)[0];
-      deps.forwarder.web(req, res, route, upstreamPath, prefix, record).catch(fail);
+      deps.forwarder.web(req, res, route, upstreamPath, prefix, record);
     } catch (err) {
       fail(err);
     }

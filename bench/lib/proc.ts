@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** VmRSS and VmHWM (peak) of a process in MiB, from /proc (Linux). */
@@ -21,4 +22,40 @@ export function sampleRss(pid: number, everyMs = 100): () => number {
     clearInterval(timer);
     return Math.max(max, memoryMiB(pid).rss);
   };
+}
+
+let clockTicks: number | undefined;
+
+/** Clock ticks per second of /proc/PID/stat's times (`getconf CLK_TCK`, 100 on Linux in practice). */
+export function clkTck(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/**
+ * CPU time (utime + stime) a process has used so far, in ms, from /proc/PID/stat (Linux). The
+ * command name in field 2 may hold spaces and parentheses, so the fields are counted after its
+ * last ')': utime and stime are fields 14 and 15. NaN when the process is gone.
+ */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clkTck();
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Starts a CPU meter over processes; the returned function gives the CPU ms they used since. */
+export function cpuMeter(pids: number[]): () => number {
+  const total = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  const before = total();
+  return () => total() - before;
 }

@@ -153,6 +153,17 @@ export class TokenCache {
   }
 
   /**
+   * The cached token when it is usable and not yet due for a refresh: the common case, read
+   * without a promise (the hot path of every proxied request). Undefined means: call get().
+   */
+  peekFresh(credential: Credential, audience: Audience): CachedToken | undefined {
+    const cached = this.#lru.peek(cacheKey(credential, audience), { allowStale: true });
+    if (!cached) return undefined;
+    const now = this.#now();
+    return isUsable(cached, now) && now < refreshAtMs(cached) ? cached : undefined;
+  }
+
+  /**
    * The upstream rejected this token (401): drop it so the next request fetches a new one, unless
    * its predecessor was dropped within the backoff. True when the token is dropped (a replay gets a
    * fresh one); false when it stays in use.

@@ -1,8 +1,18 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { RequestStats } from './request-stats.js';
 
+/** A route's metric series, bound once (prom-client hashes a label object on every call otherwise). */
+export interface RouteMeter {
+  request(method: string, status: number, key: string): void;
+  duration: { observe(seconds: number): void };
+  responseBytes: { inc(n: number): void };
+  requestBytes: { inc(n: number): void };
+}
+
 export interface GatewayMetrics {
   registry: Registry;
+  /** The bound series of one route ("-" for local endpoints), created on first use. */
+  meter(route: string): RouteMeter;
   requests: Counter<'route' | 'method' | 'status' | 'key'>;
   duration: Histogram<'route'>;
   responseBytes: Counter<'route'>;
@@ -23,7 +33,16 @@ export interface GatewayMetrics {
 export function createMetrics(): GatewayMetrics {
   const registry = new Registry();
   const prefix = 'dbx_gateway_';
+  const meters = new Map<string, RouteMeter>();
   const metrics: GatewayMetrics = {
+    meter(route) {
+      let meter = meters.get(route);
+      if (!meter) {
+        meter = bindRoute(metrics, route);
+        meters.set(route, meter);
+      }
+      return meter;
+    },
     tokenExpirySource: () => [],
     registry,
     stats: new RequestStats(),
@@ -78,4 +97,27 @@ export function createMetrics(): GatewayMetrics {
     }),
   };
   return metrics;
+}
+
+/**
+ * Binds a route's series: request counters per method, status and key (nested maps, so a lookup
+ * allocates nothing), and the route's duration and byte series.
+ */
+function bindRoute(metrics: GatewayMetrics, route: string): RouteMeter {
+  type Inc = { inc(n?: number): void };
+  const counters = new Map<string, Map<number, Map<string, Inc>>>();
+  return {
+    request(method, status, key) {
+      let byStatus = counters.get(method);
+      if (!byStatus) counters.set(method, (byStatus = new Map()));
+      let byKey = byStatus.get(status);
+      if (!byKey) byStatus.set(status, (byKey = new Map()));
+      let counter = byKey.get(key);
+      if (!counter) byKey.set(key, (counter = metrics.requests.labels(route, method, String(status), key)));
+      counter.inc();
+    },
+    duration: metrics.duration.labels(route),
+    responseBytes: metrics.responseBytes.labels(route),
+    requestBytes: metrics.requestBytes.labels(route),
+  };
 }

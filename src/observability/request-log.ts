@@ -37,12 +37,13 @@ export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse
     const bytes = record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0);
     // The metadata-service URL carries its secret: never log it (upstream paths are left alone).
     const path = record.path ?? ((incoming.url ?? '').split('?', 1)[0] ?? '').replace(/\/metadata\/.*/s, '/metadata/[REDACTED]');
-    metrics.requests.inc({ route, method: incoming.method ?? '-', status: String(status), key: record.key ?? '-' });
+    const meter = metrics.meter(route);
+    meter.request(incoming.method ?? '-', status, record.key ?? '-');
     if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
     if (record.route) {
-      metrics.duration.observe({ route }, seconds);
-      metrics.responseBytes.inc({ route }, record.bytesOut);
-      metrics.requestBytes.inc({ route }, record.bytesIn);
+      meter.duration.observe(seconds);
+      meter.responseBytes.inc(record.bytesOut);
+      meter.requestBytes.inc(record.bytesIn);
     }
     const line = {
       method: incoming.method,

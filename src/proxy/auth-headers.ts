@@ -28,3 +28,23 @@ export async function authHeaders(route: Route, tokens: TokenCache): Promise<Aut
   }
   return { token: databricks.token, headers };
 }
+
+/**
+ * The same headers without a promise when every token they need is cached and fresh (no refresh
+ * due); undefined otherwise, and the caller awaits authHeaders.
+ */
+export function cachedAuthHeaders(route: Route, tokens: TokenCache): AuthHeaders | undefined {
+  const { credential } = route;
+  const databricks = tokens.peekFresh(credential, 'databricks');
+  if (!databricks) return undefined;
+  const headers: Record<string, string> = { authorization: `Bearer ${databricks.token}` };
+  if (credential.sendsManagementToken) {
+    const management = tokens.peekFresh(credential, 'azure-management');
+    if (!management) return undefined;
+    headers['x-databricks-azure-sp-management-token'] = management.token;
+  }
+  if (route.config.azureResourceId && credential.type.startsWith('azure-')) {
+    headers['x-databricks-azure-workspace-resource-id'] = route.config.azureResourceId;
+  }
+  return { token: databricks.token, headers };
+}

@@ -7,7 +7,7 @@ import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
-import { authHeaders } from './auth-headers.js';
+import { type AuthHeaders, authHeaders, cachedAuthHeaders } from './auth-headers.js';
 import { forwardedRequestHeaders, hasNoBody, isValidStatus } from './headers.js';
 import { responseHeaderPass } from './response-pass.js';
 import { forwardUpgrade, invalidStatus } from './upgrade.js';
@@ -38,7 +38,7 @@ export class Forwarder {
     private readonly timeouts: Timeouts,
   ) {}
 
-  async web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): Promise<void> {
+  web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): void {
     const exchange: Exchange = {
       req,
       res,
@@ -50,29 +50,37 @@ export class Forwarder {
       // Decided on the request as the client sent it.
       replayable: hasNoBody(req.headers),
     };
-    await this.#send(exchange);
+    this.#send(exchange);
   }
 
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string, prefix: string): Promise<void> {
     return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts);
   }
 
-  async #send(exchange: Exchange): Promise<void> {
-    const { req, res, route } = exchange;
-    let auth: Awaited<ReturnType<typeof authHeaders>>;
-    try {
-      auth = await authHeaders(route, this.tokens);
-    } catch (err) {
-      exchange.record.error = err instanceof GatewayError ? err.code : 'ERROR';
-      writeGatewayError(res, toGatewayError(err, route.target.origin), { close: true });
+  #send(exchange: Exchange): void {
+    const auth = cachedAuthHeaders(exchange.route, this.tokens);
+    if (auth) {
+      this.#dispatch(exchange, auth);
       return;
     }
-    // The client may have gone while the token was fetched: send nothing upstream then.
-    if (res.destroyed || req.socket.destroyed) return;
+    authHeaders(exchange.route, this.tokens).then(
+      (fetched) => {
+        // The client may have gone while the token was fetched: send nothing upstream then.
+        if (!exchange.res.destroyed && !exchange.req.socket.destroyed) this.#dispatch(exchange, fetched);
+      },
+      (err: unknown) => {
+        exchange.record.error = err instanceof GatewayError ? err.code : 'ERROR';
+        writeGatewayError(exchange.res, toGatewayError(err, exchange.route.target.origin), { close: true });
+      },
+    );
+  }
+
+  #dispatch(exchange: Exchange, auth: AuthHeaders): void {
+    const { req, route } = exchange;
     const headers = exchange.headers.slice();
     for (const name in auth.headers) headers.push(name, auth.headers[name] as string);
     headers.push('host', route.target.host);
-    const handler = new ResponseHandler(exchange, auth.token, this.tokens, this.timeouts, () => void this.#send(exchange));
+    const handler = new ResponseHandler(exchange, auth.token, this.tokens, this.timeouts, () => this.#send(exchange));
     try {
       route.dispatcher.dispatch(
         {

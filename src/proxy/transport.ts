@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { buildConnector, Pool } from 'undici';
 import type { Timeouts } from '../config/types.js';
 import { trustWithCaFile } from '../security/ca-trust.js';
-import type { EgressProxy } from './egress-proxy.js';
+import { type EgressProxy, resolveProxy } from './egress-proxy.js';
 
 /**
  * Idle pooled connections live this long (Azure front doors close idle connections after ~4 min;
@@ -107,4 +107,23 @@ export function openTunnel(proxy: EgressProxy, host: string, port: number, timeo
     });
     req.end();
   });
+}
+
+/** Timeouts of calls the gateway makes for itself (token endpoints): a token fetch is bounded at 30 s anyway. */
+const OUTBOUND_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 30_000, idleMs: 30_000, drainMs: 0 };
+const outboundPools = new Map<string, Pool>();
+
+/**
+ * A pool for the gateway's own calls (Entra ID, Databricks OAuth token endpoints) to `url`'s
+ * origin, with the same egress-proxy rules as route traffic, shared per origin, proxy and caFile.
+ */
+export function outboundPool(url: URL, env: NodeJS.ProcessEnv, caFile?: string): Pool {
+  const proxy = resolveProxy(url, env);
+  const key = `${url.origin}\u0000${proxy?.display ?? ''}\u0000${proxy?.authorization ?? ''}\u0000${caFile ?? ''}`;
+  let pool = outboundPools.get(key);
+  if (!pool) {
+    pool = createUpstreamPool(new URL(url.origin), { timeouts: OUTBOUND_TIMEOUTS, ...(caFile ? { caFile } : {}), ...(proxy ? { proxy } : {}) });
+    outboundPools.set(key, pool);
+  }
+  return pool;
 }

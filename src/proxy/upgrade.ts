@@ -83,9 +83,9 @@ export async function forwardUpgrade(
     path: upstreamPath,
     method: 'GET',
     headers,
-    agent: false,
     ...secureContext,
-    ...(tunnel ? { createConnection: () => tunnel } : {}),
+    // Node uses createConnection only when no agent is given at all; either way, no pool.
+    ...(tunnel ? { createConnection: () => tunnel } : { agent: false }),
   };
   let answered = false;
   const fail = (err: unknown) => {

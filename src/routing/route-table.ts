@@ -29,8 +29,9 @@ export type Resolver = (rawUrl: string) => ResolvedRequest & { prefix: string };
 /** The main listener: /ws/NAME and /acct/NAME prefixes. */
 export function prefixResolver(table: RouteTable): Resolver {
   return (rawUrl) => {
-    const resolved = table.resolve(rawUrl);
-    return { ...resolved, prefix: resolved.route.prefix };
+    const resolved = table.resolve(rawUrl) as ResolvedRequest & { prefix: string };
+    resolved.prefix = resolved.route.prefix;
+    return resolved;
   };
 }
 

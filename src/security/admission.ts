@@ -69,7 +69,9 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
       const resolved = resolve(rawUrl);
       assertKeyMayUse(key, resolved.route.name);
       assertAllowedByPolicy(resolved.route.config, req.method ?? 'GET', resolved.upstreamPath);
-      return { ...resolved, ...(key ? { key } : {}) };
+      // The resolver's object is this request's own: add the key to it instead of copying.
+      if (key) (resolved as Admitted).key = key;
+      return resolved as Admitted;
     },
   };
 }

@@ -18,6 +18,9 @@ function one(value: string | string[] | undefined): string | undefined {
  * Sec-Fetch-Site catches navigations and no-cors requests that carry no Origin (an <img> or a form
  * GET from another site).
  */
+/** The verdict of a request with no browser marks (curl, SDKs): shared, so the common path allocates nothing. */
+const NOT_A_BROWSER: BrowserVerdict = Object.freeze({});
+
 export function createBrowserGuard(allowedOrigins: readonly string[]): (headers: IncomingHttpHeaders) => BrowserVerdict {
   const allowed = new Set(allowedOrigins);
   return function browserGuard(headers) {
@@ -30,13 +33,14 @@ export function createBrowserGuard(allowedOrigins: readonly string[]): (headers:
       );
     }
     const site = one(headers['sec-fetch-site']);
+    if (origin === undefined && site === undefined) return NOT_A_BROWSER;
     if (site !== undefined && site !== 'same-origin' && site !== 'none') {
       throw new GatewayError(
         'GATEWAY_FORBIDDEN',
         `${site} browser request refused (Sec-Fetch-Site: ${site}); to let a web app call the gateway, add its origin to allowedOrigins`,
       );
     }
-    return {};
+    return NOT_A_BROWSER;
   };
 }
 

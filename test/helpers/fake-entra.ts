@@ -63,10 +63,11 @@ function resourceOf(scope: string): string {
  * certificate) and federated tokens. Failures answer like Entra does, AADSTS code, trace and
  * correlation ids included.
  */
-export async function startFakeEntra(): Promise<FakeEntra> {
+export async function startFakeEntra(options: { pki?: { key: string; cert: string } } = {}): Promise<FakeEntra> {
   const requests: EntraRequest[] = [];
   const apps = new Map<string, FakeApp>();
-  const pki = testPki();
+  // Another certificate (for a name such as login.test.example) when the authority is reached by name.
+  const pki = options.pki ?? testPki();
   const server = createHttpsServer({ key: pki.key, cert: pki.cert }, (req, res) => {
     void handle(req, res);
   });

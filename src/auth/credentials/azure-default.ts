@@ -18,7 +18,7 @@ export const azureDefaultProvider: CredentialProvider = {
     const clientId = setting(spec, 'clientId', ctx);
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
     const source = (identity: AzureIdentity) => new identity.DefaultAzureCredential({
-      ...identityOptions(environment),
+      ...identityOptions(environment, ctx.env),
       ...(tenantId ? { tenantId } : {}),
       ...(clientId ? { managedIdentityClientId: clientId, workloadIdentityClientId: clientId } : {}),
       processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS,

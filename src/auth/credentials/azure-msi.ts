@@ -1,5 +1,6 @@
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
+import { egressHttpClient } from '../egress-http-client.js';
 import { type AzureIdentity, entraCredential } from './entra.js';
 import { type CredentialProvider, isTruthy, setting } from './provider.js';
 
@@ -19,8 +20,10 @@ export const azureMsiProvider: CredentialProvider = {
   create(spec, ctx, reason): Credential {
     const clientId = setting(spec, 'clientId', ctx, 'ARM_CLIENT_ID');
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
+    // The gateway's HTTP client: it never sends IMDS or a loopback IDENTITY_ENDPOINT through a proxy.
+    const transport = { httpClient: egressHttpClient(ctx.env) };
     const source = (identity: AzureIdentity) =>
-      clientId ? new identity.ManagedIdentityCredential({ clientId }) : new identity.ManagedIdentityCredential();
+      new identity.ManagedIdentityCredential({ ...(clientId ? { clientId } : {}), ...transport });
     const where = ctx.env.IDENTITY_ENDPOINT ? 'the App Service / Container Apps identity endpoint' : 'the instance metadata service (IMDS)';
     return entraCredential(source, {
       type: 'azure-msi',

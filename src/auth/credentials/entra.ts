@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import type { AzureEnvironment } from '../azure-cloud.js';
 import { azureScope } from '../azure-cloud.js';
+import { egressHttpClient } from '../egress-http-client.js';
 import type { Credential } from '../credential.js';
 
 export interface EntraCredentialOptions {
@@ -13,11 +14,15 @@ export interface EntraCredentialOptions {
   sendsManagementToken: boolean;
 }
 
-/** Options every @azure/identity credential of the gateway takes: the cloud's authority. */
-export function identityOptions(environment: AzureEnvironment) {
+/**
+ * Options every @azure/identity credential of the gateway takes: the cloud's authority, and the
+ * gateway's HTTP client (egress-proxy rules shared with route traffic).
+ */
+export function identityOptions(environment: AzureEnvironment, env: NodeJS.ProcessEnv) {
   return {
     authorityHost: environment.authorityHost,
     ...(environment.disableInstanceDiscovery ? { disableInstanceDiscovery: true } : {}),
+    httpClient: egressHttpClient(env),
   };
 }
 
