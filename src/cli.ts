@@ -1,19 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { CREDENTIAL_TYPES } from './auth/credentials/index.js';
 import { resolve as resolvePath } from 'node:path';
-import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type CliFlags } from './config/load.js';
-import { addInboundKey } from './keys.js';
-import { metadataRoutes } from './local/metadata-service.js';
-import { isLoopbackHost } from './security/loopback.js';
+import { parseArgs } from 'node:util';
+import { CREDENTIAL_TYPE_NAMES } from './auth/credentials/names.js';
+import type { CliFlags } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
-import { GatewayError } from './errors.js';
-import { createGatewayCore } from './gateway.js';
-import { createLogger } from './observability/logger.js';
-import { diagnose, formatDoctor } from './doctor.js';
-import { login } from './login.js';
-import { scrubSecrets } from './security/redact.js';
-import { type RunningGateway, startGateway } from './server.js';
+import type { RunningGateway } from './server.js';
+
+// Everything else is imported by the command that needs it: `--version` and `--help` load no
+// config, credential or server code (zod, yaml, hono, undici, pino are most of the start-up time).
+
 
 const USAGE = `Usage:
   dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
@@ -35,7 +30,7 @@ With nothing configured it serves a built-in demo workspace at /ws/demo.
 Every ~/.databrickscfg profile with a host (or DATABRICKS_CONFIG_FILE) is a route too.
 
 Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY_LOG_LEVEL.
-Credential types: ${CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ')}.
+Credential types: ${CREDENTIAL_TYPE_NAMES.join(', ')}.
 `;
 
 const OPTIONS = {
@@ -109,7 +104,8 @@ export async function main(argv: string[]): Promise<number> {
  * The environment for Databricks SDKs, on stderr for the person starting the gateway (the URL
  * holds the secret, so it never goes into the JSON log on stdout).
  */
-function printMetadataServiceSetup(gateway: RunningGateway, secret: string): void {
+async function printMetadataServiceSetup(gateway: RunningGateway, secret: string): Promise<void> {
+  const { metadataRoutes } = await import('./local/metadata-service.js');
   // The Go SDK accepts metadata-service URLs on localhost or 127.0.0.1 only.
   const base = `http://127.0.0.1:${gateway.port}/metadata/${secret}`;
   const first = gateway.routes.routes.find((r) => r.config.kind === 'workspace');
@@ -131,6 +127,7 @@ function printMetadataServiceSetup(gateway: RunningGateway, secret: string): voi
 
 /** Runs a setup step; a ConfigError is printed for the user and becomes undefined (exit 2). */
 async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | undefined> {
+  const { ConfigError } = await import('./config/load.js');
   try {
     return await step();
   } catch (err) {
@@ -142,12 +139,19 @@ async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | undefin
   }
 }
 
-const load = (flags: CliFlags) => orConfigError(() => loadConfig({ flags }));
-const createCore = (config: GatewayConfig) => orConfigError(() => createGatewayCore(config));
+const load = (flags: CliFlags) => orConfigError(async () => (await import('./config/load.js')).loadConfig({ flags }));
+const createCore = (config: GatewayConfig) => orConfigError(async () => (await import('./gateway.js')).createGatewayCore(config));
 
 async function serve(flags: CliFlags): Promise<number> {
   const config = await load(flags);
   if (!config) return 2;
+  const [{ createLogger }, { startGateway }, { isLoopbackHost }, { ConfigError, loadConfig }, { scrubSecrets }] = await Promise.all([
+    import('./observability/logger.js'),
+    import('./server.js'),
+    import('./security/loopback.js'),
+    import('./config/load.js'),
+    import('./security/redact.js'),
+  ]);
   const logger = createLogger({ level: config.logLevel });
   let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
   try {
@@ -176,7 +180,7 @@ async function serve(flags: CliFlags): Promise<number> {
       `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
     );
   }
-  if (config.metadataService) printMetadataServiceSetup(gateway, config.metadataService.secret);
+  if (config.metadataService) await printMetadataServiceSetup(gateway, config.metadataService.secret);
   for (const warning of gateway.warnings) logger.warn(warning);
   const tcp = !config.socket || gateway.routePorts.size > 0;
   if (config.allowUnauthenticatedNetwork && tcp && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
@@ -264,7 +268,7 @@ async function printToken(flags: CliFlags, name: string | undefined, output: str
     process.stdout.write(`${JSON.stringify({ access_token: token.token, token_type: 'Bearer', expires_on: expiresOn })}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${err instanceof GatewayError ? err.message : (err as Error).message}\n`);
+    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
     return 1;
   } finally {
     await core.close();
@@ -283,6 +287,7 @@ async function doctor(flags: CliFlags): Promise<number> {
   if (!core) return 2;
   try {
     for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
+    const { diagnose, formatDoctor } = await import('./doctor.js');
     const rows = await diagnose(core);
     process.stdout.write(formatDoctor(rows));
     return rows.every((r) => r.ok) ? 0 : 1;
@@ -298,6 +303,7 @@ async function keysCommand(flags: CliFlags, args: string[]): Promise<number> {
     process.stderr.write('dbx-gateway: usage: dbx-gateway keys add NAME [--config FILE]\n');
     return 2;
   }
+  const [{ DEFAULT_CONFIG_FILE }, { addInboundKey }] = await Promise.all([import('./config/load.js'), import('./keys.js')]);
   const file = resolvePath(flags.config ?? process.env.DBX_GATEWAY_CONFIG ?? DEFAULT_CONFIG_FILE);
   try {
     const key = addInboundKey(file, name);
@@ -328,6 +334,7 @@ async function runLogin(flags: CliFlags, name: string | undefined, browser: bool
     return 2;
   }
   const say = (line: string) => process.stderr.write(`${line}\n`);
+  const [{ login }, { scrubSecrets }] = await Promise.all([import('./login.js'), import('./security/redact.js')]);
   try {
     const file = await login(route, { env: process.env, say, openBrowser: browser && process.stderr.isTTY === true });
     say(`Signed in. The refresh token is stored in ${file} (readable by you only).`);

@@ -10,6 +10,7 @@ import { GatewayError, rawGatewayError, toGatewayError, writeGatewayError } from
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
 import type { Logger } from './observability/logger.js';
 import { Forwarder } from './proxy/forward.js';
+import { preloadTransport } from './proxy/transport.js';
 import { createProxyHandler, isProxiedTarget } from './proxy-handler.js';
 import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
 import { type Admission, createAdmission, methodNotAllowed } from './security/admission.js';
@@ -55,6 +56,7 @@ interface Generation {
 type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<RunningGateway> {
+  preloadTransport();
   let draining = false;
   // Upgraded sockets leave the HTTP server's bookkeeping: closeAllConnections() cannot see them.
   const tunnels = new Set<Duplex>();

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import { buildConnector, Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { buildConnector, Dispatcher, Pool } from 'undici';
 import type { Timeouts } from '../config/types.js';
 import { trustWithCaFile } from '../security/ca-trust.js';
 import { type EgressProxy, resolveProxy } from './egress-proxy.js';
@@ -11,6 +12,29 @@ import { type EgressProxy, resolveProxy } from './egress-proxy.js';
  * undici's default of 4 s would reconnect, TLS included, after every pause of a few seconds).
  */
 const KEEP_ALIVE_MS = 60_000;
+
+/**
+ * undici, loaded on first use: it is ~50 ms of start-up, which `token`, `login` and `--help`
+ * never need. `serve` loads it at start (preloadTransport) so no request pays for it.
+ */
+let undici: typeof import('undici') | undefined;
+function loadUndici(): typeof import('undici') {
+  undici ??= createRequire(import.meta.url)('undici') as typeof import('undici');
+  return undici;
+}
+
+export function preloadTransport(): void {
+  loadUndici();
+}
+
+/** What the gateway asks of an upstream pool: requests, and an orderly or immediate end. */
+export interface Upstream {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  request(opts: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
+  /** Lets what was dispatched finish, closing connections as they free up; takes nothing new. */
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
 
 export interface UpstreamOptions {
   timeouts: Timeouts;
@@ -37,13 +61,23 @@ export class ProxyError extends Error {
 }
 
 /**
- * The undici pool for one upstream: keep-alive, the connect timeout (TCP + TLS, -> 502), the
+ * The undici pool for one upstream (made at its first request): keep-alive, the connect timeout (TCP + TLS, -> 502), the
  * headers timeout (-> 504) and the body idle timeout, the route's caFile as a prebuilt
  * SecureContext, and, behind an egress proxy, every connection opened through a CONNECT tunnel
  * so the token only ever travels inside TLS to the route's host. One Pool per upstream identity
  * (origin + caFile + proxy), as @fastify/reply-from keeps one per target.
  */
-export function createUpstreamPool(target: URL, options: UpstreamOptions): Pool {
+export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstream {
+  let pool: Pool | undefined;
+  // The pool (and undici) comes into being at the first request, not when a route is built.
+  return lazyDispatcher(() => {
+    pool ??= buildPool(target, options);
+    return pool;
+  }, () => pool);
+}
+
+function buildPool(target: URL, options: UpstreamOptions): Pool {
+  const { Pool, buildConnector } = loadUndici();
   const tls = target.protocol === 'https:';
   const { timeouts, proxy } = options;
   const tlsOptions = {
@@ -70,6 +104,23 @@ export function createUpstreamPool(target: URL, options: UpstreamOptions): Pool 
     keepAliveTimeout: KEEP_ALIVE_MS,
     keepAliveMaxTimeout: KEEP_ALIVE_MS,
   });
+}
+
+/**
+ * The few Dispatcher methods the gateway uses, on a pool made at first use. close() and
+ * destroy() of a pool never made are no-ops.
+ */
+function lazyDispatcher(get: () => Pool, existing: () => Pool | undefined): Upstream {
+  return {
+    dispatch: (opts, handler) => get().dispatch(opts, handler),
+    request: (opts) => get().request(opts),
+    close: async () => {
+      await existing()?.close();
+    },
+    destroy: async () => {
+      await existing()?.destroy();
+    },
+  };
 }
 
 /**
@@ -111,13 +162,13 @@ export function openTunnel(proxy: EgressProxy, host: string, port: number, timeo
 
 /** Timeouts of calls the gateway makes for itself (token endpoints): a token fetch is bounded at 30 s anyway. */
 const OUTBOUND_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 30_000, idleMs: 30_000, drainMs: 0 };
-const outboundPools = new Map<string, Pool>();
+const outboundPools = new Map<string, Upstream>();
 
 /**
  * A pool for the gateway's own calls (Entra ID, Databricks OAuth token endpoints) to `url`'s
  * origin, with the same egress-proxy rules as route traffic, shared per origin, proxy and caFile.
  */
-export function outboundPool(url: URL, env: NodeJS.ProcessEnv, caFile?: string): Pool {
+export function outboundPool(url: URL, env: NodeJS.ProcessEnv, caFile?: string): Upstream {
   const proxy = resolveProxy(url, env);
   const key = `${url.origin}\u0000${proxy?.display ?? ''}\u0000${proxy?.authorization ?? ''}\u0000${caFile ?? ''}`;
   let pool = outboundPools.get(key);

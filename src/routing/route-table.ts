@@ -1,8 +1,8 @@
-import type { Dispatcher } from 'undici';
 import type { Credential } from '../auth/credential.js';
 import type { RouteConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { EgressProxy } from '../proxy/egress-proxy.js';
+import type { Upstream } from '../proxy/transport.js';
 
 export interface Route {
   readonly name: string;
@@ -11,7 +11,7 @@ export interface Route {
   readonly prefix: string;
   readonly target: URL;
   /** The undici pool to the upstream (keep-alive, timeouts, caFile, egress proxy). */
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: Upstream;
   /** The egress proxy connections to the upstream go through, if any. */
   readonly proxy?: EgressProxy;
   readonly credential: Credential;

@@ -1,3 +1,4 @@
+import { CREDENTIAL_TYPE_NAMES } from './names.js';
 import type { CredentialSpec } from '../../config/types.js';
 import type { Credential } from '../credential.js';
 import { azureCliProvider } from './azure-cli.js';
@@ -35,6 +36,10 @@ const PROVIDERS: readonly CredentialProvider[] = [...DEFAULT_CHAIN, azureDefault
 const BY_TYPE = new Map(PROVIDERS.map((p) => [p.type, p]));
 
 export const CREDENTIAL_TYPES: readonly string[] = ['default', ...PROVIDERS.map((p) => p.type)];
+// `--help` lists the types from names.ts without loading this registry: keep the two in step.
+for (const type of CREDENTIAL_TYPE_NAMES) {
+  if (!CREDENTIAL_TYPES.includes(type)) throw new Error(`names.ts lists credential type ${type}, which has no provider`);
+}
 
 /** A credential's settings are present but unusable (missing field, unknown cloud): say which. */
 export class CredentialSetupError extends Error {

@@ -1,0 +1,17 @@
+/**
+ * The credential types a user can name, in the contract's order. Apart from the registry
+ * (index.ts checks that every name has a provider) so that `--help` can list them without loading
+ * any credential code.
+ */
+export const CREDENTIAL_TYPE_NAMES = [
+  'default',
+  'pat',
+  'databricks-m2m',
+  'azure-client-secret',
+  'azure-workload-identity',
+  'azure-msi',
+  'azure-cli',
+  'databricks-cli',
+  'databricks-u2m',
+  'azure-default',
+] as const;
