@@ -41,6 +41,8 @@ export function fixedResolver(route: Route): Resolver {
 }
 
 const PREFIX_PATTERN = /^\/(ws|acct)\/([^/?#]*)(.*)$/s;
+/** Paths of the Databricks REST, OAuth and SQL APIs, as a client that dropped the prefix sends them. */
+const DATABRICKS_API_PATH = /^\/(api|oidc|sql)\//;
 
 export function routePrefix(config: RouteConfig): string {
   return `/${config.kind === 'account' ? 'acct' : 'ws'}/${config.name}`;
@@ -83,6 +85,17 @@ export class RouteTable {
   notFound(rawUrl: string): GatewayError {
     const path = rawUrl.split('?')[0] ?? rawUrl;
     const known = this.routes.map((r) => r.prefix);
+    if (DATABRICKS_API_PATH.test(path)) {
+      // The Go and Java SDKs (the Databricks CLI, Terraform) keep only scheme://host:port of
+      // DATABRICKS_HOST (../shared/design/protocols.md): /ws/NAME never reaches the gateway.
+      const withPort = this.routes.find((r) => r.config.port !== undefined);
+      const example = withPort ? `routes.${withPort.name}.port (${withPort.config.port})` : `routes.${this.routes[0]?.name ?? 'NAME'}.port: 8081`;
+      return new GatewayError(
+        'GATEWAY_ROUTE_NOT_FOUND',
+        `${path} came without a /ws/NAME or /acct/NAME prefix: the Databricks CLI, Terraform and the Go and Java SDKs drop the path of DATABRICKS_HOST. ` +
+          `Give the route its own port (${example}) and set DATABRICKS_HOST=http://127.0.0.1:PORT; known routes: ${known.join(', ') || 'none'}`,
+      );
+    }
     return new GatewayError(
       'GATEWAY_ROUTE_NOT_FOUND',
       known.length > 0

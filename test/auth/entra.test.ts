@@ -14,7 +14,8 @@ import { testClientCertificate, testPki } from '../helpers/tls.js';
 
 const TENANT = '11111111-2222-3333-4444-555555555555';
 const DATABRICKS = '2ff814a6-3304-4ab8-85cb-cd0e6f879c1d';
-const MANAGEMENT = /^https:\/\/management\.core\.windows\.net\/?$/;
+// With its trailing slash: the resource every Databricks SDK asks for (v2 scope ".../" + "/.default").
+const MANAGEMENT = /^https:\/\/management\.core\.windows\.net\/$/;
 const RESOURCE_ID = '/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Databricks/workspaces/ws1';
 const SECRET_1 = 'sp1-secret~Qx8Q~abcdefghijklmnopqrstuvwxyz0';
 const SECRET_2 = 'sp2-secret~Zz9Z~abcdefghijklmnopqrstuvwxyz0';
@@ -139,6 +140,10 @@ routes:
     assert.equal(jwtClaims(seen.authorization).appid, 'client-1');
     assert.match(String(jwtClaims(seen.management).aud), MANAGEMENT);
     assert.equal(jwtClaims(seen.management).appid, 'client-1');
+    assert.ok(
+      entra.requests.some((r) => r.clientId === 'client-1' && r.scope.split(' ').includes('https://management.core.windows.net//.default')),
+      `scopes asked: ${entra.requests.map((r) => r.scope).join(' | ')}`,
+    );
     assert.equal(seen.resourceId, RESOURCE_ID);
     const b = (await request(`${gw.url}/ws/b/api/2.0/clusters/list`)).json<Seen>();
     assert.equal(b.resourceId, undefined, 'no resource id header without azureResourceId');
@@ -154,7 +159,7 @@ routes:
     const forClient1 = entra.requests.filter((r) => r.clientId === 'client-1');
     assert.deepEqual(forClient1.map((r) => r.scope.split(' ').find((s) => s.endsWith('/.default'))).sort(), [
       `${DATABRICKS}/.default`,
-      'https://management.core.windows.net/.default',
+      'https://management.core.windows.net//.default',
     ]);
     assert.ok(forClient1.every((r) => r.grantType === 'client_credentials' && r.clientSecret === SECRET_1 && r.tenant === TENANT));
   });
@@ -240,8 +245,8 @@ describe('Entra ID workload identity and sovereign clouds', () => {
 
   it('takes the management endpoint from ARM_ENVIRONMENT and the authority from AZURE_AUTHORITY_HOST', async () => {
     const seen = (await request(`${gw.url}/ws/w/api/2.0/clusters/list`)).json<Seen>();
-    assert.match(String(jwtClaims(seen.management).aud), /^https:\/\/management\.core\.usgovcloudapi\.net\/?$/);
-    assert.ok(entra.requests.some((r) => r.scope.includes('https://management.core.usgovcloudapi.net/.default')));
+    assert.match(String(jwtClaims(seen.management).aud), /^https:\/\/management\.core\.usgovcloudapi\.net\/$/);
+    assert.ok(entra.requests.some((r) => r.scope.includes('https://management.core.usgovcloudapi.net//.default')));
   });
 });
 

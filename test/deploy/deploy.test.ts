@@ -105,7 +105,8 @@ describe('docker-compose.yml', () => {
     assert.equal(gateway.read_only, true);
     assert.equal(gateway.init, true);
     const dev = config.services.dev!;
-    assert.equal(dev.environment?.DATABRICKS_HOST, 'http://dbx-gateway:8080/ws/prod');
+    // A per-route port: the Databricks CLI and Terraform drop the path of DATABRICKS_HOST.
+    assert.equal(dev.environment?.DATABRICKS_HOST, 'http://dbx-gateway:8081');
     assert.equal(dev.environment?.DATABRICKS_TOKEN, 'dgw_example');
     assert.equal(dev.depends_on?.['dbx-gateway']?.condition, 'service_healthy');
   });
@@ -118,6 +119,7 @@ describe('docker-compose.yml', () => {
     const config = loadGatewayConfig(readFileSync(join(dir, 'dbx-gateway.yaml'), 'utf8'), {});
     assert.deepEqual(config.inboundKeys.map((k) => k.name), ['alice']);
     assert.ok(config.allowedHosts.includes('dbx-gateway'));
+    assert.equal(config.routes.find((r) => r.name === 'prod')?.port, 8081, 'the port the dev container uses');
   });
 });
 

@@ -118,6 +118,15 @@ describe('pass-through', () => {
     assert.equal((await request(`${gw.url}/elsewhere`)).status, 404);
   });
 
+  it('says why when a client dropped the /ws/NAME path of DATABRICKS_HOST (Go and Java SDKs, the CLI, Terraform)', async () => {
+    const res = await request(`${gw.url}/api/2.0/clusters/list`);
+    assert.equal(res.status, 404);
+    const body = res.json<{ error_code: string; message: string }>();
+    assert.equal(body.error_code, 'GATEWAY_ROUTE_NOT_FOUND');
+    assert.match(body.message, /drop the path of DATABRICKS_HOST/);
+    assert.match(body.message, /routes\.prod\.port/);
+  });
+
   it('refuses a Host header that is not loopback (DNS rebinding)', async () => {
     const seenBefore = upstream.seen.length;
     for (const host of ['evil.example', 'localhost.evil.example', '127.0.0.1.nip.io']) {
