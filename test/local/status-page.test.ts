@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
+import { escapeHtml } from '../../src/local/html.js';
+import { renderStatusPage, type StatusData } from '../../src/local/status-page.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
@@ -11,10 +14,39 @@ import { testPki } from '../helpers/tls.js';
 const CHROMIUM = '/usr/bin/chromium';
 const PAT = 'dapi1212121212121212121212121212ffff';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
+/** A request path with every HTML metacharacter, sent raw (a URL object would percent-encode it). */
+const NASTY_PATH = `/api/2.0/<b>x</b>&"'`;
+
+/** GET with the request target exactly as given. */
+function rawGet(origin: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(origin);
+    const req = http.request({ host: hostname, port, path, method: 'GET', agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The markup of the element with this id in a server-rendered page, up to its closing tag. */
+function section(html: string, id: string, closing: string): string {
+  const start = html.indexOf(` id="${id}"`);
+  assert.ok(start >= 0, `the page has #${id}`);
+  return html.slice(start, html.indexOf(closing, start));
+}
+
+/** The row of a route in the routes section. */
+function routeRow(routes: string, name: string): string {
+  const start = routes.indexOf(`<tr data-route="${name}">`);
+  assert.ok(start >= 0, `a row for ${name}`);
+  return routes.slice(start, routes.indexOf('</tr>', start));
+}
 
 interface StatusJson {
   status: string;
-  routes: Array<{ name: string; credential: string; token: string; expires_on: number | null; last_error: string | null; requests: number; errors: number }>;
+  routes: Array<{ name: string; upstream: string; credential: string; reason: string; token: string; expires_on: number | null; last_error: string | null; requests: number; errors: number }>;
   recent_errors: Array<{ route: string; status: number; error?: string }>;
 }
 
@@ -62,6 +94,89 @@ describe('status page at /', () => {
     assert.match(String(res.headers['content-type']), /text\/html/);
     assert.match(String(res.headers['content-security-policy']), /default-src 'none'/);
     assert.ok(!/<(script|link|img)[^>]+(src|href)=["']?https?:/i.test(res.text), 'no external assets');
+    // The inline script and style are allowed by hash, not by 'unsafe-inline': markup injected into
+    // the page could not run.
+    const csp = String(res.headers['content-security-policy']);
+    assert.match(csp, /script-src 'sha256-[A-Za-z0-9+/]+={0,2}'(;|$)/);
+    assert.match(csp, /style-src 'sha256-[A-Za-z0-9+/]+={0,2}'(;|$)/);
+    assert.ok(!csp.includes('unsafe-inline') && !csp.includes('unsafe-eval'), csp);
+    assert.equal(res.text.match(/<script/g)?.length, 1, 'one script: the page\'s own');
+  });
+
+  it('renders the first state on the server: a plain GET (curl, no JavaScript) says what is going on', async () => {
+    const state = (await request(`${gw.url}/`, { headers: { accept: 'application/json' } })).json<StatusJson>();
+    const res = await request(`${gw.url}/`);
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers['content-type']), /text\/html/);
+    const html = res.text;
+    assert.ok(!html.includes('Loading'), 'no placeholder waiting for the script');
+    assert.match(section(html, 'meta', '</p>'), /Status: serving - version \S+ - up \d+ min/);
+    const routes = section(html, 'routes', '</tbody>');
+    assert.equal(routes.match(/<tr /g)?.length, 2, 'one row per route');
+    for (const r of state.routes) {
+      const row = routeRow(routes, r.name);
+      assert.ok(row.includes(`>${r.name}<`), `${r.name}: name`);
+      assert.ok(row.includes(`/ws/${r.name}/`), `${r.name}: prefix`);
+      assert.ok(row.includes(escapeHtml(r.upstream)), `${r.name}: upstream`);
+      assert.ok(row.includes(`>${r.credential}<`), `${r.name}: credential type`);
+      assert.ok(row.includes(escapeHtml(r.reason)), `${r.name}: why this credential`);
+      assert.ok(row.includes(`>${r.token}<`), `${r.name}: token state`);
+      assert.ok(row.includes(`<td class="num">${r.requests}</td><td class="num">${r.errors}</td>`), `${r.name}: counts`);
+    }
+    const prod = routeRow(routes, 'prod');
+    assert.match(prod, />pat</);
+    assert.match(prod, />ready</);
+    assert.match(prod, /does not expire/, 'a PAT has no expiry');
+    assert.match(prod, /<td class="num">3<\/td>/);
+    const broken = routeRow(routes, 'broken');
+    const lastError = state.routes.find((r) => r.name === 'broken')!.last_error!;
+    assert.match(lastError, /Databricks CLI was not found/);
+    assert.ok(broken.includes(`Last error: ${escapeHtml(lastError)}`), 'the last token error, as the JSON has it (scrubbed)');
+    assert.match(broken, />databricks-cli</);
+    assert.match(broken, />failing</);
+    const errors = section(html, 'errors', '</tbody>');
+    assert.match(errors, /<td>broken<\/td><td>GET \/api\/2\.0\/clusters\/list<\/td><td>503<\/td><td class="err">GATEWAY_TOKEN_UNAVAILABLE<\/td>/);
+    assert.match(errors, /<time datetime="\d{4}-\d\d-\d\dT[^"]+Z">\d\d:\d\d:\d\d UTC<\/time>/, 'error times are absolute, in UTC');
+    assert.match(html, /<noscript>.*JavaScript is off/);
+    assert.ok(!html.includes(PAT));
+  });
+
+  it('escapes HTML metacharacters in what it renders (a request path recorded among the errors)', async () => {
+    assert.equal(await rawGet(gw.url, `/ws/broken${NASTY_PATH}`), 503);
+    const json = (await request(`${gw.url}/`, { headers: { accept: 'application/json' } })).json<StatusJson & { recent_errors: Array<{ path: string }> }>();
+    assert.equal(json.recent_errors[0]?.path, NASTY_PATH, 'recorded as sent');
+    const html = (await request(`${gw.url}/`)).text;
+    assert.ok(html.includes('GET /api/2.0/&lt;b&gt;x&lt;/b&gt;&amp;&quot;&#39;</td>'), 'escaped');
+    assert.ok(!html.includes('<b>x</b>'), 'never as markup');
+  });
+
+  it('escapes every dynamic string: route names, upstreams, reasons, token errors, error paths', () => {
+    const evil = `<script>alert("x&y's")</script>`;
+    const data: StatusData = {
+      status: 'serving',
+      version: evil,
+      now: 1_750_000_000,
+      uptime_s: 60,
+      routes: [
+        {
+          name: `n${evil}`, prefix: `/ws/${evil}`, upstream: `https://${evil}`, port: 8081, source: 'flag', credential: evil, reason: evil,
+          token: 'ready', expires_on: 1_750_000_600, last_error: evil, failures: 1, requests: 1, errors: 0,
+        },
+      ],
+      recent_errors: [{ at: new Date(1_750_000_000_000).toISOString(), route: evil, method: 'GET', path: `/${evil}`, status: 502, error: evil }],
+    };
+    const html = renderStatusPage(data);
+    assert.equal(html.match(/<script/g)?.length, 1, 'only the page\'s own script tag');
+    assert.ok(!html.includes('alert("'), 'nothing unescaped');
+    const escaped = '&lt;script&gt;alert(&quot;x&amp;y&#39;s&quot;)&lt;/script&gt;';
+    assert.ok(html.includes(`data-route="n${escaped}"`), 'in attributes');
+    for (const needle of [`>n${escaped}<`, `/ws/${escaped}/`, `https://${escaped}`, `Last error: ${escaped}`, `GET /${escaped}`, `version ${escaped}`]) {
+      assert.ok(html.includes(needle), needle);
+    }
+    assert.match(html, /port 8081/);
+    assert.match(html, /<time datetime="2025-06-15T15:16:40.000Z">2025-06-15 15:16:40 UTC<\/time>/, 'expires_on as an absolute time');
+    assert.match(html, /<td class="countdown" data-expires="1750000600">10 min 0 s<\/td>/);
+    assert.equal(escapeHtml(`<&>"'`), '&lt;&amp;&gt;&quot;&#39;');
   });
 
   describe('in headless Chromium', { skip: !existsSync(CHROMIUM) && `needs ${CHROMIUM} (apt-get install chromium)` }, () => {
@@ -127,13 +242,39 @@ describe('status page at /', () => {
         } else await route.continue();
       });
       await page.goto(`${gw.url}/`);
-      const cell = page.locator('td.countdown').first();
+      // The server-rendered rows come first; the row of the intercepted data replaces them.
+      const cell = page.locator('#routes tr[data-route="p"] td.countdown');
       await cell.waitFor();
       const first = await cell.innerText();
       await page.waitForTimeout(1500);
       const second = await cell.innerText();
       assert.match(first, /^(9|10) min \d+ s$/);
       assert.notEqual(first, second, 'the countdown moves');
+      assert.match(await page.locator('#routes tr[data-route="p"] td.expires').innerText(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+    });
+
+    it('with JavaScript disabled, still shows the routes, token states and recent errors', async () => {
+      const context = await browser.newContext({ javaScriptEnabled: false });
+      try {
+        const page = await context.newPage();
+        const requested: string[] = [];
+        page.on('request', (r) => requested.push(r.url()));
+        await page.goto(`${gw.url}/`);
+        const rows = await page.locator('#routes tr').allInnerTexts();
+        assert.equal(rows.length, 2);
+        assert.match(rows.find((r) => r.includes('/ws/prod/')) ?? '', /prod[\s\S]*pat[\s\S]*ready[\s\S]*does not expire/);
+        assert.match(rows.find((r) => r.includes('/ws/broken/')) ?? '', /broken[\s\S]*databricks-cli[\s\S]*failing[\s\S]*Last error: .*Databricks CLI was not found/);
+        assert.match(await page.locator('#meta').innerText(), /^Status: serving - version \S+ - up \d+ min - as of \d\d:\d\d:\d\d UTC$/);
+        assert.match(await page.locator('#errors').innerText(), /broken[\s\S]*GET \/api\/2\.0\/clusters\/list[\s\S]*503[\s\S]*GATEWAY_TOKEN_UNAVAILABLE/);
+        assert.match(await page.locator('#errors').innerText(), /GET \/api\/2\.0\/<b>x<\/b>&"'/, 'the escaped path reads as the text it was');
+        assert.equal(await page.locator('#errors b').count(), 0, 'and is no markup');
+        assert.match(await page.locator('body').innerText(), /JavaScript is off/);
+        mkdirSync(ARTIFACTS, { recursive: true });
+        await page.screenshot({ path: `${ARTIFACTS}status-page-no-js.png`, fullPage: true });
+        assert.deepEqual(requested, [`${gw.url}/`], 'nothing but the page itself');
+      } finally {
+        await context.close();
+      }
     });
   });
 });
