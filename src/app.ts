@@ -2,6 +2,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { TokenCache } from './auth/token-cache.js';
 import { GatewayError, gatewayErrorResponse } from './errors.js';
+import { type ControlOptions, controlEndpoints } from './local/control.js';
 import { localEndpoints } from './local/health.js';
 import { statusPage } from './local/status-page.js';
 import { metadataService, type MetadataServiceOptions } from './local/metadata-service.js';
@@ -24,6 +25,8 @@ export interface AppDeps {
   routePorts?: () => Map<string, number>;
   /** Set when the metadata service is on (--metadata-service). */
   metadataService?: MetadataServiceOptions;
+  /** Set by `serve`: the /-/ control endpoints (run file secret). */
+  control?: ControlOptions;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -56,8 +59,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
   app.use(async function requireKey(c, next) {
     // The status page and /metrics show upstreams, error paths and key names: with inbound keys
-    // they need one. Probes stay open; the metadata service checks keys itself.
-    if (admission.keyed && !OPEN_PATHS.has(c.req.path) && !c.req.path.startsWith('/metadata/')) {
+    // they need one. Probes stay open; the metadata service checks keys itself, and the control
+    // endpoints need the run file's secret instead.
+    if (admission.keyed && !OPEN_PATHS.has(c.req.path) && !c.req.path.startsWith('/metadata/') && !c.req.path.startsWith('/-/')) {
       const key = admission.authenticate(c.env.incoming);
       const record = recordOf(c.env.incoming);
       if (record && key) record.key = key.name;
@@ -67,6 +71,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.route('/', localEndpoints(deps));
   app.route('/', statusPage({ ...deps, version: deps.version ?? '0.0.0' }));
   if (deps.metadataService) app.route('/', metadataService(deps.metadataService));
+  if (deps.control) app.route('/', controlEndpoints(deps.control));
 
   // The listener has already refused unsafe targets (server.ts), so what is left is unknown.
   app.notFound((c) => gatewayErrorResponse(deps.routes.unmatched(c.env.incoming.url ?? '/')));

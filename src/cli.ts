@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CREDENTIAL_TYPE_NAMES } from './auth/credentials/names.js';
 import type { CliFlags } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
+import type { ReloadResult } from './local/control.js';
+import { removeRunFile } from './local/run-file.js';
 import type { RunningGateway } from './server.js';
 
 // Everything else is imported by the command that needs it: `--version` and `--help` load no
@@ -14,14 +17,16 @@ const USAGE = `Usage:
   dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
               [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
               [--credential TYPE] [--no-profiles] [--demo] [--metadata-service]
-              [--socket PATH] [--allow-unauthenticated-network]
-  dbx-gateway token NAME [--output json|env]
+              [--socket PATH] [--allow-unauthenticated-network] [--tls]
+  dbx-gateway token NAME [--output json|env|raw|powershell|cmd] [--url URL]
                               print {"access_token","token_type","expires_on"} for route NAME,
                               or export lines for a shell (eval "$(dbx-gateway token NAME -o env)")
   dbx-gateway login NAME      Databricks OAuth U2M (PKCE) sign-in for route NAME [--no-browser]
   dbx-gateway keys add NAME [--config FILE]
                               print a new inbound key once; store only its hash in the config
   dbx-gateway doctor          per route: credential and why, token, upstream, identity, clock skew
+  dbx-gateway tls ca [--pem]  the local CA certificate (for --tls) as a path, or as PEM
+  dbx-gateway reload [--url URL]  the running gateway re-reads its configuration (SIGHUP elsewhere)
   dbx-gateway --help | --version
 
 Serves /ws/NAME/... and /acct/NAME/... on 127.0.0.1:8080, attaching a fresh token to each request.
@@ -46,6 +51,9 @@ const OPTIONS = {
   output: { type: 'string', short: 'o' },
   'no-browser': { type: 'boolean' },
   'allow-unauthenticated-network': { type: 'boolean' },
+  tls: { type: 'boolean' },
+  pem: { type: 'boolean' },
+  url: { type: 'string' },
   socket: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -81,19 +89,24 @@ export async function main(argv: string[]): Promise<number> {
     ...(values['metadata-service'] ? { metadataService: true } : {}),
     ...(values['allow-unauthenticated-network'] ? { allowUnauthenticatedNetwork: true } : {}),
     ...(values.socket !== undefined ? { socket: values.socket } : {}),
+    ...(values.tls ? { tls: true } : {}),
   };
   const [command = 'serve', ...rest] = positionals;
   switch (command) {
     case 'serve':
       return serve(flags);
     case 'token':
-      return printToken(flags, rest[0], values.output ?? 'json');
+      return printToken(flags, rest[0], values.output ?? 'json', values.url);
     case 'doctor':
       return doctor(flags);
     case 'login':
       return runLogin(flags, rest[0], !values['no-browser']);
     case 'keys':
       return keysCommand(flags, rest);
+    case 'tls':
+      return tlsCommand(rest, values.pem === true);
+    case 'reload':
+      return reloadCommand(values.url);
     default:
       process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
       return 2;
@@ -125,6 +138,88 @@ async function printMetadataServiceSetup(gateway: RunningGateway, secret: string
   );
 }
 
+/**
+ * The run file of this listener (URL + control secret, 0600 in the config dir), so `token`,
+ * `reload` and the other commands find the running gateway; undefined without a config dir.
+ */
+async function announce(gateway: RunningGateway, secret: string, config: GatewayConfig, logger: { warn(msg: string): void }): Promise<string | undefined> {
+  const [{ configDir }, { runDir, writeRunFile }] = await Promise.all([import('./config/paths.js'), import('./local/run-file.js')]);
+  const dir = configDir(process.env);
+  if (!dir) return undefined;
+  try {
+    return writeRunFile(runDir(dir), {
+      url: gateway.url,
+      secret,
+      pid: process.pid,
+      ...(config.listen.tls?.mode === 'auto' ? { caFile: (await import('node:path')).join(config.listen.tls.dir, 'ca.pem') } : {}),
+      ...(config.listen.tls?.mode === 'files' ? { caFile: config.listen.tls.certFile } : {}),
+      version: packageVersion(),
+      startedAt: new Date().toISOString(),
+    });
+  } catch (err) {
+    logger.warn(`could not write the run file in ${dir} (${(err as Error).message}): token, reload and doctor will not find this gateway`);
+    return undefined;
+  }
+}
+
+/** `reload`: the running gateway re-reads its configuration (what SIGHUP does, on every platform). */
+async function reloadCommand(url: string | undefined): Promise<number> {
+  const running = await findRunning(url);
+  if (!running) {
+    process.stderr.write(`dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve\n`);
+    return 1;
+  }
+  const res = await controlRequest(running, 'POST', '/-/reload');
+  const body = JSON.parse(res.body) as ReloadResult & { message?: string };
+  if (res.status !== 200) {
+    process.stderr.write(`dbx-gateway: the reload of ${running.url} was refused; the previous configuration stays:\n${(body.notes ?? [body.message]).map((n) => `  ${n}`).join('\n')}\n`);
+    return 1;
+  }
+  process.stderr.write(`reloaded ${running.url}: routes ${body.routes.join(', ') || 'none'}\n${body.notes.map((n) => `  note: ${n}\n`).join('')}`);
+  return 0;
+}
+
+/** The running gateway of this user (its run file), by URL or the only one; undefined if none. */
+async function findRunning(url: string | undefined): Promise<import('./local/run-file.js').RunFile | undefined> {
+  const [{ configDir }, { runDir, runningGateways }] = await Promise.all([import('./config/paths.js'), import('./local/run-file.js')]);
+  const dir = configDir(process.env);
+  if (!dir) return undefined;
+  const found = runningGateways(runDir(dir), url);
+  if (found.length > 1 && url === undefined) {
+    const preferred = found.find((r) => /:8080$/.test(r.url));
+    if (preferred) return preferred;
+    throw new Error(`several gateways are running (${found.map((r) => r.url).join(', ')}); pick one with --url`);
+  }
+  return found[0];
+}
+
+/** A request to a running gateway's /-/ endpoint with its control secret (TCP, TLS or unix socket). */
+async function controlRequest(run: import('./local/run-file.js').RunFile, method: string, path: string): Promise<{ status: number; body: string }> {
+  const [{ CONTROL_HEADER }, http, https] = await Promise.all([import('./local/control.js'), import('node:http'), import('node:https')]);
+  const url = new URL(run.url.startsWith('unix:') ? 'http://localhost' : run.url);
+  return new Promise((resolve, reject) => {
+    const options = {
+      method,
+      path,
+      headers: { host: 'localhost', [CONTROL_HEADER]: run.secret },
+      timeout: 30_000,
+      ...(run.url.startsWith('unix:') ? { socketPath: run.url.slice('unix:'.length) } : { hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port }),
+      ...(run.caFile ? { ca: readFileSync(run.caFile, 'utf8') } : {}),
+    };
+    const req = (url.protocol === 'https:' ? https : http).request(options, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${run.url} did not answer within 30 s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** Runs a setup step; a ConfigError is printed for the user and becomes undefined (exit 2). */
 async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | undefined> {
   const { ConfigError } = await import('./config/load.js');
@@ -153,9 +248,14 @@ async function serve(flags: CliFlags): Promise<number> {
     import('./security/redact.js'),
   ]);
   const logger = createLogger({ level: config.logLevel });
+  // The control endpoints' secret, handed to this user's commands through the run file.
+  const reloadRef: { run: (why: string) => Promise<ReloadResult> } = {
+    run: async () => ({ ok: false, notes: ['the gateway is still starting'], routes: [] }),
+  };
+  const control = { secret: randomBytes(32).toString('base64url'), reload: () => reloadRef.run('dbx-gateway reload') };
   let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
   try {
-    gateway = await orConfigError(() => startGateway(config, { logger }));
+    gateway = await orConfigError(() => startGateway(config, { logger, control }));
     if (!gateway) return 2;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { port?: number };
@@ -167,7 +267,7 @@ async function serve(flags: CliFlags): Promise<number> {
   }
   for (const route of gateway.routes.routes) {
     const port = gateway.routePorts.get(route.name);
-    const also = port !== undefined ? ` (and http://${config.listen.host}:${port}/)` : '';
+    const also = port !== undefined ? ` (and ${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${port}/)` : '';
     logger.info(
       {
         route: route.name,
@@ -196,29 +296,33 @@ async function serve(flags: CliFlags): Promise<number> {
   }
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
 
-  // SIGHUP: re-read the configuration without dropping connections; an invalid one keeps the old.
-  process.on('SIGHUP', () => {
-    logger.info({ signal: 'SIGHUP' }, 'SIGHUP: reloading the configuration');
+  // SIGHUP (and `dbx-gateway reload`, where there is no SIGHUP): re-read the configuration
+  // without dropping connections; an invalid one keeps the old.
+  reloadRef.run = async (why: string) => {
+    logger.info({ reload: why }, `${why}: reloading the configuration`);
     let next: GatewayConfig;
     try {
       next = loadConfig({ flags });
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
       logger.error({ problems }, `the new configuration is invalid, so the previous one stays in use: ${problems.join('; ')}`);
-      return;
+      return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }
-    gateway.reload(next).then(
-      ({ notes }) => {
-        for (const note of notes) logger.warn(note);
-        for (const warning of gateway.warnings) logger.warn(warning);
-        logger.info({ routes: gateway.routes.routes.map((r) => r.name) }, `configuration reloaded: ${gateway.routes.routes.length} routes`);
-      },
-      (err: Error) => {
-        const problems = err instanceof ConfigError ? err.problems : [err.message];
-        logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
-      },
-    );
-  });
+    try {
+      const { notes } = await gateway.reload(next);
+      for (const note of notes) logger.warn(note);
+      for (const warning of gateway.warnings) logger.warn(warning);
+      const routes = gateway.routes.routes.map((r) => r.name);
+      logger.info({ routes }, `configuration reloaded: ${routes.length} routes`);
+      return { ok: true, notes, routes };
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
+      return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
+    }
+  };
+  process.on('SIGHUP', () => void reloadRef.run('SIGHUP'));
+  const runFile = await announce(gateway, control.secret, config, logger);
   // A crash must not print a token: log the scrubbed error, then exit.
   process.on('uncaughtException', (err) => {
     logger.fatal({ err: { name: err.name, message: scrubSecrets(err.message), stack: scrubSecrets(err.stack ?? '') } }, 'crashed');
@@ -227,22 +331,60 @@ async function serve(flags: CliFlags): Promise<number> {
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
+      if (runFile) removeRunFile(runFile);
       gateway.shutdown().then(() => resolve(0), () => resolve(1));
     };
+    if (runFile) process.once('exit', () => removeRunFile(runFile));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
 }
 
-async function printToken(flags: CliFlags, name: string | undefined, output: string): Promise<number> {
+const TOKEN_OUTPUTS = ['json', 'env', 'raw', 'powershell', 'cmd'] as const;
+type TokenOutput = (typeof TOKEN_OUTPUTS)[number];
+
+interface PrintedToken {
+  access_token: string;
+  expires_on: number | null;
+  host: string;
+  account_id?: string;
+}
+
+/**
+ * `token NAME`: the token the running gateway holds (its run file; no second az or CLI call), or,
+ * with no gateway running, one from the configuration itself (said on stderr). Printed as JSON, as
+ * shell exports (env, powershell, cmd), or bare (raw, like `az ... --query accessToken -o tsv`).
+ */
+async function printToken(flags: CliFlags, name: string | undefined, output: string, url: string | undefined): Promise<number> {
   if (!name) {
-    process.stderr.write('dbx-gateway: usage: dbx-gateway token NAME [--output json|env]\n');
+    process.stderr.write(`dbx-gateway: usage: dbx-gateway token NAME [--output ${TOKEN_OUTPUTS.join('|')}] [--url URL]\n`);
     return 2;
   }
-  if (output !== 'json' && output !== 'env') {
-    process.stderr.write(`dbx-gateway: --output ${output}: use json or env\n`);
+  if (!(TOKEN_OUTPUTS as readonly string[]).includes(output)) {
+    process.stderr.write(`dbx-gateway: --output ${output}: use one of ${TOKEN_OUTPUTS.join(', ')}\n`);
     return 2;
   }
+  let running: Awaited<ReturnType<typeof findRunning>>;
+  try {
+    running = await findRunning(url);
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (running) {
+    const res = await controlRequest(running, 'GET', `/-/token/${encodeURIComponent(name)}`);
+    if (res.status !== 200) {
+      process.stderr.write(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
+      return res.status === 404 ? 2 : 1;
+    }
+    process.stdout.write(formatToken(JSON.parse(res.body) as PrintedToken, output as TokenOutput));
+    return 0;
+  }
+  if (url) {
+    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
+    return 1;
+  }
+  process.stderr.write('dbx-gateway: no gateway is running: fetching the token from the configuration directly\n');
   const config = await load(flags);
   if (!config) return 2;
   const core = await createCore(config);
@@ -254,24 +396,42 @@ async function printToken(flags: CliFlags, name: string | undefined, output: str
       return 2;
     }
     const token = await core.tokens.get(route.credential, 'databricks');
-    if (output === 'env') {
-      // Single-quoted for POSIX shells: eval "$(dbx-gateway token prod --output env)".
-      const quote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
-      process.stdout.write(
-        `export DATABRICKS_HOST=${quote(route.target.origin)}\n` +
-          (route.config.accountId ? `export DATABRICKS_ACCOUNT_ID=${quote(route.config.accountId)}\n` : '') +
-          `export DATABRICKS_TOKEN=${quote(token.token)}\n`,
-      );
-      return 0;
-    }
-    const expiresOn = Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null;
-    process.stdout.write(`${JSON.stringify({ access_token: token.token, token_type: 'Bearer', expires_on: expiresOn })}\n`);
+    const printed: PrintedToken = {
+      access_token: token.token,
+      expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
+      host: route.target.origin,
+      ...(route.config.accountId ? { account_id: route.config.accountId } : {}),
+    };
+    process.stdout.write(formatToken(printed, output as TokenOutput));
     return 0;
   } catch (err) {
     process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
     return 1;
   } finally {
     await core.close();
+  }
+}
+
+function formatToken(token: PrintedToken, output: TokenOutput): string {
+  const vars: Array<[string, string]> = [
+    ['DATABRICKS_HOST', token.host],
+    ...(token.account_id ? ([['DATABRICKS_ACCOUNT_ID', token.account_id]] as Array<[string, string]>) : []),
+    ['DATABRICKS_TOKEN', token.access_token],
+  ];
+  switch (output) {
+    case 'raw':
+      return `${token.access_token}\n`;
+    case 'env':
+      // Single-quoted for POSIX shells and Git Bash: eval "$(dbx-gateway token prod --output env)".
+      return vars.map(([k, v]) => `export ${k}='${v.replace(/'/g, `'\\''`)}'\n`).join('');
+    case 'powershell':
+      // dbx-gateway token prod --output powershell | Invoke-Expression
+      return vars.map(([k, v]) => `$env:${k} = '${v.replace(/'/g, "''")}'\n`).join('');
+    case 'cmd':
+      // FOR /F "delims=" %i IN ('dbx-gateway token prod --output cmd') DO %i
+      return vars.map(([k, v]) => `set "${k}=${v}"\n`).join('');
+    default:
+      return `${JSON.stringify({ access_token: token.access_token, token_type: 'Bearer', expires_on: token.expires_on })}\n`;
   }
 }
 
@@ -294,6 +454,26 @@ async function doctor(flags: CliFlags): Promise<number> {
   } finally {
     await core.close();
   }
+}
+
+/**
+ * `tls ca [--pem]`: the local CA certificate's path (created on first use), or the PEM itself,
+ * for NODE_EXTRA_CA_CERTS, a driver's custom CA option or a Java truststore.
+ */
+async function tlsCommand(args: string[], pem: boolean): Promise<number> {
+  if (args[0] !== 'ca') {
+    process.stderr.write('dbx-gateway: usage: dbx-gateway tls ca [--pem]\n');
+    return 2;
+  }
+  const [{ configDir }, { ensureLocalCa }, { join }] = await Promise.all([import('./config/paths.js'), import('./local/local-tls.js'), import('node:path')]);
+  const dir = configDir(process.env);
+  if (!dir) {
+    process.stderr.write('dbx-gateway: no home directory for the local CA (set HOME, or APPDATA on Windows)\n');
+    return 1;
+  }
+  const file = await ensureLocalCa(join(dir, 'tls'));
+  process.stdout.write(pem ? readFileSync(file, 'utf8') : `${file}\n`);
+  return 0;
 }
 
 /** `keys add NAME`: the key alone on stdout (once), where it went on stderr. */

@@ -1,10 +1,12 @@
 import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
+import type { ControlOptions } from './local/control.js';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError, rawGatewayError, toGatewayError, writeGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
@@ -38,6 +40,8 @@ export interface RunningGateway extends GatewayCore {
 
 export interface StartOptions extends CoreOptions {
   logger: Logger;
+  /** The /-/ control endpoints (serve): the run file's secret and what a reload does. */
+  control?: Pick<ControlOptions, 'secret' | 'reload'>;
 }
 
 /** Everything that a reload replaces: built from one config, used by every listener. */
@@ -80,6 +84,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
             },
           }
         : {}),
+      ...(options.control ? { control: { ...options.control, routes: () => core.routes, tokens: core.tokens } } : {}),
       routes: core.routes,
       tokens: core.tokens,
       forwarder,
@@ -111,6 +116,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     };
   };
 
+  const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts) : undefined;
   let current = build(config, await createGatewayCore(config, options));
 
   /** `routeName`: a per-route port's listener, which finds its route in the current generation. */
@@ -133,7 +139,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       if (proxy) proxy(req, res);
       else writeGatewayError(res, new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `route ${routeName} is no longer configured (removed by a reload); restart to free its port`), { close: true });
     };
-    const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, onRequest);
+    // A port speaks either HTTP or HTTPS, never both (contract, "Local TLS").
+    const server = tls
+      ? createTlsServer({ maxHeaderSize: config.limits.maxHeaderBytes, key: tls.current.key, cert: tls.current.cert }, onRequest)
+      : createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, onRequest);
+    if (tls) {
+      // A client that fails the handshake (plain HTTP on the TLS port, an untrusted CA) is closed.
+      server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
+    }
     // Expect: 100-continue is answered by the proxy handler once the request is admitted, so a
     // refused upload (401, 403) is refused before the client sends its body.
     server.on('checkContinue', onRequest);
@@ -175,6 +188,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     }
     const unsafe = unsafeListeners(servers, config);
     if (unsafe.length > 0) throw new ConfigError(unsafe, config.configFile);
+    tls?.renewOn(servers);
   } catch (err) {
     await closeAll();
     await current.core.close();
@@ -189,7 +203,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     server,
     port,
     routePorts,
-    url: config.socket ? `unix:${config.socket}` : `http://${host}:${port}`,
+    url: config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`,
     async reload(next) {
       const previous = current;
       // Judged against the sockets actually bound: a new file that drops the keys (and says
@@ -211,6 +225,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {
       draining = true;
+      tls?.stop();
       const closed = closeAll();
       for (const s of servers) s.closeIdleConnections();
       const timer = setTimeout(() => {
@@ -225,6 +240,50 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     },
   };
   return gateway;
+}
+
+/** How often a running gateway checks whether its local leaf certificate is due for renewal. */
+const TLS_RENEW_CHECK_MS = 12 * 3_600_000;
+
+interface ListenerTls {
+  current: { key: string; cert: string };
+  /** Local CA only: re-issue the leaf before it expires, on every listener, without a restart. */
+  renewOn(servers: readonly Server[]): void;
+  stop(): void;
+}
+
+/** The certificate every listener serves: the local CA's leaf (auto), or the operator's files. */
+async function listenerTls(setting: NonNullable<GatewayConfig['listen']['tls']>, allowedHosts: readonly string[]): Promise<ListenerTls> {
+  if (setting.mode === 'files') {
+    const current = { key: readFileSync(setting.keyFile, 'utf8'), cert: readFileSync(setting.certFile, 'utf8') };
+    return { current, renewOn: () => {}, stop: () => {} };
+  }
+  const { LEAF_RENEW_BEFORE_MS, localCertificate } = await import('./local/local-tls.js');
+  let leaf = await localCertificate(setting.dir, allowedHosts);
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    get current() {
+      return leaf;
+    },
+    renewOn(servers) {
+      timer = setInterval(() => {
+        if (leaf.notAfterMs - Date.now() > LEAF_RENEW_BEFORE_MS) return;
+        localCertificate(setting.dir, allowedHosts).then(
+          (fresh) => {
+            leaf = fresh;
+            for (const s of servers) (s as unknown as { setSecureContext(o: { key: string; cert: string }): void }).setSecureContext({ key: fresh.key, cert: fresh.cert });
+          },
+          () => {
+            // Retried at the next check; the current leaf stays valid for weeks.
+          },
+        );
+      }, TLS_RENEW_CHECK_MS);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+    },
+  };
 }
 
 /** What a reload cannot change on a running process (sockets are bound, limits are set). */
@@ -253,6 +312,13 @@ function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePo
  * anything at PATH that is not a socket (it is never deleted).
  */
 async function listenOnSocket(server: Server, path: string): Promise<void> {
+  if (process.platform === 'win32' || path.startsWith('\\\\.\\pipe\\')) {
+    // A Windows named pipe (\\.\pipe\NAME): no file to replace and no POSIX mode. Its default
+    // security gives the creating user, SYSTEM and Administrators full access, and others read
+    // access only, which cannot send a request (CreateNamedPipe, "Named Pipe Security").
+    await listen(server, path);
+    return;
+  }
   const existing = lstatSync(path, { throwIfNoEntry: false });
   if (existing) {
     if (!existing.isSocket()) {

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
+import { configDir } from './paths.js';
 import { profileRoute } from './profiles.js';
 import { CREDENTIAL_TYPES } from '../auth/credentials/index.js';
 import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
@@ -38,6 +39,8 @@ export interface CliFlags {
   socket?: string;
   /** Skip ~/.databrickscfg profiles (routes that name a profile still read it). */
   noProfiles?: boolean;
+  /** HTTPS on every listener with the gateway's own local CA (listen.tls: auto). */
+  tls?: boolean;
 }
 
 export interface LoadConfigOptions {
@@ -120,11 +123,12 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     );
   }
 
+  const tls = listenTls(flags, file, env, cwd, problems);
   if (problems.length > 0) throw new ConfigError(problems, configFile);
 
   const demo = flags.demo === true || routes.size === 0;
   return {
-    listen: { host, port },
+    listen: { host, port, ...tls },
     ...(socket !== undefined ? { socket: resolve(cwd, socket) } : {}),
     routes: [...routes.values()],
     allowedHosts: file.allowedHosts ?? [],
@@ -321,6 +325,29 @@ function buildFileRoute(
     ...(route.azureResourceId !== undefined ? { azureResourceId: route.azureResourceId } : {}),
     source,
   };
+}
+
+/**
+ * `listen.tls: auto` (or --tls): the gateway's own CA in the config dir; `{ certFile, keyFile }`:
+ * the operator's certificate, read at start so a bad file is a config error, not a TLS failure.
+ */
+function listenTls(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv, cwd: string, problems: string[]): Pick<GatewayConfig['listen'], 'tls'> {
+  const setting = flags.tls ? 'auto' : file.listen?.tls;
+  if (setting === undefined) return {};
+  if (setting === 'auto') {
+    const dir = configDir(env);
+    if (!dir) {
+      problems.push('listen.tls: auto keeps its CA in the config directory, and there is no home directory (set HOME, or APPDATA on Windows, or XDG_CONFIG_HOME)');
+      return {};
+    }
+    return { tls: { mode: 'auto', dir: join(dir, 'tls') } };
+  }
+  const certFile = resolve(cwd, setting.certFile);
+  const keyFile = resolve(cwd, setting.keyFile);
+  for (const [field, path] of [['certFile', certFile], ['keyFile', keyFile]] as const) {
+    if (!existsSync(path)) problems.push(`listen.tls.${field}: ${path} does not exist; give the PEM file of your certificate and its key, or use listen.tls: auto`);
+  }
+  return { tls: { mode: 'files', certFile, keyFile } };
 }
 
 /** `proxy: http://host:port` (credentials allowed in the URL) or `proxy: none`. */

@@ -43,7 +43,15 @@ export const inboundKeySchema = z.union([
 const positiveMs = z.number().int('must be a whole number of milliseconds').positive('must be positive');
 
 export const fileConfigSchema = z.strictObject({
-  listen: z.strictObject({ host: z.string().optional(), port: port.optional() }).optional(),
+  listen: z
+    .strictObject({
+      host: z.string().optional(),
+      port: port.optional(),
+      tls: z.union([z.literal('auto'), z.strictObject({ certFile: z.string(), keyFile: z.string() })], {
+        error: 'must be auto, or { certFile, keyFile } with PEM files',
+      }).optional(),
+    })
+    .optional(),
   credential: credentialSchema.optional(),
   routes: z.record(z.string(), routeSchema).optional(),
   allowedHosts: z.array(z.string()).optional(),

@@ -81,8 +81,11 @@ export const DEFAULT_LIMITS: Limits = {
   maxConnectionsPerClient: 1024,
 };
 
+/** HTTPS on every listener: the gateway's own local CA (in `dir`), or an operator's files. */
+export type ListenTls = { mode: 'auto'; dir: string } | { mode: 'files'; certFile: string; keyFile: string };
+
 export interface GatewayConfig {
-  listen: { host: string; port: number };
+  listen: { host: string; port: number; tls?: ListenTls };
   /** A unix socket (mode 0600) served instead of the TCP main listener. */
   socket?: string;
   routes: RouteConfig[];

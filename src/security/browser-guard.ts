@@ -49,7 +49,8 @@ function isSameOrigin(origin: string, host: string | undefined): boolean {
   if (origin === 'null' || host === undefined) return false;
   try {
     const url = new URL(origin);
-    return url.protocol === 'http:' && url.host === host.toLowerCase() && origin === url.origin;
+    // http or https: the gateway serves one of them per port (listen.tls), and either is itself.
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.host === host.toLowerCase() && origin === url.origin;
   } catch {
     return false;
   }

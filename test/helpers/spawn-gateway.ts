@@ -33,7 +33,7 @@ export function spawnGateway(args: string[], env: NodeJS.ProcessEnv, cwd?: strin
       reject(new Error(`gateway did not start:\n${out}\n${err}`));
     }, 20_000);
     const onData = () => {
-      const m = /"url":"((?:http:\/\/|unix:)[^"]+)"/.exec(out);
+      const m = /"url":"((?:https?:\/\/|unix:)[^"]+)"/.exec(out);
       if (!m?.[1]) return;
       clearTimeout(timer);
       child.stdout?.off('data', onData);

@@ -1,0 +1,67 @@
+import type { HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { TokenCache } from '../auth/token-cache.js';
+import { GatewayError } from '../errors.js';
+import type { RouteTable } from '../routing/route-table.js';
+import { sameSecret } from '../security/same-secret.js';
+
+/** The header the commands of the same user send the run file's control secret in. */
+export const CONTROL_HEADER = 'x-dbx-gateway-control';
+
+export interface ReloadResult {
+  ok: boolean;
+  /** What a reload cannot change, or why it was refused. */
+  notes: string[];
+  routes: string[];
+}
+
+export interface ControlOptions {
+  secret: string;
+  /** Re-reads the configuration the gateway was started with and applies it (as SIGHUP does). */
+  reload(): Promise<ReloadResult>;
+  routes: () => RouteTable;
+  tokens: TokenCache;
+}
+
+/**
+ * Control endpoints under /-/ on the main listener (contract, "Working from the running
+ * gateway"): never proxied, refused to browsers like every local endpoint (and to any request
+ * with an Origin), and answered only with the control secret from the run file.
+ *   POST /-/reload        reload the configuration (where there is no SIGHUP: Windows)
+ *   GET  /-/token/NAME    the token the gateway holds for route NAME (no second az call)
+ */
+export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: HttpBindings }> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.use('/-/*', async function requireControlSecret(c, next) {
+    if (c.env.incoming.headers.origin !== undefined) {
+      throw new GatewayError('GATEWAY_FORBIDDEN', 'control endpoints do not answer browsers');
+    }
+    const presented = c.req.header(CONTROL_HEADER);
+    if (presented === undefined || !sameSecret(presented, options.secret)) {
+      throw new GatewayError('GATEWAY_UNAUTHENTICATED', `control endpoints need the secret of the gateway's run file in ${CONTROL_HEADER}; use the dbx-gateway commands (token, reload)`);
+    }
+    await next();
+  });
+  app.post('/-/reload', async (c) => {
+    const result = await options.reload();
+    return c.json(result, result.ok ? 200 : 409, { 'cache-control': 'no-store' });
+  });
+  app.get('/-/token/:name', async (c) => {
+    const name = c.req.param('name');
+    const route = options.routes().routes.find((r) => r.name === name);
+    if (!route) throw options.routes().notFound(`/ws/${name}`);
+    const token = await options.tokens.get(route.credential, 'databricks');
+    return c.json(
+      {
+        access_token: token.token,
+        token_type: 'Bearer',
+        expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
+        host: route.target.origin,
+        ...(route.config.accountId ? { account_id: route.config.accountId } : {}),
+      },
+      200,
+      { 'cache-control': 'no-store' },
+    );
+  });
+  return app;
+}

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { type FakeAz, fakeAzToken, installFakeAz } from '../helpers/fake-az.js';
+import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { request } from '../helpers/http.js';
+import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
+import { testPki } from '../helpers/tls.js';
+
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+
+/** The CLI as a user runs it, with `env` only; resolves with its exit status and output. */
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('exit', (code) => resolve({ status: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('working from the running gateway: run file, token, reload', () => {
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+  let az: FakeAz;
+  let upstream: FakeUpstream;
+  let gw: SpawnedGateway;
+  let config: string;
+  const runDir = () => join(home, '.config', 'dbx-gateway', 'run');
+
+  before(async () => {
+    home = mkdtempSync(join(tmpdir(), 'dbxgw-run-'));
+    az = installFakeAz();
+    upstream = await startFakeUpstream();
+    env = { PATH: `${az.dir}:${process.env.PATH ?? ''}`, HOME: home };
+    config = join(home, 'gw.yaml');
+    writeFileSync(config, `routes:\n  prod: { host: ${upstream.url.origin}, caFile: ${testPki().caFile}, credential: azure-cli }\n`);
+    gw = await spawnGateway(['--config', config, '--no-profiles'], env, home);
+  });
+  after(async () => {
+    await gw?.stop();
+    await upstream?.close();
+  });
+
+  it('writes a run file with its URL and a control secret, readable by the user only', () => {
+    const files = readdirSync(runDir()).filter((f) => f.endsWith('.json'));
+    assert.equal(files.length, 1);
+    const file = join(runDir(), files[0]!);
+    const run = JSON.parse(readFileSync(file, 'utf8')) as { url: string; secret: string; pid: number };
+    assert.equal(run.url, gw.url);
+    assert.equal(run.pid, gw.child.pid);
+    assert.match(run.secret, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.ok(!gw.stdout().includes(run.secret) && !gw.stderr().includes(run.secret), 'the secret is never logged');
+  });
+
+  it('token NAME prints the token the gateway holds, without a second az call', async () => {
+    assert.equal((await request(`${gw.url}/ws/prod/api/2.0/clusters/list`)).status, 200);
+    const calls = az.calls();
+    const res = await cli(['token', 'prod'], env);
+    assert.equal(res.status, 0, res.stderr);
+    assert.equal(JSON.parse(res.stdout).access_token, fakeAzToken(calls));
+    assert.equal(az.calls(), calls, 'no second az call');
+    assert.doesNotMatch(res.stderr, /no gateway is running/);
+  });
+
+  it('prints raw, env, powershell and cmd forms', async () => {
+    const token = fakeAzToken(az.calls());
+    assert.equal((await cli(['token', 'prod', '--output', 'raw'], env)).stdout, `${token}\n`);
+    assert.match((await cli(['token', 'prod', '-o', 'env'], env)).stdout, new RegExp(`^export DATABRICKS_HOST='${upstream.url.origin}'\\nexport DATABRICKS_TOKEN='${token}'\\n$`));
+    assert.equal((await cli(['token', 'prod', '-o', 'powershell'], env)).stdout, `$env:DATABRICKS_HOST = '${upstream.url.origin}'\n$env:DATABRICKS_TOKEN = '${token}'\n`);
+    assert.equal((await cli(['token', 'prod', '-o', 'cmd'], env)).stdout, `set "DATABRICKS_HOST=${upstream.url.origin}"\nset "DATABRICKS_TOKEN=${token}"\n`);
+    const bad = await cli(['token', 'prod', '-o', 'yaml'], env);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /use one of json, env, raw, powershell, cmd/);
+  });
+
+  it('the control endpoints refuse a request without the secret, and browsers', async () => {
+    assert.equal((await request(`${gw.url}/-/token/prod`)).status, 401);
+    assert.equal((await request(`${gw.url}/-/reload`, { method: 'POST', headers: { 'x-dbx-gateway-control': 'guess' } })).status, 401);
+    const run = JSON.parse(readFileSync(join(runDir(), readdirSync(runDir())[0]!), 'utf8')) as { secret: string };
+    const fromPage = await request(`${gw.url}/-/token/prod`, { headers: { 'x-dbx-gateway-control': run.secret, origin: 'http://evil.example' } });
+    assert.equal(fromPage.status, 403);
+    assert.ok(!fromPage.text.includes('eyJ'));
+  });
+
+  it('reload re-reads the configuration; an invalid one is refused and the old one stays', async () => {
+    writeFileSync(
+      config,
+      `routes:\n  prod: { host: ${upstream.url.origin}, caFile: ${testPki().caFile}, credential: azure-cli }\n  second: { host: ${upstream.url.origin.replace('127.0.0.1', 'localhost')}, caFile: ${testPki().caFile}, credential: azure-cli }\n`,
+    );
+    const ok = await cli(['reload'], env);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stderr, /reloaded .*routes prod, second/);
+    assert.equal((await request(`${gw.url}/ws/second/api/2.0/clusters/list`)).status, 200);
+    writeFileSync(config, 'routes:\n  prod: { host: ftp://nope }\n');
+    const refused = await cli(['reload'], env);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /refused; the previous configuration stays/);
+    assert.equal((await request(`${gw.url}/ws/second/api/2.0/clusters/list`)).status, 200);
+  });
+
+  it('removes the run file on exit; then token says no gateway runs and uses the configuration', async () => {
+    writeFileSync(config, `routes:\n  prod: { host: ${upstream.url.origin}, caFile: ${testPki().caFile}, credential: azure-cli }\n`);
+    await gw.stop();
+    assert.deepEqual(readdirSync(runDir()).filter((f) => f.endsWith('.json')), []);
+    const res = await cli(['token', 'prod', '--config', config, '--no-profiles', '-o', 'raw'], env);
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(res.stderr, /no gateway is running/);
+    assert.match(res.stdout, /^eyJ/);
+    const reload = await cli(['reload'], env);
+    assert.equal(reload.status, 1);
+    assert.match(reload.stderr, /no running gateway found/);
+  });
+});
+
+describe('a stale run file', () => {
+  it('is ignored when its process is gone', () => {
+    const home = mkdtempSync(join(tmpdir(), 'dbxgw-stale-'));
+    const dir = join(home, '.config', 'dbx-gateway', 'run');
+    spawnSync('mkdir', ['-p', dir]);
+    writeFileSync(join(dir, 'http-127.0.0.1-1.json'), JSON.stringify({ url: 'http://127.0.0.1:1', secret: 'x', pid: 2 ** 22 + 12345 }));
+    const res = spawnSync(process.execPath, [BIN, 'reload'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home } });
+    assert.equal(res.status, 1);
+    assert.match(res.stderr, /no running gateway found/);
+    assert.ok(existsSync(join(dir, 'http-127.0.0.1-1.json')));
+  });
+});
