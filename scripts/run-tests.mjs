@@ -1,7 +1,8 @@
 // Runs every test/**/*.test.ts with Node's built-in runner (tsx for TypeScript). Node 20's
 // --test does not expand globs itself, so the files are listed here.
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 function findTests(dir) {
@@ -14,8 +15,13 @@ function findTests(dir) {
 
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : findTests('test').sort();
+// The throwaway test PKI, made once per run in Node (no openssl needed on the machine).
+const pki = mkdtempSync(join(tmpdir(), 'dbxgw-test-pki-'));
+const made = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/make-pki.ts', pki], { stdio: 'inherit' });
+if (made.status !== 0) process.exit(made.status ?? 1);
 const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=120000', ...files], {
   stdio: 'inherit',
-  env: { ...process.env, DBX_GATEWAY_TEST: '1' },
+  env: { ...process.env, DBX_GATEWAY_TEST: '1', DBX_GATEWAY_TEST_PKI: pki },
 });
+rmSync(pki, { recursive: true, force: true });
 process.exit(result.status ?? 1);

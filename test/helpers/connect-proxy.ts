@@ -5,6 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { preparedPki } from './tls.js';
 
 /** One CONNECT request as the proxy received it. */
 export interface SeenConnect {
@@ -168,6 +169,16 @@ const pkis = new Map<string, NamedPki>();
 export function namedPki(name: string): NamedPki {
   const cached = pkis.get(name);
   if (cached) return cached;
+  const prepared = preparedPki(`named-${name}`);
+  if (prepared) {
+    const pki = {
+      caFile: join(prepared, 'ca.pem'),
+      key: readFileSync(join(prepared, 'server.key'), 'utf8'),
+      cert: readFileSync(join(prepared, 'server.pem'), 'utf8'),
+    };
+    pkis.set(name, pki);
+    return pki;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-named-pki-'));
   const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',

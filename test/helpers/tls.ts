@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -12,9 +12,29 @@ export interface TestPki {
 
 let cached: TestPki | undefined;
 
-/** A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with openssl. */
+/**
+ * The PKI that scripts/run-tests.mjs made for this run without openssl (make-pki.ts), if any:
+ * DBX_GATEWAY_TEST_PKI/<part>. Without it (a test file run directly), openssl makes one.
+ */
+export function preparedPki(part: string): string | undefined {
+  const root = process.env.DBX_GATEWAY_TEST_PKI;
+  const dir = root ? join(root, part) : undefined;
+  return dir && existsSync(dir) ? dir : undefined;
+}
+
+/** A throwaway CA and a server certificate for 127.0.0.1 and localhost. */
 export function testPki(): TestPki {
   if (cached) return cached;
+  const prepared = preparedPki('default');
+  if (prepared) {
+    cached = {
+      caFile: join(prepared, 'ca.pem'),
+      ca: readFileSync(join(prepared, 'ca.pem'), 'utf8'),
+      key: readFileSync(join(prepared, 'server.key'), 'utf8'),
+      cert: readFileSync(join(prepared, 'server.pem'), 'utf8'),
+    };
+    return cached;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-pki-'));
   const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
@@ -39,6 +59,11 @@ let clientCert: { pemFile: string; certPem: string } | undefined;
  */
 export function testClientCertificate(): { pemFile: string; certPem: string } {
   if (clientCert) return clientCert;
+  const prepared = preparedPki('client');
+  if (prepared) {
+    clientCert = { pemFile: join(prepared, 'sp.pem'), certPem: readFileSync(join(prepared, 'sp.crt'), 'utf8') };
+    return clientCert;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-sp-cert-'));
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'sp.key', '-out', 'sp.crt', '-days', '2', '-subj', '/CN=dbx-gateway test service principal'], { cwd: dir, stdio: 'pipe' });
   const certPem = readFileSync(join(dir, 'sp.crt'), 'utf8');
