@@ -143,9 +143,15 @@ async function printMetadataServiceSetup(gateway: RunningGateway, secret: string
  * `reload` and the other commands find the running gateway; undefined without a config dir.
  */
 async function announce(gateway: RunningGateway, secret: string, config: GatewayConfig, logger: { warn(msg: string): void }): Promise<string | undefined> {
-  const [{ configDir }, { runDir, writeRunFile }] = await Promise.all([import('./config/paths.js'), import('./local/run-file.js')]);
+  const [{ configDir, homeDir }, { runDir, writeRunFile }, { existsSync }] = await Promise.all([
+    import('./config/paths.js'),
+    import('./local/run-file.js'),
+    import('node:fs'),
+  ]);
   const dir = configDir(process.env);
-  if (!dir) return undefined;
+  // Never create a home directory (HOME=/nonexistent in a container): no run file then.
+  const home = homeDir(process.env);
+  if (!dir || !home || !existsSync(home)) return undefined;
   try {
     return writeRunFile(runDir(dir), {
       url: gateway.url,
@@ -336,7 +342,9 @@ async function serve(flags: CliFlags): Promise<number> {
     };
     if (runFile) process.once('exit', () => removeRunFile(runFile));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    // Ctrl+C (SIGINT on Windows too); Ctrl+Break and some service wrappers send SIGBREAK there.
     process.once('SIGINT', () => stop('SIGINT'));
+    if (process.platform === 'win32') process.once('SIGBREAK', () => stop('SIGBREAK'));
   });
 }
 

@@ -30,7 +30,7 @@ export interface LoginOptions {
  */
 export async function login(route: RouteConfig, options: LoginOptions): Promise<string> {
   const file = u2mLoginFile(options.env, route);
-  if (!file) throw new Error('no home directory to keep the login in; set HOME or XDG_CONFIG_HOME');
+  if (!file) throw new Error('no home directory to keep the login in; set HOME or XDG_CONFIG_HOME (on Windows APPDATA or USERPROFILE)');
   const endpoints = await oidcEndpoints(route);
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import path, { join } from 'node:path';
+import { configDir } from '../config/paths.js';
 
 /** What `dbx-gateway login` keeps for one Databricks host (and account). */
 export interface StoredLogin {
@@ -13,21 +13,25 @@ export interface StoredLogin {
 }
 
 /**
- * $XDG_CONFIG_HOME/dbx-gateway/logins (else ~/.config/dbx-gateway/logins), from the given
- * environment: undefined when it names no home, so tests and containers never touch a real one.
+ * <configDir>/logins: %APPDATA%\dbx-gateway\logins on Windows, $XDG_CONFIG_HOME/dbx-gateway/logins
+ * (else ~/.config/dbx-gateway/logins) elsewhere, from the given environment: undefined when it
+ * names no home, so tests and containers never touch a real one.
  */
-export function loginDir(env: NodeJS.ProcessEnv): string | undefined {
-  const home = env.HOME ?? env.USERPROFILE ?? (env === process.env ? homedir() : undefined);
-  const base = env.XDG_CONFIG_HOME || (home ? join(home, '.config') : undefined);
-  return base ? join(base, 'dbx-gateway', 'logins') : undefined;
+export function loginDir(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): string | undefined {
+  const base = configDir(env, platform);
+  return base ? pathFor(platform).join(base, 'logins') : undefined;
 }
 
 /** One file per host and account: readable name, hashed key (the account id is not a secret, but long). */
-export function loginFile(env: NodeJS.ProcessEnv, host: URL, accountId?: string): string | undefined {
-  const dir = loginDir(env);
+export function loginFile(env: NodeJS.ProcessEnv, host: URL, accountId?: string, platform: NodeJS.Platform = process.platform): string | undefined {
+  const dir = loginDir(env, platform);
   if (!dir) return undefined;
   const key = createHash('sha256').update(`${host.origin}|${accountId ?? ''}`).digest('hex').slice(0, 12);
-  return join(dir, `${host.hostname.replace(/[^A-Za-z0-9.-]/g, '_')}-${key}.json`);
+  return pathFor(platform).join(dir, `${host.hostname.replace(/[^A-Za-z0-9.-]/g, '_')}-${key}.json`);
+}
+
+function pathFor(platform: NodeJS.Platform): path.PlatformPath {
+  return platform === 'win32' ? path.win32 : path.posix;
 }
 
 export function readLogin(file: string): StoredLogin | undefined {
@@ -40,20 +44,25 @@ export function readLogin(file: string): StoredLogin | undefined {
 }
 
 /**
- * Writes the login only the user can read: the directory 0700, the file 0600, replaced atomically
- * (a temp file created 0600, then renamed) so a crash never leaves half a refresh token.
+ * Writes the login only the user can read, replaced atomically (a temp file, then renamed) so a
+ * crash never leaves half a refresh token. POSIX: the directory 0700, the file 0600 (the temp file
+ * is created 0600). Windows has no POSIX modes (Node maps them to the read-only attribute at
+ * most): the file is private because it lives in the user's profile (%APPDATA%), whose ACL grants
+ * only the user, SYSTEM and Administrators; new files inherit it.
  */
-export function writeLogin(file: string, login: StoredLogin): void {
+export function writeLogin(file: string, login: StoredLogin, platform: NodeJS.Platform = process.platform): void {
+  const posix = platform !== 'win32';
   const dir = join(file, '..');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  mkdirSync(dir, { recursive: true, ...(posix ? { mode: 0o700 } : {}) });
+  if (posix) chmodSync(dir, 0o700);
   const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
+  const fd = posix ? openSync(tmp, 'w', 0o600) : openSync(tmp, 'w');
   try {
     writeSync(fd, `${JSON.stringify(login, null, 2)}\n`);
   } finally {
     closeSync(fd);
   }
-  chmodSync(tmp, 0o600);
+  if (posix) chmodSync(tmp, 0o600);
+  // Windows: rename onto an existing file works (MoveFileEx with MOVEFILE_REPLACE_EXISTING).
   renameSync(tmp, file);
 }

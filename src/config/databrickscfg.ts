@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import path from 'node:path';
+import { envValue, expandHome, homeDir } from './paths.js';
 
 /**
  * ~/.databrickscfg as the Databricks SDKs read it (Go SDK config/config_file.go with
@@ -59,13 +59,22 @@ function stripInlineComment(text: string): string {
 
 /**
  * DATABRICKS_CONFIG_FILE (with ~ expanded), else ~/.databrickscfg. The home directory comes from
- * the given environment (HOME, USERPROFILE), so an environment without one reads no profiles.
+ * the given environment: on Windows %USERPROFILE% (as the Databricks CLI and SDKs read it; a Git
+ * Bash $HOME is not it), elsewhere $HOME. An environment without one reads no profiles.
  */
-export function databricksCfgPath(env: NodeJS.ProcessEnv): { path: string; explicit: boolean } | undefined {
-  const home = env.HOME ?? env.USERPROFILE ?? (env === process.env ? homedir() : undefined);
-  const configured = env.DATABRICKS_CONFIG_FILE;
-  if (configured) return { path: resolve(home ? configured.replace(/^~(?=$|\/)/, home) : configured), explicit: true };
-  return home ? { path: join(home, '.databrickscfg'), explicit: false } : undefined;
+export function databricksCfgPath(
+  env: NodeJS.ProcessEnv,
+  platform: NodeJS.Platform = process.platform,
+): { path: string; explicit: boolean } | undefined {
+  const p = platform === 'win32' ? path.win32 : path.posix;
+  const home = homeDir(env, platform);
+  const configured = envValue(env, 'DATABRICKS_CONFIG_FILE', platform);
+  if (configured) {
+    const expanded = expandHome(configured, home, platform);
+    // Relative to the working directory, like the SDKs; path.resolve only on the platform it runs on.
+    return { path: platform === process.platform ? path.resolve(expanded) : p.normalize(expanded), explicit: true };
+  }
+  return home ? { path: p.join(home, '.databrickscfg'), explicit: false } : undefined;
 }
 
 /** Reads the file; undefined when it is absent (an explicitly named file that is absent is an error). */

@@ -55,7 +55,9 @@ export function runningGateways(dir: string, url?: string): RunFile[] {
   for (const name of names) {
     try {
       const run = JSON.parse(readFileSync(join(dir, name), 'utf8')) as RunFile;
-      if (typeof run.url !== 'string' || typeof run.secret !== 'string' || !isAlive(run.pid)) continue;
+      // Our own pid is never another gateway: a stale file whose pid the OS gave to us (Windows and
+      // Wine reuse small pids) must not count.
+      if (typeof run.url !== 'string' || typeof run.secret !== 'string' || run.pid === process.pid || !isAlive(run.pid)) continue;
       if (url === undefined || sameUrl(run.url, url)) found.push(run);
     } catch {
       // A file being written or not ours: skip it.

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { envValue } from '../../config/paths.js';
 import type { AccessToken, Credential } from '../credential.js';
 import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 import { findOnPath } from './find-on-path.js';
@@ -45,11 +47,12 @@ export const databricksCliProvider: CredentialProvider = {
 };
 
 function run(cli: string, args: string[], env: NodeJS.ProcessEnv, loginCommand: string, signal?: AbortSignal): Promise<string> {
+  const [file, argv, spawnOptions] = commandLine(cli, args, env);
   return new Promise((resolve, reject) => {
     execFile(
-      cli,
-      args,
-      { env, timeout: TOKEN_FETCH_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 1 << 20, ...(signal ? { signal } : {}) },
+      file,
+      argv,
+      { env, timeout: TOKEN_FETCH_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 1 << 20, ...spawnOptions, ...(signal ? { signal } : {}) },
       (err, stdout, stderr) => {
         if (!err) return resolve(stdout);
         const e = err as NodeJS.ErrnoException & { killed?: boolean };
@@ -67,6 +70,42 @@ function run(cli: string, args: string[], env: NodeJS.ProcessEnv, loginCommand: 
       },
     );
   });
+}
+
+/**
+ * How to start the CLI. On Windows a .cmd/.bat (a wrapper or shim named by DATABRICKS_CLI_PATH or
+ * found through PATHEXT) cannot be spawned directly: Node >= 20.12.2 refuses with EINVAL
+ * (CVE-2024-27980), because cmd.exe re-parses its command line. It is run as
+ * `cmd.exe /d /s /c "<line>"` the way cross-spawn does it: the path with every cmd.exe
+ * metacharacter ^-escaped, each argument quoted for the C runtime and then ^-escaped too, so cmd
+ * sees nothing quoted and hands the program the literal text (a profile named `a&b` stays one
+ * argument). An argument with a double quote or a line break is refused: the batch file's own
+ * %* would re-parse it. An .exe (the Databricks CLI itself) is spawned directly, as on POSIX.
+ */
+export function commandLine(
+  cli: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  platform: NodeJS.Platform = process.platform,
+): [file: string, args: string[], options: { windowsVerbatimArguments?: boolean }] {
+  if (platform !== 'win32' || !/\.(cmd|bat)$/i.test(cli)) return [cli, args, {}];
+  const unsafe = args.find((a) => /["\r\n\0]/.test(a));
+  if (unsafe !== undefined) {
+    throw new Error(`cannot pass ${JSON.stringify(unsafe)} to ${cli} through cmd.exe; point DATABRICKS_CLI_PATH at databricks.exe`);
+  }
+  const line = [escapeForCmd(path.win32.normalize(cli)), ...args.map((a) => escapeForCmd(quoteForCrt(a)))].join(' ');
+  const comspec = envValue(env, 'ComSpec', platform) || 'cmd.exe';
+  return [comspec, ['/d', '/s', '/c', `"${line}"`], { windowsVerbatimArguments: true }];
+}
+
+/** One argument as the Microsoft C runtime splits a command line: quoted, trailing backslashes doubled. */
+function quoteForCrt(arg: string): string {
+  return `"${arg.replace(/(\\+)$/, '$1$1')}"`;
+}
+
+/** Every character cmd.exe gives a meaning to, ^-escaped (see robvanderwoude.com/escapechars.php). */
+function escapeForCmd(text: string): string {
+  return text.replace(/([()\][%!^"`<>&|;, *?])/g, '^$1');
 }
 
 function parseCliToken(stdout: string, cli: string): AccessToken {

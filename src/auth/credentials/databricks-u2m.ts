@@ -33,7 +33,7 @@ export const databricksU2mProvider: CredentialProvider = {
       hint: `run ${login}`,
       reason,
       async getToken(_audience, options): Promise<AccessToken> {
-        if (!file) throw new Error('no home directory to read dbx-gateway logins from (set HOME or XDG_CONFIG_HOME)');
+        if (!file) throw new Error('no home directory to read dbx-gateway logins from (set HOME or XDG_CONFIG_HOME; on Windows APPDATA or USERPROFILE)');
         const stored = readLogin(file);
         if (!stored) throw new Error(`nobody has signed in to ${route.upstream.origin} through dbx-gateway yet`);
         const { tokenEndpoint } = await oidcEndpoints(route, options?.signal);
