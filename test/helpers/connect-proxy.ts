@@ -1,11 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { preparedPki } from './tls.js';
+import { serverPki } from './tls.js';
 
 /** One CONNECT request as the proxy received it. */
 export interface SeenConnect {
@@ -169,28 +165,7 @@ const pkis = new Map<string, NamedPki>();
 export function namedPki(name: string): NamedPki {
   const cached = pkis.get(name);
   if (cached) return cached;
-  const prepared = preparedPki(`named-${name}`);
-  if (prepared) {
-    const pki = {
-      caFile: join(prepared, 'ca.pem'),
-      key: readFileSync(join(prepared, 'server.key'), 'utf8'),
-      cert: readFileSync(join(prepared, 'server.pem'), 'utf8'),
-    };
-    pkis.set(name, pki);
-    return pki;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-named-pki-'));
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
-    '-days', '2', '-subj', `/CN=dbx-gateway test CA for ${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${name}`);
-  writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=DNS:${name}\nextendedKeyUsage=serverAuth\n`);
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
-  const pki = {
-    caFile: join(dir, 'ca.pem'),
-    key: readFileSync(join(dir, 'server.key'), 'utf8'),
-    cert: readFileSync(join(dir, 'server.pem'), 'utf8'),
-  };
+  const pki = serverPki(`named-${name}`, `dbx-gateway test CA for ${name}`, [`DNS:${name}`]);
   pkis.set(name, pki);
   return pki;
 }

@@ -24,31 +24,31 @@ export function preparedPki(part: string): string | undefined {
 
 /** A throwaway CA and a server certificate for 127.0.0.1 and localhost. */
 export function testPki(): TestPki {
-  if (cached) return cached;
-  const prepared = preparedPki('default');
-  if (prepared) {
-    cached = {
-      caFile: join(prepared, 'ca.pem'),
-      ca: readFileSync(join(prepared, 'ca.pem'), 'utf8'),
-      key: readFileSync(join(prepared, 'server.key'), 'utf8'),
-      cert: readFileSync(join(prepared, 'server.pem'), 'utf8'),
-    };
-    return cached;
+  cached ??= serverPki('default', 'dbx-gateway test CA', ['IP:127.0.0.1', 'DNS:localhost']);
+  return cached;
+}
+
+/**
+ * A CA and a server certificate for `san` (openssl subjectAltName entries): the one make-pki.ts
+ * prepared for this run as DBX_GATEWAY_TEST_PKI/<part>, else made here with openssl.
+ */
+export function serverPki(part: string, caName: string, san: string[]): TestPki {
+  let dir = preparedPki(part);
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), 'dbxgw-pki-'));
+    const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
+      '-days', '2', '-subj', `/CN=${caName}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+    run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${san[0]?.replace(/^\w+:/, '')}`);
+    writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=${san.join(',')}\nextendedKeyUsage=serverAuth\n`);
+    run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
   }
-  const dir = mkdtempSync(join(tmpdir(), 'dbxgw-pki-'));
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
-    '-days', '2', '-subj', '/CN=dbx-gateway test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
-  cached = {
+  return {
     caFile: join(dir, 'ca.pem'),
     ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
     key: readFileSync(join(dir, 'server.key'), 'utf8'),
     cert: readFileSync(join(dir, 'server.pem'), 'utf8'),
   };
-  return cached;
 }
 
 let clientCert: { pemFile: string; certPem: string } | undefined;
