@@ -78,7 +78,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.onError((err, c) => {
     if (err instanceof GatewayError) {
       const record = recordOf(c.env.incoming);
-      if (record) record.error = err.code;
+      if (record) {
+        record.error = err.code;
+        record.reason = err.message;
+      }
       return gatewayErrorResponse(err);
     }
     deps.logger.error({ err: { name: err.name, message: err.message } }, 'unexpected error');

@@ -17,7 +17,7 @@ const USAGE = `Usage:
   dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
               [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
               [--credential TYPE] [--no-profiles] [--demo] [--metadata-service]
-              [--socket PATH] [--allow-unauthenticated-network] [--tls]
+              [--socket PATH] [--allow-unauthenticated-network] [--tls] [--log-format text|json]
   dbx-gateway token NAME [--output json|env|raw|powershell|cmd] [--url URL]
                               print {"access_token","token_type","expires_on"} for route NAME,
                               or export lines for a shell (eval "$(dbx-gateway token NAME -o env)")
@@ -34,7 +34,8 @@ With nothing configured it serves a built-in demo workspace at /ws/demo.
 
 Every ~/.databrickscfg profile with a host (or DATABRICKS_CONFIG_FILE) is a route too.
 
-Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY_LOG_LEVEL.
+Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY_LOG_LEVEL,
+DBX_GATEWAY_LOG_FORMAT, NO_COLOR.
 Credential types: ${CREDENTIAL_TYPE_NAMES.join(', ')}.
 `;
 
@@ -54,6 +55,7 @@ const OPTIONS = {
   tls: { type: 'boolean' },
   pem: { type: 'boolean' },
   url: { type: 'string' },
+  'log-format': { type: 'string' },
   socket: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -90,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     ...(values['allow-unauthenticated-network'] ? { allowUnauthenticatedNetwork: true } : {}),
     ...(values.socket !== undefined ? { socket: values.socket } : {}),
     ...(values.tls ? { tls: true } : {}),
+    ...(values['log-format'] !== undefined ? { logFormat: values['log-format'] } : {}),
   };
   const [command = 'serve', ...rest] = positionals;
   switch (command) {
@@ -253,7 +256,7 @@ async function serve(flags: CliFlags): Promise<number> {
     import('./config/load.js'),
     import('./security/redact.js'),
   ]);
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, ...(config.logFormat ? { format: config.logFormat } : {}) });
   // The control endpoints' secret, handed to this user's commands through the run file.
   const reloadRef: { run: (why: string) => Promise<ReloadResult> } = {
     run: async () => ({ ok: false, notes: ['the gateway is still starting'], routes: [] }),
@@ -300,7 +303,19 @@ async function serve(flags: CliFlags): Promise<number> {
       `demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`,
     );
   }
+  logger.info(
+    config.configFile ? { config: config.configFile } : {},
+    config.configFile ? `config file: ${config.configFile}` : config.demo ? 'no config file: serving the built-in demo' : 'no config file: routes from flags and ~/.databrickscfg',
+  );
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
+  // Every route's token once at start: a route that cannot get one says so now, with the fix,
+  // not 20 s into the first request.
+  for (const route of gateway.routes.routes) {
+    gateway.tokens.get(route.credential, 'databricks').then(
+      () => logger.debug({ route: route.name }, `route ${route.name}: token ready`),
+      (err: Error) => logger.warn({ route: route.name, credential: route.credential.type }, `route ${route.name} has no token yet: ${err.message}`),
+    );
+  }
 
   // SIGHUP (and `dbx-gateway reload`, where there is no SIGHUP): re-read the configuration
   // without dropping connections; an invalid one keeps the old.

@@ -31,6 +31,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
           : new GatewayError('GATEWAY_BAD_REQUEST', 'the gateway could not handle this request; see its log');
       if (!(err instanceof GatewayError)) deps.logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'unexpected error');
       record.error = gatewayError.code;
+      record.reason = gatewayError.message;
       writeGatewayError(res, gatewayError, { close: true, ...(corsOrigin ? { extraHeaders: corsHeaders(corsOrigin) } : {}) });
     };
     try {
@@ -48,6 +49,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
         record.key = name;
       });
       record.route = route.name;
+      if (prefix) record.prefix = prefix;
       // Admitted: now the client may send its body (the server answers no 100 Continue itself;
       // see the checkContinue listener in server.ts).
       if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();

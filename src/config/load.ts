@@ -41,6 +41,8 @@ export interface CliFlags {
   noProfiles?: boolean;
   /** HTTPS on every listener with the gateway's own local CA (listen.tls: auto). */
   tls?: boolean;
+  /** text (one line per event) or json; default: text on a terminal. */
+  logFormat?: string;
 }
 
 export interface LoadConfigOptions {
@@ -50,6 +52,8 @@ export interface LoadConfigOptions {
 }
 
 /** Every problem found in one pass, so a user fixes them all at once (oauth2-proxy style). */
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   constructor(
@@ -124,6 +128,14 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   }
 
   const tls = listenTls(flags, file, env, cwd, problems);
+  const logLevel = env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`DBX_GATEWAY_LOG_LEVEL: "${logLevel}" is not a log level; use one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const logFormat = flags.logFormat ?? env.DBX_GATEWAY_LOG_FORMAT ?? file.logFormat;
+  if (logFormat !== undefined && logFormat !== 'text' && logFormat !== 'json') {
+    problems.push(`${flags.logFormat ? '--log-format' : env.DBX_GATEWAY_LOG_FORMAT ? 'DBX_GATEWAY_LOG_FORMAT' : 'logFormat'}: "${logFormat}" is not a log format; use text (one line per event) or json`);
+  }
   if (problems.length > 0) throw new ConfigError(problems, configFile);
 
   const demo = flags.demo === true || routes.size === 0;
@@ -139,7 +151,8 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     timeouts: { ...DEFAULT_TIMEOUTS, ...file.timeouts },
     demo,
     ...(configFile ? { configFile } : {}),
-    logLevel: env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info',
+    logLevel,
+    ...(logFormat === 'text' || logFormat === 'json' ? { logFormat } : {}),
     ...metadataServiceConfig(flags, file, env),
     warnings,
   };

@@ -82,6 +82,7 @@ export const fileConfigSchema = z.strictObject({
     ])
     .optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  logFormat: z.enum(['text', 'json']).optional(),
 });
 
 export type FileConfig = z.infer<typeof fileConfigSchema>;

@@ -102,6 +102,8 @@ export interface GatewayConfig {
   /** The config file read, if any. */
   configFile?: string;
   logLevel: string;
+  /** text or json; absent: text on a terminal, json otherwise. */
+  logFormat?: 'text' | 'json';
   /** The Databricks SDK metadata service at /metadata/SECRET, when enabled. */
   metadataService?: { secret: string; generated: boolean };
   /** Problems worth a startup warning that do not stop the gateway (skipped profiles). */

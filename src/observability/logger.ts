@@ -1,12 +1,5 @@
-import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-
-/** pino-pretty (and its dependencies) only when the output is for a person: ~5 MiB and 15 ms otherwise. */
-type Pretty = typeof import('pino-pretty');
-function loadPretty(): Pretty {
-  const mod = createRequire(import.meta.url)('pino-pretty') as Pretty & { default?: Pretty };
-  return mod.default ?? mod;
-}
+import { textStream } from './text-format.js';
 
 export type { Logger };
 
@@ -39,8 +32,13 @@ const LOG_FLUSH_MS = 50;
 
 export interface LoggerOptions {
   level?: string;
-  /** Destination; defaults to stdout. JSON lines, or readable lines when it is a TTY. */
+  /** Destination; defaults to stdout. */
   stream?: NodeJS.WritableStream;
+  /** text: one line per event for a person; json: JSON lines. Default: text on a terminal. */
+  format?: 'text' | 'json';
+  /** Override of the text colours (default: a terminal without NO_COLOR). */
+  colour?: boolean;
+  /** @deprecated the same as format: 'text'. */
   pretty?: boolean;
 }
 
@@ -52,17 +50,19 @@ function baseOptions(options: LoggerOptions) {
   };
 }
 
-export function createLogger(options: LoggerOptions = {}): Logger {
+export function createLogger(options: LoggerOptions = {}, env: NodeJS.ProcessEnv = process.env): Logger {
   const stream = options.stream ?? process.stdout;
-  const readable = options.pretty ?? (stream === process.stdout && process.stdout.isTTY === true);
-  if (!readable && options.stream === undefined) {
-    // JSON to stdout through sonic-boom, asynchronously and in batches: lines collect until 4 KiB
-    // or 50 ms have passed, then go in one write(2). One write per request line was about a third
-    // of the gateway's CPU per request under load (docs/benchmarks.md). pino flushes it on exit.
-    return pino({ ...baseOptions(options) }, pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }));
-  }
+  const tty = stream === process.stdout && process.stdout.isTTY === true;
+  const format = options.format ?? (options.pretty === true || (options.pretty === undefined && tty) ? 'text' : 'json');
   const base = baseOptions(options);
-  return readable
-    ? pino(base, loadPretty()({ destination: stream, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' }))
-    : pino(base, stream);
+  if (format === 'text') {
+    const colour = options.colour ?? (tty && !env.NO_COLOR);
+    return pino(base, textStream({ out: stream, colour }));
+  }
+  if (options.stream === undefined) {
+    // JSON to stdout through sonic-boom, asynchronously and in batches (4 KiB or 50 ms per
+    // write(2)) instead of a write per request line. pino flushes it on exit.
+    return pino(base, pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }));
+  }
+  return pino(base, stream);
 }

@@ -54,11 +54,15 @@ export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse
       ms: Math.round(seconds * 10_000) / 10,
       bytes,
       bytesIn: record.bytesIn,
+      ...(record.prefix ? { prefix: record.prefix } : {}),
       ...(record.error ? { error: record.error } : {}),
+      ...(record.reason ? { reason: record.reason } : {}),
       ...(record.replayed ? { replayed: true } : {}),
       ...(outgoing.writableFinished ? {} : { aborted: true }),
     };
     if (QUIET_PATHS.has(path)) lines.debug(line, 'request');
+    // Failures at WARN, with the gateway's reason when it answered them itself.
+    else if (record.error !== undefined || status >= 500) lines.warn(line, 'request');
     else lines.info(line, 'request');
   });
   return record;

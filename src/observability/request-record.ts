@@ -4,11 +4,15 @@ import type { IncomingMessage } from 'node:http';
 export interface RequestRecord {
   startNs: bigint;
   route?: string;
+  /** The local prefix of a proxied request (/ws/NAME), absent on a per-route port. */
+  prefix?: string;
   /** Upstream path for proxied requests (query string dropped: it may carry ids users consider private). */
   path?: string;
   bytesIn: number;
   bytesOut: number;
   error?: string;
+  /** The gateway's own message for a failure it answered (says what to do; never a secret). */
+  reason?: string;
   replayed?: boolean;
   /** The inbound key's name (never the key). */
   key?: string;

@@ -3,7 +3,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
-import { GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
+import { toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
@@ -69,8 +69,10 @@ export class Forwarder {
         if (!exchange.res.destroyed && !exchange.req.socket.destroyed) this.#dispatch(exchange, fetched);
       },
       (err: unknown) => {
-        exchange.record.error = err instanceof GatewayError ? err.code : 'ERROR';
-        writeGatewayError(exchange.res, toGatewayError(err, exchange.route.target.origin), { close: true });
+        const gatewayError = toGatewayError(err, exchange.route.target.origin);
+        exchange.record.error = gatewayError.code;
+        exchange.record.reason = gatewayError.message;
+        writeGatewayError(exchange.res, gatewayError, { close: true });
       },
     );
   }
@@ -196,6 +198,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     }
     const gatewayError = toGatewayError(err, exchange.route.target.origin, this.timeouts);
     exchange.record.error = gatewayError.code;
+    exchange.record.reason = gatewayError.message;
     // Mid-stream (headers sent), writeGatewayError aborts the response: an upstream reset reaches
     // the client as a reset, never as a silently short body.
     writeGatewayError(exchange.res, gatewayError, { close: !exchange.req.complete });

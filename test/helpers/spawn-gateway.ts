@@ -33,7 +33,8 @@ export function spawnGateway(args: string[], env: NodeJS.ProcessEnv, cwd?: strin
       reject(new Error(`gateway did not start:\n${out}\n${err}`));
     }, 20_000);
     const onData = () => {
-      const m = /"url":"((?:https?:\/\/|unix:)[^"]+)"/.exec(out);
+      // The JSON log's url field, or the text log's "listening on URL" (--log-format text).
+      const m = /"url":"((?:https?:\/\/|unix:)[^"]+)"/.exec(out) ?? /dbx-gateway listening on ((?:https?:\/\/|unix:)\S+)/.exec(out);
       if (!m?.[1]) return;
       clearTimeout(timer);
       child.stdout?.off('data', onData);

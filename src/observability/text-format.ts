@@ -1,0 +1,62 @@
+/**
+ * Log lines for a person at a terminal: one line per event, never the nine of a pretty-printed
+ * object. A request is `12:04:05 GET /ws/prod/api/2.0/clusters/list 200 25ms 387B`; anything
+ * else is the time, the level and the message, then its fields as key=value. Colours only on a
+ * terminal and without NO_COLOR (https://no-color.org).
+ */
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const COLOURS: Record<number, string> = { 40: '\u001b[33m', 50: '\u001b[31m', 60: '\u001b[31m' };
+const RESET = '\u001b[0m';
+const DIM = '\u001b[2m';
+/** Fields shown in the request line itself, or not at all. */
+const REQUEST_FIELDS = new Set(['level', 'time', 'msg', 'method', 'route', 'prefix', 'path', 'status', 'ms', 'bytes', 'bytesIn']);
+
+export interface TextStreamOptions {
+  out: NodeJS.WritableStream;
+  colour: boolean;
+}
+
+/** A stream pino writes its JSON lines to, which writes them on `out` as text. */
+export function textStream({ out, colour }: TextStreamOptions): { write(line: string): boolean } {
+  return {
+    write(line) {
+      let event: Record<string, unknown>;
+      try {
+        event = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return out.write(line);
+      }
+      return out.write(`${formatEvent(event, colour)}\n`);
+    },
+  };
+}
+
+export function formatEvent(event: Record<string, unknown>, colour: boolean): string {
+  const level = Number(event.level);
+  const time = typeof event.time === 'number' ? new Date(event.time).toTimeString().slice(0, 8) : '';
+  const paint = (text: string, code: string | undefined) => (colour && code ? `${code}${text}${RESET}` : text);
+  const stamp = paint(time, DIM);
+  if (event.msg === 'request' && typeof event.method === 'string') {
+    const size = typeof event.bytes === 'number' ? ` ${humanBytes(event.bytes)}` : '';
+    const extra = fields(event, REQUEST_FIELDS);
+    const text = `${event.method} ${String(event.prefix ?? '')}${String(event.path ?? '')} ${String(event.status ?? '-')} ${String(event.ms ?? '-')}ms${size}${extra}`;
+    return `${stamp} ${paint(text, COLOURS[level])}`;
+  }
+  const name = LEVELS[level] ?? String(event.level);
+  return `${stamp} ${paint(name.padEnd(5), COLOURS[level])} ${String(event.msg ?? '')}${fields(event, new Set(['level', 'time', 'msg']))}`;
+}
+
+function fields(event: Record<string, unknown>, skip: Set<string>): string {
+  let out = '';
+  for (const [key, value] of Object.entries(event)) {
+    if (skip.has(key) || value === undefined) continue;
+    out += ` ${key}=${typeof value === 'string' ? (/\s/.test(value) ? JSON.stringify(value) : value) : JSON.stringify(value)}`;
+  }
+  return out;
+}
+
+function humanBytes(n: number): string {
+  if (n < 1024) return `${n}B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)}KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)}MiB`;
+}

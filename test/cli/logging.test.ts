@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { formatEvent } from '../../src/observability/text-format.js';
+import { request } from '../helpers/http.js';
+import { spawnGateway } from '../helpers/spawn-gateway.js';
+
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('saying what it is doing', () => {
+  it('formats a request as one line: method, path, status, time and size', () => {
+    const line = formatEvent({ level: 30, time: Date.parse('2026-12-01T12:04:05Z'), msg: 'request', method: 'GET', route: 'prod', prefix: '/ws/prod', path: '/api/2.0/clusters/list', status: 200, ms: 25, bytes: 387, bytesIn: 0 }, false);
+    assert.match(line, /^\d\d:\d\d:\d\d GET \/ws\/prod\/api\/2\.0\/clusters\/list 200 25ms 387B$/);
+    const failed = formatEvent({ level: 40, time: 0, msg: 'request', method: 'POST', path: '/x', status: 403, ms: 1, bytes: 10, error: 'GATEWAY_FORBIDDEN', reason: 'route prod is read-only' }, true);
+    assert.match(failed, /\u001b\[33mPOST \/x 403 1ms 10B error=GATEWAY_FORBIDDEN reason="route prod is read-only"\u001b\[0m$/);
+    assert.doesNotMatch(formatEvent({ level: 40, time: 0, msg: 'x' }, false), /\u001b/);
+  });
+
+  it('with --log-format text: one line per request, failures at WARN with their reason, the config file named, and a route without a token warned about at start', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'dbxgw-log-'));
+    const config = join(home, 'gw.yaml');
+    // A route whose credential cannot get a token: the CLI it names does not exist.
+    writeFileSync(config, 'routes:\n  broken: { host: https://adb-1.1.azuredatabricks.net, credential: { type: databricks-cli, cliPath: /nonexistent/databricks } }\n');
+    const gw = await spawnGateway(['--config', config, '--no-profiles', '--log-format', 'text', '--demo'], { HOME: home, NO_COLOR: '1' }, home);
+    try {
+      await until(() => /WARN +route broken has no token yet: .*databricks/.test(gw.stdout()), 'the startup warning');
+      assert.match(gw.stdout(), new RegExp(`INFO  config file: ${config.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      await request(`${gw.url.replace(/\/$/, '')}/ws/demo/api/2.0/clusters/list`);
+      await request(`${gw.url}/ws/broken/api/2.0/clusters/list`);
+      await until(() => /GET \/ws\/broken\/api\/2\.0\/clusters\/list 503/.test(gw.stdout()), 'the failed request line');
+      const lines = gw.stdout().split('\n');
+      const ok = lines.filter((l) => /GET \/ws\/demo\/api\/2\.0\/clusters\/list 200 [\d.]+ms \d+B$/.test(l));
+      assert.equal(ok.length, 1, gw.stdout());
+      assert.match(gw.stdout(), /GET \/ws\/broken\/api\/2\.0\/clusters\/list 503 [\d.]+ms \d+B error=GATEWAY_TOKEN_UNAVAILABLE reason="no usable token/);
+      assert.doesNotMatch(gw.stdout(), /\u001b\[/, 'NO_COLOR');
+      assert.doesNotMatch(gw.stdout(), /^\{/m, 'no JSON lines');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('refuses a log level or format that does not exist, as a config error', () => {
+    const home = mkdtempSync(join(tmpdir(), 'dbxgw-loglevel-'));
+    const run = (args: string[], env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
+    const level = run(['--no-profiles', '--port', '0'], { DBX_GATEWAY_LOG_LEVEL: 'verbose' });
+    assert.equal(level.status, 2);
+    assert.match(level.stderr, /DBX_GATEWAY_LOG_LEVEL: "verbose" is not a log level; use one of trace, debug, info, warn, error, fatal, silent/);
+    const format = run(['--no-profiles', '--port', '0', '--log-format', 'xml'], {});
+    assert.equal(format.status, 2);
+    assert.match(format.stderr, /--log-format: "xml" is not a log format; use text/);
+  });
+});
