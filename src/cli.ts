@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { parseArgs } from 'node:util';
+import { Command, CommanderError } from 'commander';
 import { CREDENTIAL_TYPE_NAMES } from './auth/credentials/names.js';
 import type { CliFlags } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
@@ -12,108 +12,203 @@ import type { RunningGateway } from './server.js';
 // Everything else is imported by the command that needs it: `--version` and `--help` load no
 // config, credential or server code (zod, yaml, hono, undici, pino are most of the start-up time).
 
-
-const USAGE = `Usage:
-  dbx-gateway [serve] [--config FILE] [--host ADDR] [--port N]
-              [--workspace NAME=URL]... [--account NAME=ACCOUNT_ID[@HOST]]...
-              [--credential TYPE] [--no-profiles] [--demo] [--metadata-service]
-              [--socket PATH] [--allow-unauthenticated-network] [--tls] [--log-format text|json]
-  dbx-gateway token NAME [--output json|env|raw|powershell|cmd] [--url URL]
-                              print {"access_token","token_type","expires_on"} for route NAME,
-                              or export lines for a shell (eval "$(dbx-gateway token NAME -o env)")
-  dbx-gateway login NAME      Databricks OAuth U2M (PKCE) sign-in for route NAME [--no-browser]
-  dbx-gateway keys add NAME [--config FILE]
-                              print a new inbound key once; store only its hash in the config
-  dbx-gateway doctor          per route: credential and why, token, upstream, identity, clock skew
-  dbx-gateway tls ca [--pem]  the local CA certificate (for --tls) as a path, or as PEM
-  dbx-gateway reload [--url URL]  the running gateway re-reads its configuration (SIGHUP elsewhere)
-  dbx-gateway --help | --version
-
-Serves /ws/NAME/... and /acct/NAME/... on 127.0.0.1:8080, attaching a fresh token to each request.
-With nothing configured it serves a built-in demo workspace at /ws/demo.
-
-Every ~/.databrickscfg profile with a host (or DATABRICKS_CONFIG_FILE) is a route too.
+const ABOUT = `Serves /ws/NAME/... and /acct/NAME/... on 127.0.0.1:8080, attaching a fresh token to each request.
+With nothing configured it serves a built-in demo workspace at /ws/demo. Every ~/.databrickscfg
+profile with a host (or DATABRICKS_CONFIG_FILE) is a route too.
 
 Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY_LOG_LEVEL,
 DBX_GATEWAY_LOG_FORMAT, NO_COLOR.
-Credential types: ${CREDENTIAL_TYPE_NAMES.join(', ')}.
-`;
+Credential types: ${CREDENTIAL_TYPE_NAMES.join(', ')}.`;
 
-const OPTIONS = {
-  config: { type: 'string' },
-  host: { type: 'string' },
-  port: { type: 'string', short: 'p' },
-  workspace: { type: 'string', multiple: true },
-  account: { type: 'string', multiple: true },
-  credential: { type: 'string' },
-  demo: { type: 'boolean' },
-  'no-profiles': { type: 'boolean' },
-  'metadata-service': { type: 'boolean' },
-  output: { type: 'string', short: 'o' },
-  'no-browser': { type: 'boolean' },
-  'allow-unauthenticated-network': { type: 'boolean' },
-  tls: { type: 'boolean' },
-  pem: { type: 'boolean' },
-  url: { type: 'string' },
-  'log-format': { type: 'string' },
-  socket: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'v' },
-} as const;
+/** What commander collects for the options every configuration-reading command takes. */
+interface ConfigOptions {
+  config?: string;
+  host?: string;
+  port?: string;
+  workspace?: string[];
+  account?: string[];
+  credential?: string;
+  demo?: boolean;
+  profiles?: boolean;
+  metadataService?: boolean;
+  allowUnauthenticatedNetwork?: boolean;
+  socket?: string;
+  tls?: boolean;
+  logFormat?: string;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** The options of `serve` (and of the commands that read the same configuration). */
+function withConfigOptions(command: Command, all = true): Command {
+  command
+    .option('--config <file>', 'the config file (else DBX_GATEWAY_CONFIG, else ./dbx-gateway.yaml)')
+    .option('--workspace <name=url>', 'add route /ws/NAME to a workspace (repeatable)', collect)
+    .option('--account <name=account-id[@host]>', 'add route /acct/NAME to the account console (repeatable)', collect)
+    .option('--credential <type>', 'the credential of routes that name none')
+    .option('--no-profiles', 'skip the ~/.databrickscfg profiles');
+  if (all) {
+    command
+      .option('--host <addr>', 'listen address (default 127.0.0.1)')
+      .option('-p, --port <n>', 'listen port (default 8080)')
+      .option('--demo', 'also serve the built-in demo workspace at /ws/demo')
+      .option('--metadata-service', 'serve the Databricks SDK metadata service at /metadata/SECRET')
+      .option('--socket <path>', 'serve a unix socket (0600), or a named pipe on Windows, instead of TCP')
+      .option('--allow-unauthenticated-network', 'listen beyond loopback without inbound keys (warned)')
+      .option('--tls', 'HTTPS on every listener with the gateway\'s own local CA (listen.tls: auto)')
+      .option('--log-format <format>', 'text (one line per event) or json; default: text on a terminal');
+  }
+  return command;
+}
+
+function toFlags(o: ConfigOptions): CliFlags {
+  return {
+    ...(o.config !== undefined ? { config: o.config } : {}),
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.port !== undefined ? { port: o.port } : {}),
+    ...(o.workspace ? { workspace: o.workspace } : {}),
+    ...(o.account ? { account: o.account } : {}),
+    ...(o.credential !== undefined ? { credential: o.credential } : {}),
+    ...(o.demo ? { demo: true } : {}),
+    ...(o.profiles === false ? { noProfiles: true } : {}),
+    ...(o.metadataService ? { metadataService: true } : {}),
+    ...(o.allowUnauthenticatedNetwork ? { allowUnauthenticatedNetwork: true } : {}),
+    ...(o.socket !== undefined ? { socket: o.socket } : {}),
+    ...(o.tls ? { tls: true } : {}),
+    ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
+  };
+}
+
+/**
+ * The command line, on commander (a small, dependency-free, long-maintained parser: per-command
+ * help, typo suggestions and repeatable options without hand parsing). Each action sets `result`.
+ */
+function buildProgram(result: { code?: Promise<number> }): Command {
+  const program = new Command('dbx-gateway')
+    .description('A local reverse proxy that lets anything speak to Azure Databricks without handling tokens.')
+    .usage('[serve] [options]   (serve is the default command)\n       dbx-gateway <command> [options]')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .helpCommand('help [command]', 'help for a command')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', `\n${ABOUT}\n`);
+  withConfigOptions(program.command('serve').description('serve the routes (the default command)'))
+    .addHelpText('after', `
+Examples:
+  dbx-gateway --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net
+  dbx-gateway --config team.yaml --host 0.0.0.0          # needs inboundKeys
+  dbx-gateway --tls                                       # https with the local CA (dbx-gateway tls ca)`)
+    .action((o: ConfigOptions) => {
+      result.code = serve(toFlags(o));
+    });
+  withConfigOptions(program.command('token').argument('<name>', 'the route').description('print the token of route NAME (from the running gateway if one runs)'), false)
+    .option('-o, --output <format>', 'json, env, raw, powershell or cmd', 'json')
+    .option('--url <url>', 'the running gateway to ask (default: the one found in its run file)')
+    .addHelpText('after', `
+Examples:
+  eval "$(dbx-gateway token prod --output env)"                 # POSIX shells, Git Bash
+  TOKEN="$(dbx-gateway token prod --output raw)"                # like az ... --query accessToken -o tsv
+  dbx-gateway token prod --output powershell | Invoke-Expression`)
+    .action((name: string, o: ConfigOptions & { output: string; url?: string }) => {
+      result.code = printToken(toFlags(o), name, o.output, o.url);
+    });
+  withConfigOptions(program.command('doctor').description('per route: credential and why, token, upstream, identity, clock skew'), false)
+    .addHelpText('after', '\nExample:\n  dbx-gateway doctor --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net')
+    .action((o: ConfigOptions) => {
+      result.code = doctor(toFlags(o));
+    });
+  withConfigOptions(program.command('login').argument('<name>', 'the route').description('Databricks OAuth U2M (PKCE) sign-in for route NAME'), false)
+    .option('--no-browser', 'print the sign-in URL instead of opening a browser')
+    .addHelpText('after', '\nExample:\n  dbx-gateway login prod --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net')
+    .action((name: string, o: ConfigOptions & { browser: boolean }) => {
+      result.code = runLogin(toFlags(o), name, o.browser);
+    });
+  program
+    .command('keys')
+    .description('inbound keys for a shared gateway')
+    .argument('<action>', 'add')
+    .argument('<name>', 'the key name')
+    .option('--config <file>', 'the config file to store the hash in')
+    .addHelpText('after', '\nExample:\n  dbx-gateway keys add alice --config team.yaml   # prints the key once; stores its sha256')
+    .action((action: string, name: string, o: { config?: string }) => {
+      result.code = keysCommand(o.config !== undefined ? { config: o.config } : {}, [action, name]);
+    });
+  program
+    .command('tls')
+    .description('the local CA of --tls')
+    .argument('<what>', 'ca')
+    .option('--pem', 'print the certificate itself, not its path')
+    .addHelpText('after', '\nExamples:\n  export NODE_EXTRA_CA_CERTS="$(dbx-gateway tls ca)"\n  dbx-gateway tls ca --pem > dbx-gateway-ca.pem')
+    .action((what: string, o: { pem?: boolean }) => {
+      result.code = tlsCommand([what], o.pem === true);
+    });
+  program
+    .command('reload')
+    .description('make the running gateway re-read its configuration (what SIGHUP does; works on Windows)')
+    .option('--url <url>', 'the running gateway (default: the one found in its run file)')
+    .action((o: { url?: string }) => {
+      result.code = reloadCommand(o.url);
+    });
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      process.stdout.write(`${packageVersion()}\n`);
+      result.code = Promise.resolve(0);
+    });
+  return program;
+}
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. */
 export async function main(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
+  // `serve` is the default: flags alone (or nothing) mean serve with them.
+  const first = argv[0];
+  const args = first === undefined || (first.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(first)) ? ['serve', ...argv] : argv;
+  const result: { code?: Promise<number> } = {};
+  const program = buildProgram(result);
+  let failure: CommanderError | undefined;
+  program.exitOverride((err) => {
+    throw err;
+  });
+  program.configureOutput({ outputError: () => {} });
+  for (const sub of program.commands) {
+    sub.exitOverride((err) => {
+      throw err;
+    });
+    sub.configureOutput({ outputError: () => {} });
+  }
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    program.parse(args, { from: 'user' });
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${(err as Error).message}\nRun dbx-gateway --help for usage.\n`);
-    return 2;
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    failure = err;
   }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (values.version) {
-    process.stdout.write(`${packageVersion()}\n`);
-    return 0;
-  }
-  const flags: CliFlags = {
-    ...(values.config !== undefined ? { config: values.config } : {}),
-    ...(values.host !== undefined ? { host: values.host } : {}),
-    ...(values.port !== undefined ? { port: values.port } : {}),
-    ...(values.workspace ? { workspace: values.workspace } : {}),
-    ...(values.account ? { account: values.account } : {}),
-    ...(values.credential !== undefined ? { credential: values.credential } : {}),
-    ...(values.demo ? { demo: true } : {}),
-    ...(values['no-profiles'] ? { noProfiles: true } : {}),
-    ...(values['metadata-service'] ? { metadataService: true } : {}),
-    ...(values['allow-unauthenticated-network'] ? { allowUnauthenticatedNetwork: true } : {}),
-    ...(values.socket !== undefined ? { socket: values.socket } : {}),
-    ...(values.tls ? { tls: true } : {}),
-    ...(values['log-format'] !== undefined ? { logFormat: values['log-format'] } : {}),
-  };
-  const [command = 'serve', ...rest] = positionals;
-  switch (command) {
-    case 'serve':
-      return serve(flags);
-    case 'token':
-      return printToken(flags, rest[0], values.output ?? 'json', values.url);
-    case 'doctor':
-      return doctor(flags);
-    case 'login':
-      return runLogin(flags, rest[0], !values['no-browser']);
-    case 'keys':
-      return keysCommand(flags, rest);
-    case 'tls':
-      return tlsCommand(rest, values.pem === true);
-    case 'reload':
-      return reloadCommand(values.url);
-    default:
-      process.stderr.write(`dbx-gateway: unknown command "${command}"\nRun dbx-gateway --help for usage.\n`);
-      return 2;
-  }
+  if (failure) return usageError(program, args, failure);
+  return result.code ?? 0;
+}
+
+/**
+ * A usage error in our words: `unknown flag: --worksapce`, the closest valid one, and the usage of
+ * the command it was given to; `--workspace prod https://...` says the `=` is missing.
+ */
+function usageError(program: Command, args: string[], err: CommanderError): number {
+  const command = program.commands.find((c) => c.name() === args[0]) ?? program;
+  const suggestion = /\(Did you mean ([^?]+)\?\)/.exec(err.message)?.[1];
+  const said = (() => {
+    const option = /unknown option '([^']+)'/.exec(err.message)?.[1];
+    if (option) return `unknown flag: ${option}`;
+    const unknownCommand = /unknown command '([^']+)'/.exec(err.message)?.[1];
+    if (unknownCommand) return `unknown command: ${unknownCommand}`;
+    if (err.code === 'commander.excessArguments') {
+      const i = args.findIndex((a, n) => (a === '--workspace' || a === '--account') && args[n + 1] !== undefined && !args[n + 1]!.includes('=') && args[n + 2] !== undefined);
+      if (i >= 0) return `${args[i]} ${args[i + 1]} ${args[i + 2]}: the = is missing; write ${args[i]} ${args[i + 1]}=${args[i + 2]}`;
+    }
+    return err.message.replace(/^error: /, '').split('\n')[0] ?? err.message;
+  })();
+  process.stderr.write(
+    `dbx-gateway: ${said}\n${suggestion ? `did you mean ${suggestion}?\n` : ''}\n${command.helpInformation()}Run dbx-gateway help ${command === program ? '' : `${command.name()} `}for more.\n`,
+  );
+  return 2;
 }
 
 /**

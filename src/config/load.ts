@@ -100,13 +100,20 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     if (built) routes.set(name, built);
   }
   // Command-line flags win over the file (contract: "Command-line flags win over the file").
-  for (const spec of flags.workspace ?? []) {
-    const built = buildFlagRoute('workspace', spec, defaultCredential, problems);
-    if (built) routes.set(built.name, built);
-  }
-  for (const spec of flags.account ?? []) {
-    const built = buildFlagRoute('account', spec, defaultCredential, problems);
-    if (built) routes.set(built.name, built);
+  // Two flags naming the same route are a mistake, not last-wins.
+  const fromFlags = new Map<string, string>();
+  for (const [kind, specs] of [['workspace', flags.workspace ?? []], ['account', flags.account ?? []]] as const) {
+    for (const spec of specs) {
+      const built = buildFlagRoute(kind, spec, defaultCredential, problems);
+      if (!built) continue;
+      const earlier = fromFlags.get(built.name);
+      if (earlier !== undefined) {
+        problems.push(`--${kind} ${spec}: route ${built.name} is already given by ${earlier}; give each route its own name`);
+        continue;
+      }
+      fromFlags.set(built.name, `--${kind} ${spec}`);
+      routes.set(built.name, built);
+    }
   }
   checkPortClashes([...routes.values()], problems);
 

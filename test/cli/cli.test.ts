@@ -26,6 +26,29 @@ describe('dbx-gateway CLI', () => {
     assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
   });
 
+  it('answers -V, version and help CMD, with help of its own for each command', () => {
+    for (const args of [['-V'], ['version']]) assert.match(run(args).stdout.trim(), /^\d+\.\d+\.\d+$/);
+    const token = run(['help', 'token']);
+    assert.equal(token.status, 0);
+    assert.match(token.stdout, /Usage: dbx-gateway token \[options\] <name>/);
+    assert.match(token.stdout, /--output <format>/);
+    assert.match(token.stdout, /Examples:\n {2}eval "\$\(dbx-gateway token prod --output env\)"/);
+    assert.notEqual(run(['reload', '--help']).stdout, token.stdout, 'every command has its own help');
+  });
+
+  it('says which flag or command is unknown and suggests the closest one, with the usage', () => {
+    const flag = run(['--worksapce', 'prod=https://adb-1.1.azuredatabricks.net']);
+    assert.equal(flag.status, 2);
+    assert.match(flag.stderr, /^dbx-gateway: unknown flag: --worksapce\ndid you mean --workspace\?/);
+    assert.match(flag.stderr, /Usage: dbx-gateway serve \[options\]/);
+    const command = run(['tokn', 'prod']);
+    assert.equal(command.status, 2);
+    assert.match(command.stderr, /^dbx-gateway: unknown command: tokn\ndid you mean token\?/);
+    const equals = run(['--workspace', 'prod', 'https://adb-1.1.azuredatabricks.net']);
+    assert.equal(equals.status, 2);
+    assert.match(equals.stderr, /the = is missing; write --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/);
+  });
+
   it('exits 2 before listening on a bad config, listing every problem on stderr', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dbxgw-bad-'));
     const file = join(dir, 'bad.yaml');

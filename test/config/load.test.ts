@@ -146,4 +146,10 @@ routes:
     const config = loadConfig({ env: {}, cwd: '/nonexistent', flags: { workspace: ['local=http://127.0.0.1:1234'] } });
     assert.equal(config.routes[0]?.upstream.origin, 'http://127.0.0.1:1234');
   });
+  it('refuses two flags that name the same route, instead of the last one winning', () => {
+    assert.throws(
+      () => loadConfig({ flags: { workspace: ['prod=https://adb-1.1.azuredatabricks.net', 'prod=https://adb-2.2.azuredatabricks.net'], noProfiles: true }, env: {}, cwd: '/nonexistent' }),
+      /--workspace prod=https:\/\/adb-2\.2\.azuredatabricks\.net: route prod is already given by --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/,
+    );
+  });
 });
