@@ -149,6 +149,16 @@ Examples:
       result.code = reloadCommand(o.url);
     });
   program
+    .command('config')
+    .description('check a configuration without serving')
+    .argument('<action>', 'check')
+    .option('--config <file>', 'the config file (else DBX_GATEWAY_CONFIG, else ./dbx-gateway.yaml)')
+    .option('--no-profiles', 'skip the ~/.databrickscfg profiles')
+    .addHelpText('after', '\nExample:\n  dbx-gateway config check --config team.yaml   # exit 0 when valid; every problem at once otherwise')
+    .action((action: string, o: ConfigOptions) => {
+      result.code = configCommand(action, toFlags(o));
+    });
+  program
     .command('version')
     .description('print the version')
     .action(() => {
@@ -264,6 +274,22 @@ async function announce(gateway: RunningGateway, secret: string, config: Gateway
     logger.warn(`could not write the run file in ${dir} (${(err as Error).message}): token, reload and doctor will not find this gateway`);
     return undefined;
   }
+}
+
+/** `config check`: every problem of the configuration at once, or what it would serve. */
+async function configCommand(action: string, flags: CliFlags): Promise<number> {
+  if (action !== 'check') {
+    process.stderr.write(`dbx-gateway: unknown config action: ${action}; use dbx-gateway config check [--config FILE]\n`);
+    return 2;
+  }
+  const config = await load(flags);
+  if (!config) return 2;
+  const routes = config.routes.map((r) => `  /${r.kind === 'account' ? 'acct' : 'ws'}/${r.name} -> ${r.upstream.origin} (${r.credential.type})`);
+  process.stdout.write(
+    `${config.configFile ? `${config.configFile}: ` : 'no config file: '}valid; ${config.routes.length} route${config.routes.length === 1 ? '' : 's'}${config.demo ? ' (and the built-in demo)' : ''}\n${routes.join('\n')}${routes.length ? '\n' : ''}`,
+  );
+  for (const warning of config.warnings) process.stderr.write(`warning: ${warning}\n`);
+  return 0;
 }
 
 /** `reload`: the running gateway re-reads its configuration (what SIGHUP does, on every platform). */

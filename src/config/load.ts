@@ -5,10 +5,11 @@ import { parseDocument } from 'yaml';
 import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
 import { configDir } from './paths.js';
 import { profileRoute } from './profiles.js';
-import { CREDENTIAL_TYPES } from '../auth/credentials/index.js';
+import { CREDENTIAL_TYPES, CredentialSetupError, createCredential } from '../auth/credentials/index.js';
 import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
 import { isLoopbackHost } from '../security/loopback.js';
-import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
+import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN, routeSchema } from './schema.js';
+import { closest } from './suggest.js';
 import {
   type CredentialSpec,
   DEFAULT_LIMITS,
@@ -115,11 +116,11 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
       routes.set(built.name, built);
     }
   }
-  checkPortClashes([...routes.values()], problems);
 
   const host = flags.host ?? env.DBX_GATEWAY_HOST ?? file.listen?.host ?? DEFAULT_LISTEN.host;
   const portText = flags.port ?? env.DBX_GATEWAY_PORT;
   const port = portText === undefined ? (file.listen?.port ?? DEFAULT_LISTEN.port) : parsePort(portText, problems);
+  checkPortClashes([...routes.values()], problems, port === 0 ? undefined : port);
 
   const inboundKeys = parseInboundKeys(file.inboundKeys ?? {}, [...routes.keys()], problems);
   const allowedOrigins = parseOrigins(file.allowedOrigins ?? [], problems);
@@ -142,6 +143,19 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const logFormat = flags.logFormat ?? env.DBX_GATEWAY_LOG_FORMAT ?? file.logFormat;
   if (logFormat !== undefined && logFormat !== 'text' && logFormat !== 'json') {
     problems.push(`${flags.logFormat ? '--log-format' : env.DBX_GATEWAY_LOG_FORMAT ? 'DBX_GATEWAY_LOG_FORMAT' : 'logFormat'}: "${logFormat}" is not a log format; use text (one line per event) or json`);
+  }
+  // Credential settings in the same pass, so one report lists everything (a profile the user did
+  // not ask for is served as unavailable instead: createGatewayCore warns about it).
+  if (problems.length === 0) {
+    for (const route of routes.values()) {
+      if (route.lenient) continue;
+      try {
+        createCredential(route.credential, { env, route });
+      } catch (err) {
+        if (err instanceof CredentialSetupError) problems.push(`routes.${route.name}.credential (${route.source}): ${err.message}`);
+        else throw err;
+      }
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems, configFile);
 
@@ -236,24 +250,85 @@ function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[]
   }
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) problems.push(`YAML syntax: ${e.message.split('\n')[0]}`);
+    // The yaml library's message names the line and column and quotes the line with a caret.
+    for (const e of doc.errors) problems.push(`YAML syntax: ${e.message.trimEnd().replace(/\n/g, '\n    ')}`);
     return {};
   }
   const raw: unknown = expandEnv(doc.toJS() ?? {}, env, '', problems);
   const parsed = fileConfigSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(describeIssue(issue));
-    return {};
+    return validParts(raw);
   }
   return parsed.data;
 }
 
-function describeIssue(issue: { path: PropertyKey[]; message: string; code: string; keys?: string[] }): string {
+/**
+ * The parts of an invalid file that are valid on their own (each route, listen, credential), so
+ * the checks after the schema (credential types and settings, ports, hosts) report in the same
+ * pass instead of in a second round after the first fix.
+ */
+function validParts(raw: unknown): FileConfig {
+  if (raw === null || typeof raw !== 'object') return {};
+  const object = raw as Record<string, unknown>;
+  const partial: Record<string, unknown> = {};
+  const shape = fileConfigSchema.shape as Record<string, { safeParse(v: unknown): { success: boolean; data?: unknown } }>;
+  for (const key of ['listen', 'credential', 'allowedHosts'] as const) {
+    const part = shape[key]?.safeParse(object[key]);
+    if (object[key] !== undefined && part?.success) partial[key] = part.data;
+  }
+  if (object.routes !== null && typeof object.routes === 'object') {
+    const routes: Record<string, unknown> = {};
+    const known = new Set(Object.keys(routeSchema.shape));
+    for (const [name, route] of Object.entries(object.routes as Record<string, unknown>)) {
+      // Unknown settings are reported already: check the rest of the route as if they were not there.
+      const kept = route !== null && typeof route === 'object' ? Object.fromEntries(Object.entries(route).filter(([k]) => known.has(k))) : route;
+      const one = routeSchema.safeParse(kept);
+      if (one.success) routes[name] = one.data;
+    }
+    partial.routes = routes;
+  }
+  return partial as FileConfig;
+}
+
+/**
+ * A zod issue in the contract's words, with the fix: an unknown setting names the closest known
+ * one ("did you mean readOnly?"), a wrong type says what the setting takes ("readOnly must be true
+ * or false") instead of zod's "expected boolean, received string".
+ */
+function describeIssue(issue: { path: PropertyKey[]; message: string; code: string; keys?: string[]; expected?: string }): string {
   const at = issue.path.map(String).join('.') || '(top level)';
   if (issue.code === 'unrecognized_keys' && issue.keys) {
-    return `${at}: unknown setting ${issue.keys.map((k) => `"${k}"`).join(', ')}; remove it or check its spelling against the README`;
+    const known = knownKeys(issue.path);
+    return issue.keys
+      .map((k) => {
+        const guess = closest(k, known);
+        return `${at === '(top level)' ? '' : `${at}.`}${k}: unknown setting${guess ? `; did you mean ${guess}?` : `; known here: ${known.join(', ')}`}`;
+      })
+      .join('\n  ');
+  }
+  if (issue.code === 'invalid_type' && issue.expected && TYPE_WORDS[issue.expected]) {
+    return `${at} must be ${TYPE_WORDS[issue.expected]}`;
   }
   return `${at}: ${issue.message}`;
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  boolean: 'true or false',
+  number: 'a number',
+  string: 'a string (quote it if it looks like a number or true/false)',
+  array: 'a list, e.g. [GET, HEAD]',
+  object: 'a mapping of settings',
+};
+
+/** The settings allowed at a place of the config file, for "did you mean". */
+function knownKeys(path: PropertyKey[]): string[] {
+  const shapeOf = (schema: unknown): string[] => Object.keys((schema as { shape?: Record<string, unknown> }).shape ?? {});
+  if (path.length === 0) return shapeOf(fileConfigSchema);
+  if (path[0] === 'routes' && path.length === 2) return shapeOf(routeSchema);
+  const top = (fileConfigSchema.shape as Record<string, unknown>)[String(path[0])];
+  const inner = (top as { unwrap?: () => unknown } | undefined)?.unwrap?.() ?? top;
+  return shapeOf(inner);
 }
 
 /** `${VAR}` in any string value is read from the environment, so secrets stay out of the file. */
@@ -283,7 +358,8 @@ function toCredentialSpec(value: string | { type: string; [k: string]: unknown }
   if (!CREDENTIAL_TYPES.includes(spec.type)) {
     // 'demo' is the built-in demo workspace's own source: accepted, not advertised.
     const advertised = CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ');
-    problems.push(`${field}: unknown credential type "${spec.type}"; use one of ${advertised}`);
+    const guess = closest(spec.type, CREDENTIAL_TYPES.filter((t) => t !== 'demo'));
+    problems.push(`${field}: unknown credential type "${spec.type}"; ${guess ? `did you mean ${guess}? Types: ` : 'use one of '}${advertised}`);
   }
   return spec;
 }
@@ -532,8 +608,13 @@ function parsePort(text: string, problems: string[]): number {
   return n;
 }
 
-function checkPortClashes(routes: RouteConfig[], problems: string[]): void {
+function checkPortClashes(routes: RouteConfig[], problems: string[], mainPort?: number): void {
   const seen = new Map<number, string>();
+  for (const r of routes) {
+    if (r.port !== undefined && r.port === mainPort) {
+      problems.push(`routes.${r.name}.port: ${r.port} is the main port (listen.port); give the route another port, e.g. ${mainPort + 1}`);
+    }
+  }
   for (const r of routes) {
     if (r.port === undefined) continue;
     const other = seen.get(r.port);

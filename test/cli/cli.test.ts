@@ -49,6 +49,21 @@ describe('dbx-gateway CLI', () => {
     assert.match(equals.stderr, /the = is missing; write --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/);
   });
 
+  it('config check validates without serving: exit 0 with what it would serve, exit 2 with every problem', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dbxgw-check-'));
+    const good = join(dir, 'good.yaml');
+    writeFileSync(good, 'routes:\n  prod: { host: https://adb-1.1.azuredatabricks.net, credential: { type: pat, token: dapi1 } }\n');
+    const ok = run(['config', 'check', '--config', good, '--no-profiles']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /good\.yaml: valid; 1 route\n {2}\/ws\/prod -> https:\/\/adb-1\.1\.azuredatabricks\.net \(pat\)/);
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'routes:\n  prod: { host: https://adb-1.1.azuredatabricks.net, readonly: true, credential: azure_cli }\n');
+    const refused = run(['config', 'check', '--config', bad, '--no-profiles']);
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /did you mean readOnly\?/);
+    assert.match(refused.stderr, /did you mean azure-cli\?/);
+  });
+
   it('exits 2 before listening on a bad config, listing every problem on stderr', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dbxgw-bad-'));
     const file = join(dir, 'bad.yaml');

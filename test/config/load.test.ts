@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 
@@ -94,7 +94,7 @@ routes:
         assert.ok(err.message.includes(file), 'names the file');
         assert.ok(err.problems.length >= 3, err.message);
         assert.match(err.message, /listen\.port: must be between 1 and 65535/);
-        assert.match(err.message, /routes\.typo: unknown setting "hots"/);
+        assert.match(err.message, /routes\.typo\.hots: unknown setting; did you mean host\?/);
         assert.match(err.message, /NOT_SET_ANYWHERE/);
         return true;
       },
@@ -151,5 +151,42 @@ routes:
       () => loadConfig({ flags: { workspace: ['prod=https://adb-1.1.azuredatabricks.net', 'prod=https://adb-2.2.azuredatabricks.net'], noProfiles: true }, env: {}, cwd: '/nonexistent' }),
       /--workspace prod=https:\/\/adb-2\.2\.azuredatabricks\.net: route prod is already given by --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/,
     );
+  });
+  it('reports every problem at once, in the contract\'s words, with the fix', () => {
+    const { file } = tempConfig(`
+routes:
+  prod:
+    host: https://adb-1.1.azuredatabricks.net
+    readonly: true
+    credential: azure_cli
+    port: 8080
+  p2: { host: https://adb-2.2.azuredatabricks.net, readOnly: "yes" }
+  sp: { host: https://adb-3.3.azuredatabricks.net, credential: { type: azure-client-secret } }
+listn: {}
+`);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        const text = err.message;
+        assert.match(text, /routes\.prod\.readonly: unknown setting; did you mean readOnly\?/);
+        assert.match(text, /routes\.p2\.readOnly must be true or false/);
+        assert.match(text, /listn: unknown setting; did you mean listen\?/);
+        assert.match(text, /routes\.prod\.credential: unknown credential type "azure_cli"; did you mean azure-cli\?/);
+        assert.match(text, /routes\.prod\.port: 8080 is the main port \(listen\.port\)/);
+        assert.doesNotMatch(text, /expected boolean|received string/);
+        return true;
+      },
+    );
+  });
+
+  it('validates credential settings in the same pass as the file', () => {
+    const { file } = tempConfig('routes:\n  sp: { host: https://adb-3.3.azuredatabricks.net, credential: { type: azure-client-secret } }\n');
+    assert.throws(() => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }), /routes\.sp\.credential \(.*\): azure-client-secret needs tenantId/);
+  });
+
+  it('shows the offending line of a YAML syntax error', () => {
+    const { file } = tempConfig('routes:\n  prod: {host: x\n   bad\n');
+    assert.throws(() => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }), /YAML syntax: .*at line \d+, column \d+:[\s\S]*bad/);
   });
 });

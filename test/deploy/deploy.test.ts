@@ -59,7 +59,14 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
     it('ships a config the gateway itself accepts, on the ports the objects use', () => {
       const configMap = find<{ data: Record<string, string> }>('ConfigMap');
       const secret = find<{ stringData: Record<string, string> }>('Secret');
-      const config = loadGatewayConfig(configMap.data['dbx-gateway.yaml']!, { ...secret.stringData });
+      // The env of a pod: the Secret, plus what the Azure workload identity webhook injects.
+      const webhook = {
+        AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000000',
+        AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000001',
+        AZURE_FEDERATED_TOKEN_FILE: '/var/run/secrets/azure/tokens/azure-identity-token',
+        AZURE_AUTHORITY_HOST: 'https://login.microsoftonline.com/',
+      };
+      const config = loadGatewayConfig(configMap.data['dbx-gateway.yaml']!, { ...secret.stringData, ...webhook });
       assert.equal(config.listen.host, '0.0.0.0');
       assert.ok(config.inboundKeys.length > 0, 'listening beyond loopback needs inbound keys');
       assert.ok(config.allowedHosts.includes('dbx-gateway'), 'the Service name is an allowed Host');
