@@ -35,6 +35,7 @@ interface ConfigOptions {
   socket?: string;
   tls?: boolean;
   logFormat?: string;
+  profile?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -46,7 +47,8 @@ function withConfigOptions(command: Command, all = true): Command {
     .option('--workspace <name=url>', 'add route /ws/NAME to a workspace (repeatable)', collect)
     .option('--account <name=account-id[@host]>', 'add route /acct/NAME to the account console (repeatable)', collect)
     .option('--credential <type>', 'the credential of routes that name none')
-    .option('--no-profiles', 'skip the ~/.databrickscfg profiles');
+    .option('--no-profiles', 'skip the ~/.databrickscfg profiles')
+    .option('--profile <name>', 'serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE)');
   if (all) {
     command
       .option('--host <addr>', 'listen address (default 127.0.0.1)')
@@ -76,6 +78,7 @@ function toFlags(o: ConfigOptions): CliFlags {
     ...(o.socket !== undefined ? { socket: o.socket } : {}),
     ...(o.tls ? { tls: true } : {}),
     ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
+    ...(o.profile !== undefined ? { profile: o.profile } : {}),
   };
 }
 
@@ -124,13 +127,13 @@ Examples:
     });
   program
     .command('keys')
-    .description('inbound keys for a shared gateway')
-    .argument('<action>', 'add')
-    .argument('<name>', 'the key name')
-    .option('--config <file>', 'the config file to store the hash in')
-    .addHelpText('after', '\nExample:\n  dbx-gateway keys add alice --config team.yaml   # prints the key once; stores its sha256')
-    .action((action: string, name: string, o: { config?: string }) => {
-      result.code = keysCommand(o.config !== undefined ? { config: o.config } : {}, [action, name]);
+    .description('inbound keys for a shared gateway: add, rotate, remove, list')
+    .argument('<action>', 'add, rotate, remove or list')
+    .argument('[name]', 'the key name (not for list)')
+    .option('--config <file>', 'the config file that holds the hashes')
+    .addHelpText('after', '\nExamples:\n  dbx-gateway keys add alice --config team.yaml      # prints the key once; stores its sha256\n  dbx-gateway keys rotate alice --config team.yaml   # a new key, the same routes\n  dbx-gateway keys list --config team.yaml')
+    .action((action: string, name: string | undefined, o: { config?: string }) => {
+      result.code = keysCommand(o.config !== undefined ? { config: o.config } : {}, name === undefined ? [action] : [action, name]);
     });
   program
     .command('tls')
@@ -623,18 +626,31 @@ async function tlsCommand(args: string[], pem: boolean): Promise<number> {
 /** `keys add NAME`: the key alone on stdout (once), where it went on stderr. */
 async function keysCommand(flags: CliFlags, args: string[]): Promise<number> {
   const [sub, name] = args;
-  if (sub !== 'add' || !name) {
-    process.stderr.write('dbx-gateway: usage: dbx-gateway keys add NAME [--config FILE]\n');
+  const usage = 'dbx-gateway keys add|rotate|remove NAME [--config FILE], or keys list [--config FILE]';
+  if (!sub || !['add', 'rotate', 'remove', 'list'].includes(sub) || (sub !== 'list' && !name)) {
+    process.stderr.write(`dbx-gateway: usage: ${usage}\n`);
     return 2;
   }
-  const [{ DEFAULT_CONFIG_FILE }, { addInboundKey }] = await Promise.all([import('./config/load.js'), import('./keys.js')]);
+  const [{ DEFAULT_CONFIG_FILE }, keys] = await Promise.all([import('./config/load.js'), import('./keys.js')]);
   const file = resolvePath(flags.config ?? process.env.DBX_GATEWAY_CONFIG ?? DEFAULT_CONFIG_FILE);
+  const apply = 'A running gateway applies it after dbx-gateway reload (or SIGHUP).';
   try {
-    const key = addInboundKey(file, name);
+    if (sub === 'list') {
+      const listed = keys.listInboundKeys(file);
+      process.stdout.write(listed.map((k) => `${k.name}\t${k.routes === 'all' ? 'all routes' : `routes: ${k.routes.join(', ')}`}\n`).join(''));
+      if (listed.length === 0) process.stderr.write(`no inbound keys in ${file}\n`);
+      return 0;
+    }
+    if (sub === 'remove') {
+      keys.removeInboundKey(file, name!);
+      process.stderr.write(`Removed inboundKeys.${name} from ${file}. ${apply}\n`);
+      return 0;
+    }
+    const key = sub === 'add' ? keys.addInboundKey(file, name!) : keys.rotateInboundKey(file, name!);
     process.stdout.write(`${key}\n`);
     process.stderr.write(
-      `Added inboundKeys.${name} (its SHA-256 only) to ${file}. This is the only time the key is shown: hand it to ${name}.\n` +
-        'Clients send it as Authorization: Bearer <key> or X-Dbx-Gateway-Key: <key>. Restart the gateway to load it.\n',
+      `${sub === 'add' ? 'Added' : 'Rotated'} inboundKeys.${name} (its SHA-256 only) in ${file}. This is the only time the key is shown: hand it to ${name}.\n` +
+        `Clients send it as Authorization: Bearer <key> or X-Dbx-Gateway-Key: <key>. ${apply}${sub === 'rotate' ? ' The old key stops working then.' : ''}\n`,
     );
     return 0;
   } catch (err) {

@@ -1,28 +1,75 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { isMap, parseDocument } from 'yaml';
+import { Document, isMap, parseDocument } from 'yaml';
 import { newInboundKey } from './security/inbound-keys.js';
 
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /**
  * `keys add NAME`: a new random key, printed once by the caller; only its SHA-256 goes into the
- * config file (inboundKeys.NAME), edited in place with comments and layout kept. A file that does
- * not exist yet is created 0600.
+ * config file (inboundKeys.NAME), edited in place with comments and layout kept (a new file is
+ * written in block style). A file that does not exist yet is created 0600.
  */
 export function addInboundKey(file: string, name: string): string {
-  if (!KEY_NAME_PATTERN.test(name)) throw new Error(`key name "${name}" may use letters, digits, ".", "_" and "-" only`);
-  const exists = existsSync(file);
-  const text = exists ? readFileSync(file, 'utf8') : '';
-  // An empty file is an empty mapping; the first key turns it into `inboundKeys: ...`.
-  const doc = parseDocument(text.trim() === '' ? '{}' : text);
-  if (doc.errors.length > 0) throw new Error(`${file} is not valid YAML (${doc.errors[0]!.message.split('\n')[0]}); fix it first`);
-  if (!isMap(doc.contents)) throw new Error(`${file} does not hold a YAML mapping; fix it first`);
+  checkName(name);
+  const doc = openKeysFile(file);
   if (doc.hasIn(['inboundKeys', name])) {
-    throw new Error(`inboundKeys.${name} already exists in ${file}; remove it first to replace the key`);
+    throw new Error(`inboundKeys.${name} already exists in ${file}; use keys rotate ${name} for a new key, or keys remove ${name}`);
   }
   const { key, hash } = newInboundKey();
   if (!doc.has('inboundKeys')) doc.set('inboundKeys', doc.createNode({}));
   doc.setIn(['inboundKeys', name], hash);
-  writeFileSync(file, doc.toString(), { mode: exists ? statSync(file).mode & 0o777 : 0o600 });
+  saveKeysFile(file, doc);
   return key;
+}
+
+/** `keys rotate NAME`: a new key for NAME (printed once by the caller), its routes kept. */
+export function rotateInboundKey(file: string, name: string): string {
+  checkName(name);
+  const doc = openKeysFile(file);
+  const current = doc.getIn(['inboundKeys', name]);
+  if (current === undefined) throw new Error(`there is no inboundKeys.${name} in ${file}; add it with keys add ${name}`);
+  const { key, hash } = newInboundKey();
+  // `alice: sha256:...` or `alice: { hash: sha256:..., routes: [...] }`: the routes stay.
+  if (isMap(current)) doc.setIn(['inboundKeys', name, 'hash'], hash);
+  else doc.setIn(['inboundKeys', name], hash);
+  saveKeysFile(file, doc);
+  return key;
+}
+
+/** `keys remove NAME`. */
+export function removeInboundKey(file: string, name: string): void {
+  const doc = openKeysFile(file);
+  if (!doc.hasIn(['inboundKeys', name])) throw new Error(`there is no inboundKeys.${name} in ${file}`);
+  doc.deleteIn(['inboundKeys', name]);
+  saveKeysFile(file, doc);
+}
+
+/** `keys list`: each key's name and the routes it may use (the hashes are not shown). */
+export function listInboundKeys(file: string): Array<{ name: string; routes: string[] | 'all' }> {
+  if (!existsSync(file)) return [];
+  const keys = openKeysFile(file).toJS() as { inboundKeys?: Record<string, string | { routes?: string[] }> };
+  return Object.entries(keys.inboundKeys ?? {}).map(([name, value]) => ({
+    name,
+    routes: typeof value === 'object' && value !== null && Array.isArray(value.routes) ? value.routes : 'all',
+  }));
+}
+
+function checkName(name: string): void {
+  if (!KEY_NAME_PATTERN.test(name)) throw new Error(`key name "${name}" may use letters, digits, ".", "_" and "-" only`);
+}
+
+/** The config file as a YAML document, comments and layout kept; a new or empty file is block style. */
+function openKeysFile(file: string): Document {
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  if (text.trim() === '') return new Document({});
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) throw new Error(`${file} is not valid YAML (${doc.errors[0]!.message.split('\n')[0]}); fix it first`);
+  if (!isMap(doc.contents)) throw new Error(`${file} does not hold a YAML mapping; fix it first`);
+  return doc;
+}
+
+/** Written in place, keeping the file's mode; a file that does not exist yet is created 0600. */
+function saveKeysFile(file: string, doc: Document): void {
+  const exists = existsSync(file);
+  writeFileSync(file, doc.toString(), { mode: exists ? statSync(file).mode & 0o777 : 0o600 });
 }

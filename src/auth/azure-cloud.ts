@@ -1,6 +1,11 @@
 import type { CredentialSpec } from '../config/types.js';
-import { AZURE_DATABRICKS_RESOURCE } from './audience.js';
 import type { Audience } from './credential.js';
+
+/**
+ * The Azure Databricks first-party application; the same in the public, US Government and China
+ * clouds (Databricks Go SDK config/azure.go, "Azure Databricks resource").
+ */
+export const AZURE_DATABRICKS_RESOURCE = '2ff814a6-3304-4ab8-85cb-cd0e6f879c1d';
 
 /**
  * Azure clouds by their ARM_ENVIRONMENT names (Databricks Go SDK config/azure.go: PUBLIC,

@@ -32,11 +32,3 @@ export interface Credential {
   readonly sendsManagementToken?: boolean;
   getToken(audience: Audience, options?: GetTokenOptions): Promise<AccessToken>;
 }
-
-/** Thrown by a credential whose source cannot give a token; message says what went wrong. */
-export class CredentialError extends Error {
-  override readonly name = 'CredentialError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}

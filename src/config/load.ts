@@ -44,6 +44,8 @@ export interface CliFlags {
   tls?: boolean;
   /** text (one line per event) or json; default: text on a terminal. */
   logFormat?: string;
+  /** Serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE, else every profile). */
+  profile?: string;
 }
 
 export interface LoadConfigOptions {
@@ -84,10 +86,26 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const routes = new Map<string, RouteConfig>();
   const warnings: string[] = [];
   const fileRoutes = Object.entries(file.routes ?? {});
-  const wantsProfiles = !flags.noProfiles || fileRoutes.some(([, r]) => r.profile !== undefined);
+  // --profile NAME (or DATABRICKS_CONFIG_PROFILE, as the Databricks CLI reads it) picks one profile.
+  const chosen = flags.profile ?? (flags.noProfiles ? undefined : env.DATABRICKS_CONFIG_PROFILE);
+  const wantsProfiles = !flags.noProfiles || chosen !== undefined || fileRoutes.some(([, r]) => r.profile !== undefined);
   const cfg = wantsProfiles ? readProfiles(env, problems) : undefined;
+  if (chosen !== undefined) {
+    const keys = cfg?.profiles.get(chosen);
+    const known = [...(cfg?.profiles.keys() ?? [])].filter((n) => cfg?.profiles.get(n)?.host);
+    const where = flags.profile !== undefined ? '--profile' : 'DATABRICKS_CONFIG_PROFILE';
+    if (!keys?.host) {
+      const guess = closest(chosen, known);
+      problems.push(`${where} ${chosen}: no such profile with a host in ~/.databrickscfg${guess ? `; did you mean ${guess}?` : ''} (profiles: ${known.join(', ') || 'none'})`);
+    } else {
+      // Asked for by name: its problems are configuration errors, not skipped warnings.
+      const { route, problem } = profileRoute(chosen, cfg!, (host) => parseProfileHost(host));
+      if (route) routes.set(chosen, route);
+      else if (problem) problems.push(`${where} ${chosen}: ${problem}`);
+    }
+  }
   // Profiles first: the config file and then the flags win over a profile with the same name.
-  if (cfg && !flags.noProfiles) {
+  if (cfg && !flags.noProfiles && chosen === undefined) {
     for (const name of cfg.profiles.keys()) {
       const keys = cfg.profiles.get(name)!;
       if (!keys.host) continue; // [DEFAULT] holding only shared settings, etc.

@@ -92,6 +92,24 @@ describe('zero-config from ~/.databrickscfg (gateway process, no flags)', () => 
     }
   });
 
+  it('--profile NAME (or DATABRICKS_CONFIG_PROFILE) serves that profile only, as the Databricks CLI picks one', async () => {
+    for (const [args, extra] of [[['--profile', 'robot'], {}], [[], { DATABRICKS_CONFIG_PROFILE: 'robot' }]] as const) {
+      const one = await spawnGateway([...args], { ...env, ...extra });
+      try {
+        assert.equal((await request(`${one.url}/ws/robot/api/2.0/clusters/list`)).status, 200);
+        assert.equal((await request(`${one.url}/ws/dev/api/2.0/clusters/list`)).status, 404);
+      } finally {
+        await one.stop();
+      }
+    }
+    const typo = await runCli(['--profile', 'robt', '--port', '0'], env);
+    assert.equal(typo.status, 2);
+    assert.match(typo.stderr, /--profile robt: no such profile with a host in ~\/\.databrickscfg; did you mean robot\?/);
+    const broken = await runCli(['--profile', 'conflict', '--port', '0'], env);
+    assert.equal(broken.status, 2, 'a profile asked for by name is an error when it cannot be used');
+    assert.match(broken.stderr, /--profile conflict: .*more than one authorization method/);
+  });
+
   it('--no-profiles serves the demo instead', async () => {
     const demo = await spawnGateway(['--no-profiles'], env);
     try {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,6 +109,33 @@ describe('inbound keys (shared dev containers)', () => {
       assert.ok(!gw.logText().includes(secret), 'log');
       assert.ok(!metrics.text.includes(secret), 'metrics');
     }
+  });
+});
+
+describe('keys list, rotate and remove (team habits)', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'keys', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+
+  it('writes a new file in block style, lists names and routes, rotates keeping the routes, and removes', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'dbxgw-keys-')), 'team.yaml');
+    const first = run(['add', 'alice', '--config', file]);
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(readFileSync(file, 'utf8'), /^inboundKeys:\n {2}alice: sha256:[0-9a-f]{64}\n$/);
+    assert.match(first.stderr, /dbx-gateway reload \(or SIGHUP\)/);
+    assert.equal(run(['add', 'bob', '--config', file]).status, 0);
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/bob: (sha256:[0-9a-f]+)/, 'bob: { hash: $1, routes: [dev] }'));
+    assert.equal(run(['list', '--config', file]).stdout, 'alice\tall routes\nbob\troutes: dev\n');
+    const before = readFileSync(file, 'utf8');
+    const rotated = run(['rotate', 'bob', '--config', file]);
+    assert.equal(rotated.status, 0, rotated.stderr);
+    const key = rotated.stdout.trim();
+    assert.match(key, /^dgw_/);
+    const after = readFileSync(file, 'utf8');
+    assert.notEqual(after, before);
+    assert.ok(after.includes(createHash('sha256').update(key).digest('hex')), 'the new hash is stored');
+    assert.match(after, /routes: \[ dev \]|routes: \[dev\]/);
+    assert.equal(run(['remove', 'alice', '--config', file]).status, 0);
+    assert.equal(run(['list', '--config', file]).stdout, 'bob\troutes: dev\n');
+    assert.equal(run(['remove', 'alice', '--config', file]).status, 2);
   });
 });
 
