@@ -114,10 +114,11 @@ Examples:
     .action((name: string, o: ConfigOptions & { output: string; url?: string }) => {
       result.code = printToken(toFlags(o), name, o.output, o.url);
     });
-  withConfigOptions(program.command('doctor').description('per route: credential and why, token, upstream, identity, clock skew'), false)
-    .addHelpText('after', '\nExample:\n  dbx-gateway doctor --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net')
-    .action((o: ConfigOptions) => {
-      result.code = doctor(toFlags(o));
+  withConfigOptions(program.command('doctor').description('per route: credential and why, token, upstream, identity, clock skew (of the running gateway if one runs)'), false)
+    .option('--url <url>', 'the running gateway to check (default: the one found in its run file)')
+    .addHelpText('after', '\nExamples:\n  dbx-gateway doctor                 # the routes the running gateway serves\n  dbx-gateway doctor --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net')
+    .action((o: ConfigOptions & { url?: string }) => {
+      result.code = doctor(toFlags(o), o.url);
     });
   withConfigOptions(program.command('login').argument('<name>', 'the route').description('Databricks OAuth U2M (PKCE) sign-in for route NAME'), false)
     .option('--no-browser', 'print the sign-in URL instead of opening a browser')
@@ -587,7 +588,32 @@ function formatToken(token: PrintedToken, output: TokenOutput): string {
  * upstream answers and accepts it (SCIM Me, which also says who the token belongs to), and the
  * clock skew. A table on stdout; exit 0 only when every check of every route passes.
  */
-async function doctor(flags: CliFlags): Promise<number> {
+async function doctor(flags: CliFlags, url?: string): Promise<number> {
+  let running: Awaited<ReturnType<typeof findRunning>>;
+  try {
+    running = await findRunning(url);
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (running) {
+    // The routes the running gateway actually serves, checked by it.
+    process.stderr.write(`checking the gateway running at ${running.url}\n`);
+    const res = await controlRequest(running, 'GET', '/-/doctor');
+    const body = JSON.parse(res.body) as { ok?: boolean; text?: string; message?: string; warnings?: string[] };
+    if (res.status !== 200) {
+      process.stderr.write(`dbx-gateway: ${running.url}: ${body.message ?? res.body}\n`);
+      return 1;
+    }
+    for (const warning of body.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
+    process.stdout.write(body.text ?? '');
+    return body.ok ? 0 : 1;
+  }
+  if (url) {
+    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
+    return 1;
+  }
+  process.stderr.write('dbx-gateway: no gateway is running: checking the configuration directly\n');
   const config = await load(flags);
   if (!config) return 2;
   const core = await createCore(config);

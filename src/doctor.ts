@@ -30,11 +30,11 @@ interface Probe {
  * upstream is reachable, whether it accepts the token, and who the token belongs to; its Date
  * header gives the clock skew.
  */
-export async function diagnose(core: GatewayCore): Promise<DoctorRow[]> {
+export async function diagnose(core: Pick<GatewayCore, 'routes' | 'tokens'>): Promise<DoctorRow[]> {
   return Promise.all(core.routes.routes.map((route) => diagnoseRoute(core, route)));
 }
 
-async function diagnoseRoute(core: GatewayCore, route: Route): Promise<DoctorRow> {
+async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route: Route): Promise<DoctorRow> {
   const checks: DoctorCheck[] = [];
   let headers: Record<string, string>;
   try {

@@ -84,7 +84,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
             },
           }
         : {}),
-      ...(options.control ? { control: { ...options.control, routes: () => core.routes, tokens: core.tokens } } : {}),
+      ...(options.control ? { control: { ...options.control, routes: () => core.routes, tokens: core.tokens, warnings: () => core.warnings } } : {}),
       routes: core.routes,
       tokens: core.tokens,
       forwarder,

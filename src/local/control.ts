@@ -21,6 +21,8 @@ export interface ControlOptions {
   reload(): Promise<ReloadResult>;
   routes: () => RouteTable;
   tokens: TokenCache;
+  /** Problems that did not stop the gateway (skipped profiles), for doctor. */
+  warnings: () => string[];
 }
 
 /**
@@ -29,6 +31,7 @@ export interface ControlOptions {
  * with an Origin), and answered only with the control secret from the run file.
  *   POST /-/reload        reload the configuration (where there is no SIGHUP: Windows)
  *   GET  /-/token/NAME    the token the gateway holds for route NAME (no second az call)
+ *   GET  /-/doctor        doctor's checks of the routes this gateway serves
  */
 export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
@@ -45,6 +48,12 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
   app.post('/-/reload', async (c) => {
     const result = await options.reload();
     return c.json(result, result.ok ? 200 : 409, { 'cache-control': 'no-store' });
+  });
+  app.get('/-/doctor', async (c) => {
+    // The routes this gateway serves, checked from inside it: its tokens, its pools and proxies.
+    const { diagnose, formatDoctor } = await import('../doctor.js');
+    const rows = await diagnose({ routes: options.routes(), tokens: options.tokens });
+    return c.json({ ok: rows.every((r) => r.ok), text: formatDoctor(rows), warnings: options.warnings() }, 200, { 'cache-control': 'no-store' });
   });
   app.get('/-/token/:name', async (c) => {
     const name = c.req.param('name');

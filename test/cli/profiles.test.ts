@@ -74,7 +74,10 @@ describe('zero-config from ~/.databrickscfg (gateway process, no flags)', () => 
   });
 
   it('doctor prints a line per route and exits 0 only when every route has a token', async () => {
-    const ok = await runCli(['doctor'], env);
+    // Another home with the same profiles: no run file there, so doctor reads the configuration
+    // itself instead of asking the gateway running above (running-gateway.test.ts covers that).
+    const direct = { ...env, HOME: mkdtempSync(join(tmpdir(), 'dbxgw-home2-')), DATABRICKS_CONFIG_FILE: join(String(env.HOME), '.databrickscfg') };
+    const ok = await runCli(['doctor'], direct);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /PASS {2}\/ws\/robot {2}->/);
     assert.match(ok.stdout, /credential: databricks-m2m \(credential: databricks-m2m is configured \(profile robot\)\)/);
@@ -83,7 +86,7 @@ describe('zero-config from ~/.databrickscfg (gateway process, no flags)', () => 
     assert.ok(!ok.stdout.includes(PAT));
     cli.set({ mode: 'expired' });
     try {
-      const bad = await runCli(['doctor'], env);
+      const bad = await runCli(['doctor'], direct);
       assert.equal(bad.status, 1);
       assert.match(bad.stdout, /FAIL {2}\/ws\/me .*\n.*\n.*\n +error: +.*run databricks auth login --profile me/);
       assert.match(bad.stdout, /1 of 3 routes failed/);

@@ -85,6 +85,14 @@ describe('working from the running gateway: run file, token, reload', () => {
     assert.match(bad.stderr, /use one of json, env, raw, powershell, cmd/);
   });
 
+  it('doctor checks the routes the running gateway serves', async () => {
+    const res = await cli(['doctor'], env);
+    assert.equal(res.status, 0, res.stderr + res.stdout);
+    assert.match(res.stderr, new RegExp(`checking the gateway running at ${gw.url.replace(/[.]/g, '\\.')}`));
+    assert.match(res.stdout, /PASS {2}\/ws\/prod {2}->/);
+    assert.match(res.stdout, /all 1 routes ok/);
+  });
+
   it('the control endpoints refuse a request without the secret, and browsers', async () => {
     assert.equal((await request(`${gw.url}/-/token/prod`)).status, 401);
     assert.equal((await request(`${gw.url}/-/reload`, { method: 'POST', headers: { 'x-dbx-gateway-control': 'guess' } })).status, 401);
