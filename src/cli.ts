@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import type { Command, CommanderError } from 'commander';
 import { CREDENTIAL_TYPE_NAMES } from './auth/credentials/names.js';
 import type { CliFlags } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
@@ -86,7 +86,7 @@ function toFlags(o: ConfigOptions): CliFlags {
  * The command line, on commander (a small, dependency-free, long-maintained parser: per-command
  * help, typo suggestions and repeatable options without hand parsing). Each action sets `result`.
  */
-function buildProgram(result: { code?: Promise<number> }): Command {
+function buildProgram(Command: typeof import('commander').Command, result: { code?: Promise<number> }): Command {
   const program = new Command('dbx-gateway')
     .description('A local reverse proxy that lets anything speak to Azure Databricks without handling tokens.')
     .usage('[serve] [options]   (serve is the default command)\n       dbx-gateway <command> [options]')
@@ -174,11 +174,17 @@ Examples:
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. */
 export async function main(argv: string[]): Promise<number> {
+  // The version without loading the parser: `--version` is what scripts and installers call.
+  if (argv.length === 1 && ['--version', '-V', 'version'].includes(argv[0] ?? '')) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  const { Command, CommanderError } = await import('commander');
   // `serve` is the default: flags alone (or nothing) mean serve with them.
   const first = argv[0];
   const args = first === undefined || (first.startsWith('-') && !['-h', '--help', '-V', '--version'].includes(first)) ? ['serve', ...argv] : argv;
   const result: { code?: Promise<number> } = {};
-  const program = buildProgram(result);
+  const program = buildProgram(Command, result);
   let failure: CommanderError | undefined;
   program.exitOverride((err) => {
     throw err;
