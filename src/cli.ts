@@ -8,6 +8,7 @@ import type { GatewayConfig } from './config/types.js';
 import type { ReloadResult } from './local/control.js';
 import { removeRunFile } from './local/run-file.js';
 import type { RunningGateway } from './server.js';
+import { errorMessage } from './errors.js';
 
 // Everything else is imported by the command that needs it: `--version` and `--help` load no
 // config, credential or server code (zod, yaml, hono, undici, pino are most of the start-up time).
@@ -281,7 +282,7 @@ async function announce(gateway: RunningGateway, secret: string, config: Gateway
       startedAt: new Date().toISOString(),
     });
   } catch (err) {
-    logger.warn(`could not write the run file in ${dir} (${(err as Error).message}): token, reload and doctor will not find this gateway`);
+    logger.warn(`could not write the run file in ${dir} (${errorMessage(err)}): token, reload and doctor will not find this gateway`);
     return undefined;
   }
 }
@@ -456,7 +457,7 @@ async function serve(flags: CliFlags): Promise<number> {
     try {
       next = loadConfig({ flags });
     } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
       logger.error({ problems }, `the new configuration is invalid, so the previous one stays in use: ${problems.join('; ')}`);
       return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }
@@ -468,7 +469,7 @@ async function serve(flags: CliFlags): Promise<number> {
       logger.info({ routes }, `configuration reloaded: ${routes.length} routes`);
       return { ok: true, notes, routes };
     } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
       logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
       return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }
@@ -522,7 +523,7 @@ async function printToken(flags: CliFlags, name: string | undefined, output: str
   try {
     running = await findRunning(url);
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
     return 2;
   }
   if (running) {
@@ -559,7 +560,7 @@ async function printToken(flags: CliFlags, name: string | undefined, output: str
     process.stdout.write(formatToken(printed, output as TokenOutput));
     return 0;
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
     return 1;
   } finally {
     await core.close();
@@ -599,7 +600,7 @@ async function doctor(flags: CliFlags, url?: string): Promise<number> {
   try {
     running = await findRunning(url);
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
     return 2;
   }
   if (running) {
@@ -686,7 +687,7 @@ async function keysCommand(flags: CliFlags, args: string[]): Promise<number> {
     );
     return 0;
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${(err as Error).message}\n`);
+    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
     return 2;
   }
 }
@@ -717,7 +718,7 @@ async function runLogin(flags: CliFlags, name: string | undefined, browser: bool
     );
     return 0;
   } catch (err) {
-    process.stderr.write(`dbx-gateway: login failed: ${scrubSecrets((err as Error).message)}\n`);
+    process.stderr.write(`dbx-gateway: login failed: ${scrubSecrets(errorMessage(err))}\n`);
     return 1;
   }
 }

@@ -2,6 +2,7 @@ import type { GatewayCore } from './gateway.js';
 import { authHeaders } from './proxy/auth-headers.js';
 import type { Route } from './routing/route-table.js';
 import { scrubSecrets } from './security/redact.js';
+import { errorMessage } from './errors.js';
 
 /** Clocks further apart than this break token validation (Entra allows about 5 min of skew). */
 export const MAX_CLOCK_SKEW_S = 120;
@@ -49,7 +50,7 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
         : 'ok (does not expire)',
     });
   } catch (err) {
-    checks.push({ name: 'error', ok: false, detail: (err as Error).message });
+    checks.push({ name: 'error', ok: false, detail: errorMessage(err) });
     return { route, ok: false, checks };
   }
   const path =
@@ -60,7 +61,7 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
   try {
     probe = await get(route, path, headers);
   } catch (err) {
-    checks.push({ name: 'upstream', ok: false, detail: `unreachable: ${scrubSecrets((err as Error).message)}` });
+    checks.push({ name: 'upstream', ok: false, detail: `unreachable: ${scrubSecrets(errorMessage(err))}` });
     return { route, ok: false, checks };
   }
   const reachable = probe.status < 500;

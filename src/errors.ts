@@ -1,6 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import type { Timeouts } from './config/types.js';
 
+/** The message of anything thrown (a thrown string or object included), for text meant for a person. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Every error the gateway answers itself, with its HTTP status (contract: "HTTP surface"). */
 export const GATEWAY_ERROR_STATUS = {
   GATEWAY_BAD_REQUEST: 400,
@@ -79,7 +84,7 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
     return toGatewayError(new UpstreamTimeoutError(undiciTimeout, ms), upstream);
   }
   if ((err as Error | undefined)?.name === 'ProxyError') {
-    return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${(err as Error).message}`, { cause: err });
+    return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${errorMessage(err)}`, { cause: err });
   }
   if (err instanceof UpstreamTimeoutError) {
     if (err.phase === 'connect') {

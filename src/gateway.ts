@@ -8,6 +8,7 @@ import { createMetrics, type GatewayMetrics } from './observability/metrics.js';
 import { resolveProxy, withoutCredentials } from './proxy/egress-proxy.js';
 import { createUpstreamPool } from './proxy/transport.js';
 import { type Route, RouteTable, routePrefix } from './routing/route-table.js';
+import { errorMessage } from './errors.js';
 
 /** Everything but the listeners: what `serve`, `token` and `doctor` share. */
 export interface GatewayCore {
@@ -72,7 +73,7 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     } catch (err) {
       // Only the message: a URL parse error also carries its input, the proxy password included.
       const where = rc.proxy !== undefined ? `routes.${rc.name}.proxy` : 'HTTPS_PROXY / HTTP_PROXY (environment)';
-      problems.push(`${where}: ${withoutCredentials((err as Error).message)}; use an http:// proxy URL such as http://proxy.corp:3128`);
+      problems.push(`${where}: ${withoutCredentials(errorMessage(err))}; use an http:// proxy URL such as http://proxy.corp:3128`);
       return [];
     }
     return {

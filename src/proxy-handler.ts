@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatewayError, writeGatewayError } from './errors.js';
+import { errorMessage, GatewayError, writeGatewayError } from './errors.js';
 import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import { trackRequest } from './observability/request-log.js';
@@ -29,7 +29,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
         err instanceof GatewayError
           ? err
           : new GatewayError('GATEWAY_BAD_REQUEST', 'the gateway could not handle this request; see its log');
-      if (!(err instanceof GatewayError)) deps.logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'unexpected error');
+      if (!(err instanceof GatewayError)) deps.logger.error({ err: { name: (err as Error).name, message: errorMessage(err) } }, 'unexpected error');
       record.error = gatewayError.code;
       record.reason = gatewayError.message;
       writeGatewayError(res, gatewayError, { close: true, ...(corsOrigin ? { extraHeaders: corsHeaders(corsOrigin) } : {}) });

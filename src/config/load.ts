@@ -10,6 +10,7 @@ import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
 import { isLoopbackHost } from '../security/loopback.js';
 import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN, routeSchema } from './schema.js';
 import { closest } from './suggest.js';
+import { errorMessage } from '../errors.js';
 import {
   type CredentialSpec,
   DEFAULT_LIMITS,
@@ -263,7 +264,7 @@ function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[]
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    problems.push(`cannot read ${path}: ${(err as Error).message}`);
+    problems.push(`cannot read ${path}: ${errorMessage(err)}`);
     return {};
   }
   const doc = parseDocument(text, { prettyErrors: true });
@@ -390,7 +391,7 @@ function readProfiles(env: NodeJS.ProcessEnv, problems: string[]): DatabricksCfg
       problems.push(err.message);
       return undefined;
     }
-    problems.push(`cannot read the Databricks config file: ${(err as Error).message}; fix it or pass --no-profiles`);
+    problems.push(`cannot read the Databricks config file: ${errorMessage(err)}; fix it or pass --no-profiles`);
     return undefined;
   }
 }
@@ -471,7 +472,7 @@ function proxySetting(route: FileRoute, field: string, problems: string[]): Pick
   try {
     parseProxyUrl(route.proxy);
   } catch (err) {
-    problems.push(`${field}.proxy: ${withoutCredentials((err as Error).message)}; use an http:// proxy URL such as http://proxy.corp:3128, or none`);
+    problems.push(`${field}.proxy: ${withoutCredentials(errorMessage(err))}; use an http:// proxy URL such as http://proxy.corp:3128, or none`);
   }
   return { proxy: route.proxy };
 }
@@ -486,7 +487,7 @@ function policySettings(
     try {
       new RegExp(pattern);
     } catch (err) {
-      problems.push(`${field}.denyPaths[${i}]: not a regular expression (${(err as Error).message})`);
+      problems.push(`${field}.denyPaths[${i}]: not a regular expression (${errorMessage(err)})`);
     }
   }
   return {

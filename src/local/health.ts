@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/route-table.js';
+import { errorMessage } from '../errors.js';
 
 export interface LocalEndpointsOptions {
   routes: RouteTable;
@@ -41,6 +42,6 @@ async function readiness(route: RouteTable['routes'][number], tokens: TokenCache
     const token = await tokens.get(route.credential, 'databricks');
     return { ...base, ready: true, expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null };
   } catch (err) {
-    return { ...base, ready: false, expires_on: null, error: (err as Error).message };
+    return { ...base, ready: false, expires_on: null, error: errorMessage(err) };
   }
 }

@@ -12,6 +12,7 @@ import { databricksU2mProvider } from './databricks-u2m.js';
 import { demoProvider } from './demo.js';
 import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
+import { errorMessage } from '../../errors.js';
 
 /**
  * The `default` chain, in the contract's order. It follows Databricks unified client
@@ -55,7 +56,7 @@ export function createCredential(spec: CredentialSpec, ctx: CredentialContext): 
     try {
       return provider.create(spec, ctx, reason);
     } catch (err) {
-      throw new CredentialSetupError((err as Error).message, { cause: err });
+      throw new CredentialSetupError(errorMessage(err), { cause: err });
     }
   };
   if (spec.type !== 'default') {
