@@ -1,7 +1,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { TokenCache } from './auth/token-cache.js';
-import { GatewayError, gatewayErrorResponse } from './errors.js';
+import { GatewayError, gatewayErrorResponse, internalError } from './errors.js';
 import { type ControlOptions, controlEndpoints } from './local/control.js';
 import { localEndpoints } from './local/health.js';
 import { statusPage } from './local/status-page.js';
@@ -85,9 +85,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return gatewayErrorResponse(err);
     }
     deps.logger.error({ err: { name: err.name, message: err.message } }, 'unexpected error');
-    return c.json({ error_code: 'INTERNAL_ERROR', message: 'internal gateway error; see the gateway log' }, 500, {
-      'x-dbx-gateway-error': '1',
-    });
+    const record = recordOf(c.env.incoming);
+    const internal = internalError();
+    if (record) record.error = internal.code;
+    return gatewayErrorResponse(internal);
   });
   return app;
 }

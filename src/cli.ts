@@ -305,7 +305,8 @@ async function configCommand(action: string, flags: CliFlags): Promise<number> {
 
 /** `reload`: the running gateway re-reads its configuration (what SIGHUP does, on every platform). */
 async function reloadCommand(url: string | undefined): Promise<number> {
-  const running = await findRunning(url);
+  const running = await runningOrReport(url);
+  if (running === null) return 2;
   if (!running) {
     process.stderr.write(`dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve\n`);
     return 1;
@@ -332,6 +333,16 @@ async function findRunning(url: string | undefined): Promise<import('./local/run
     throw new Error(`several gateways are running (${found.map((r) => r.url).join(', ')}); pick one with --url`);
   }
   return found[0];
+}
+
+/** findRunning, with an ambiguous choice (several gateways, no --url) said on stderr: null then. */
+async function runningOrReport(url: string | undefined): Promise<import('./local/run-file.js').RunFile | undefined | null> {
+  try {
+    return await findRunning(url);
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
+    return null;
+  }
 }
 
 /** A request to a running gateway's /-/ endpoint with its control secret (TCP, TLS or unix socket). */
@@ -519,13 +530,8 @@ async function printToken(flags: CliFlags, name: string | undefined, output: str
     process.stderr.write(`dbx-gateway: --output ${output}: use one of ${TOKEN_OUTPUTS.join(', ')}\n`);
     return 2;
   }
-  let running: Awaited<ReturnType<typeof findRunning>>;
-  try {
-    running = await findRunning(url);
-  } catch (err) {
-    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
-    return 2;
-  }
+  const running = await runningOrReport(url);
+  if (running === null) return 2;
   if (running) {
     const res = await controlRequest(running, 'GET', `/-/token/${encodeURIComponent(name)}`);
     if (res.status !== 200) {
@@ -596,13 +602,8 @@ function formatToken(token: PrintedToken, output: TokenOutput): string {
  * clock skew. A table on stdout; exit 0 only when every check of every route passes.
  */
 async function doctor(flags: CliFlags, url?: string): Promise<number> {
-  let running: Awaited<ReturnType<typeof findRunning>>;
-  try {
-    running = await findRunning(url);
-  } catch (err) {
-    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
-    return 2;
-  }
+  const running = await runningOrReport(url);
+  if (running === null) return 2;
   if (running) {
     // The routes the running gateway actually serves, checked by it.
     process.stderr.write(`checking the gateway running at ${running.url}\n`);

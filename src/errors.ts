@@ -15,6 +15,7 @@ export const GATEWAY_ERROR_STATUS = {
   GATEWAY_METHOD_NOT_ALLOWED: 405,
   GATEWAY_HEADERS_TOO_LARGE: 431,
   GATEWAY_RATE_LIMITED: 429,
+  GATEWAY_INTERNAL_ERROR: 500,
   GATEWAY_UPSTREAM_UNREACHABLE: 502,
   GATEWAY_TOKEN_UNAVAILABLE: 503,
   GATEWAY_OVERLOADED: 503,
@@ -52,6 +53,11 @@ export class GatewayError extends Error {
   toJSON(): { error_code: GatewayErrorCode; message: string } {
     return { error_code: this.code, message: this.message };
   }
+}
+
+/** A failure the gateway did not expect: 500, details in its log only (never in the answer). */
+export function internalError(): GatewayError {
+  return new GatewayError('GATEWAY_INTERNAL_ERROR', 'internal gateway error; see the gateway log');
 }
 
 /** Raised by the upstream agent; mapped to 502 (connect) or 504 (headers, idle). */

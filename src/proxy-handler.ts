@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorMessage, GatewayError, writeGatewayError } from './errors.js';
+import { errorMessage, GatewayError, internalError, writeGatewayError } from './errors.js';
 import type { Logger } from './observability/logger.js';
 import type { GatewayMetrics } from './observability/metrics.js';
 import { trackRequest } from './observability/request-log.js';
@@ -25,10 +25,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps, resolve: Resolver): (
     const record = trackRequest(req, res, deps.logger, deps.metrics);
     let corsOrigin: string | undefined;
     const fail = (err: unknown) => {
-      const gatewayError =
-        err instanceof GatewayError
-          ? err
-          : new GatewayError('GATEWAY_BAD_REQUEST', 'the gateway could not handle this request; see its log');
+      const gatewayError = err instanceof GatewayError ? err : internalError();
       if (!(err instanceof GatewayError)) deps.logger.error({ err: { name: (err as Error).name, message: errorMessage(err) } }, 'unexpected error');
       record.error = gatewayError.code;
       record.reason = gatewayError.message;

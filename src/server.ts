@@ -8,9 +8,10 @@ import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { ControlOptions } from './local/control.js';
 import type { GatewayConfig } from './config/types.js';
-import { GatewayError, rawGatewayError, toGatewayError, writeGatewayError } from './errors.js';
+import { errorMessage, GatewayError, internalError, rawGatewayError, writeGatewayError } from './errors.js';
 import { type CoreOptions, createGatewayCore, type GatewayCore } from './gateway.js';
 import type { Logger } from './observability/logger.js';
+import type { GatewayMetrics } from './observability/metrics.js';
 import { Forwarder } from './proxy/forward.js';
 import { preloadTransport } from './proxy/transport.js';
 import { createProxyHandler, isProxiedTarget } from './proxy-handler.js';
@@ -100,7 +101,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     const routeUpgrades = new Map<string, UpgradeListener>();
     for (const route of core.routes.routes) {
       routeProxies.set(route.name, createProxyHandler(deps, fixedResolver(route)));
-      routeUpgrades.set(route.name, upgradeHandler(fixedResolver(route), forwarder, admission, options.logger, tunnels));
+      routeUpgrades.set(route.name, upgradeHandler(fixedResolver(route), forwarder, admission, options.logger, core.metrics, tunnels));
     }
     return {
       config: genConfig,
@@ -110,7 +111,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       // Local endpoints go through Hono; proxied traffic goes straight to the proxy handler.
       local: getRequestListener(createApp(deps).fetch, { autoCleanupIncoming: false }),
       mainProxy: createProxyHandler(deps, main),
-      mainUpgrade: upgradeHandler(main, forwarder, admission, options.logger, tunnels),
+      mainUpgrade: upgradeHandler(main, forwarder, admission, options.logger, core.metrics, tunnels),
       routeProxies,
       routeUpgrades,
     };
@@ -439,23 +440,44 @@ function listen(server: Server, port: number | string, host?: string): Promise<v
   });
 }
 
-/** WebSocket upgrades: the same admission checks and token as plain requests. */
-function upgradeHandler(resolve: Resolver, forwarder: Forwarder, admission: Admission, logger: Logger, tunnels: Set<Duplex>) {
+/**
+ * WebSocket upgrades: the same admission checks and token as plain requests, and the same one
+ * log line and metrics series, written once the outcome is known (101, the upstream's refusal,
+ * or the gateway's error).
+ */
+function upgradeHandler(resolve: Resolver, forwarder: Forwarder, admission: Admission, logger: Logger, metrics: GatewayMetrics, tunnels: Set<Duplex>) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
     socket.on('error', () => socket.destroy());
+    const started = process.hrtime.bigint();
     let routeName = '-';
     let keyName: string | undefined;
+    let done = false;
+    const finish = (status: number, error?: GatewayError) => {
+      if (done) return;
+      done = true;
+      metrics.meter(routeName).request(req.method ?? '-', status, keyName ?? '-');
+      const line = {
+        method: req.method,
+        route: routeName,
+        ...(keyName ? { key: keyName } : {}),
+        path: (req.url ?? '').split('?', 1)[0],
+        status,
+        ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10,
+        upgrade: true,
+        ...(error ? { error: error.code, reason: error.message } : {}),
+      };
+      if (error || status >= 500) logger.warn(line, 'request');
+      else logger.info(line, 'request');
+    };
     const fail = (err: unknown) => {
-      const gatewayError = err instanceof GatewayError ? err : toGatewayError(err, 'upstream');
-      logger.info(
-        { method: req.method, route: routeName, ...(keyName ? { key: keyName } : {}), upgrade: true, status: gatewayError.status, error: gatewayError.code },
-        'request',
-      );
+      const gatewayError = err instanceof GatewayError ? err : internalError();
+      if (!(err instanceof GatewayError)) logger.error({ err: { name: (err as Error).name, message: errorMessage(err) } }, 'unexpected error');
+      finish(gatewayError.status, gatewayError);
       // Written, then destroyed: an upgrade socket has no idle timeout, and a half-open one would
       // hold a connection slot forever.
-      socket.write(rawGatewayError(gatewayError), () => socket.destroy());
+      if (!socket.destroyed) socket.write(rawGatewayError(gatewayError), () => socket.destroy());
     };
     try {
       admission.checkClient(req);
@@ -463,10 +485,7 @@ function upgradeHandler(resolve: Resolver, forwarder: Forwarder, admission: Admi
         keyName = name;
       });
       routeName = route.name;
-      forwarder.ws(req, socket, head, route, upstreamPath, prefix).then(
-        () => logger.info({ method: req.method, route: routeName, ...(keyName ? { key: keyName } : {}), upgrade: true, forwarded: true }, 'request'),
-        fail,
-      );
+      forwarder.ws(req, socket, head, route, upstreamPath, prefix, finish).catch(fail);
     } catch (err) {
       fail(err);
     }

@@ -3,7 +3,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
-import { toGatewayError, writeGatewayError } from '../errors.js';
+import { type GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
@@ -53,8 +53,16 @@ export class Forwarder {
     this.#send(exchange);
   }
 
-  ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: Route, upstreamPath: string, prefix: string): Promise<void> {
-    return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts);
+  ws(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    route: Route,
+    upstreamPath: string,
+    prefix: string,
+    onAnswer?: (status: number, error?: GatewayError) => void,
+  ): Promise<void> {
+    return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts, onAnswer);
   }
 
   #send(exchange: Exchange): void {

@@ -49,6 +49,8 @@ export async function forwardUpgrade(
   { route, upstreamPath, prefix }: UpgradeTarget,
   tokens: TokenCache,
   timeouts: Timeouts,
+  /** The outcome, once: 101, the refusing upstream's status, or the gateway's error. */
+  onAnswer: (status: number, error?: GatewayError) => void = () => {},
 ): Promise<void> {
   assertUpgradeShape(req);
   stripRequestHeaders(req.headers, true);
@@ -69,7 +71,9 @@ export async function forwardUpgrade(
       const raw = await openTunnel(route.proxy, host, port, timeouts.connectMs);
       tunnel = tls ? connectTls({ socket: raw, ...(isIP(host) ? {} : { servername: host }), ...secureContext }) : raw;
     } catch (err) {
-      if (!socket.destroyed) socket.end(rawGatewayError(toGatewayError(err, target.origin)));
+      const gatewayError = toGatewayError(err, target.origin);
+      onAnswer(gatewayError.status, gatewayError);
+      if (!socket.destroyed) socket.end(rawGatewayError(gatewayError));
       return;
     }
     if (socket.destroyed) {
@@ -94,7 +98,9 @@ export async function forwardUpgrade(
       return;
     }
     answered = true;
-    socket.end(rawGatewayError(toGatewayError(err, target.origin)));
+    const gatewayError = toGatewayError(err, target.origin, timeouts);
+    onAnswer(gatewayError.status, gatewayError);
+    socket.end(rawGatewayError(gatewayError));
   };
   const proxyReq = (tls ? https : http).request(options);
   armTimeouts(proxyReq, tls, timeouts, tunnel === undefined);
@@ -102,6 +108,7 @@ export async function forwardUpgrade(
   socket.once('close', () => proxyReq.destroy());
   proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => {
     answered = true;
+    onAnswer(101);
     proxyReq.setTimeout(0);
     upstream.on('error', () => socket.destroy());
     socket.on('error', () => upstream.destroy());
@@ -119,9 +126,12 @@ export async function forwardUpgrade(
     const status = proxyRes.statusCode ?? 0;
     if (!isValidStatus(status)) {
       proxyReq.destroy();
-      socket.end(rawGatewayError(invalidStatus(status, target.origin)));
+      const gatewayError = invalidStatus(status, target.origin);
+      onAnswer(gatewayError.status, gatewayError);
+      socket.end(rawGatewayError(gatewayError));
       return;
     }
+    onAnswer(status);
     // The client connection ends with this response: delimited by the close, so no re-framing.
     socket.write(responseHead(status, proxyRes.rawHeaders, route, prefix, true), 'latin1');
     proxyRes.pipe(socket);

@@ -59,6 +59,30 @@ describe('upgrade smuggling: an upgrade that declares a body', () => {
   }
 });
 
+describe('WebSocket upgrades in the request log and metrics', () => {
+  it('are logged once and counted with their outcome, like any request', async () => {
+    const upstream = await startFakeUpstream((req, res) => {
+      req.resume();
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end('{"error_code":"401"}');
+    });
+    const gw = await startPatGateway(upstream, PAT);
+    try {
+      await rawRequest(gw.port, `GET /ws/prod/ws HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}Content-Length: 5\r\n\r\n`, 1000);
+      await rawRequest(gw.port, `GET /ws/prod/ws HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}\r\n`, 1000);
+      const metrics = (await request(`${gw.url}/metrics`)).text;
+      assert.match(metrics, /dbx_gateway_requests_total\{route="prod",method="GET",status="400",key="-"\} 1/);
+      assert.match(metrics, /dbx_gateway_requests_total\{route="prod",method="GET",status="401",key="-"\} 1/);
+      const lines = gw.logs.filter((l) => l.msg === 'request' && l.upgrade === true);
+      assert.deepEqual(lines.map((l) => l.status).sort(), [400, 401]);
+      assert.equal(lines.find((l) => l.status === 400)?.error, 'GATEWAY_BAD_REQUEST');
+    } finally {
+      await gw.shutdown(100);
+      await upstream.close();
+    }
+  });
+});
+
 describe('upgrade smuggling: a connection that carried an upgrade attempt', () => {
   it('is never returned to the pool, even when the upstream answers it as an ordinary request', async () => {
     const sockets: Array<{ url: string; socket: unknown }> = [];
