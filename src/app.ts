@@ -61,10 +61,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     // The status page and /metrics show upstreams, error paths and key names: with inbound keys
     // they need one. Probes stay open; the metadata service checks keys itself, and the control
     // endpoints need the run file's secret instead.
-    if (admission.keyed && !OPEN_PATHS.has(c.req.path) && !c.req.path.startsWith('/metadata/') && !c.req.path.startsWith('/-/')) {
-      const key = admission.authenticate(c.env.incoming);
+    if (admission.authenticate && !OPEN_PATHS.has(c.req.path) && !c.req.path.startsWith('/metadata/') && !c.req.path.startsWith('/-/')) {
+      const key = admission.authenticate(c.env.incoming.headers);
       const record = recordOf(c.env.incoming);
-      if (record && key) record.key = key.name;
+      if (record) record.key = key.name;
     }
     return next();
   });

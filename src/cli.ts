@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { Command, CommanderError } from 'commander';
 import { CREDENTIAL_TYPE_NAMES } from './auth/credentials/names.js';
@@ -262,11 +262,7 @@ async function printMetadataServiceSetup(gateway: RunningGateway, secret: string
  * `reload` and the other commands find the running gateway; undefined without a config dir.
  */
 async function announce(gateway: RunningGateway, secret: string, config: GatewayConfig, logger: { warn(msg: string): void }): Promise<string | undefined> {
-  const [{ configDir, homeDir }, { runDir, writeRunFile }, { existsSync }] = await Promise.all([
-    import('./config/paths.js'),
-    import('./local/run-file.js'),
-    import('node:fs'),
-  ]);
+  const [{ configDir, homeDir }, { runDir, writeRunFile }] = await Promise.all([import('./config/paths.js'), import('./local/run-file.js')]);
   const dir = configDir(process.env);
   // Never create a home directory (HOME=/nonexistent in a container): no run file then.
   const home = homeDir(process.env);
@@ -276,7 +272,7 @@ async function announce(gateway: RunningGateway, secret: string, config: Gateway
       url: gateway.url,
       secret,
       pid: process.pid,
-      ...(config.listen.tls?.mode === 'auto' ? { caFile: (await import('node:path')).join(config.listen.tls.dir, 'ca.pem') } : {}),
+      ...(config.listen.tls?.mode === 'auto' ? { caFile: (await import('./local/local-tls.js')).caFileIn(config.listen.tls.dir) } : {}),
       ...(config.listen.tls?.mode === 'files' ? { caFile: config.listen.tls.certFile } : {}),
       version: packageVersion(),
       startedAt: new Date().toISOString(),
@@ -295,7 +291,8 @@ async function configCommand(action: string, flags: CliFlags): Promise<number> {
   }
   const config = await load(flags);
   if (!config) return 2;
-  const routes = config.routes.map((r) => `  /${r.kind === 'account' ? 'acct' : 'ws'}/${r.name} -> ${r.upstream.origin} (${r.credential.type})`);
+  const { routePrefix } = await import('./routing/route-table.js');
+  const routes = config.routes.map((r) => `  ${routePrefix(r)} -> ${r.upstream.origin} (${r.credential.type})`);
   process.stdout.write(
     `${config.configFile ? `${config.configFile}: ` : 'no config file: '}valid; ${config.routes.length} route${config.routes.length === 1 ? '' : 's'}${config.demo ? ' (and the built-in demo)' : ''}\n${routes.join('\n')}${routes.length ? '\n' : ''}`,
   );
@@ -646,13 +643,13 @@ async function tlsCommand(args: string[], pem: boolean): Promise<number> {
     process.stderr.write('dbx-gateway: usage: dbx-gateway tls ca [--pem]\n');
     return 2;
   }
-  const [{ configDir }, { ensureLocalCa }, { join }] = await Promise.all([import('./config/paths.js'), import('./local/local-tls.js'), import('node:path')]);
-  const dir = configDir(process.env);
+  const [{ localTlsDir }, { ensureLocalCa }] = await Promise.all([import('./config/paths.js'), import('./local/local-tls.js')]);
+  const dir = localTlsDir(process.env);
   if (!dir) {
     process.stderr.write('dbx-gateway: no home directory for the local CA (set HOME, or APPDATA on Windows)\n');
     return 1;
   }
-  const file = await ensureLocalCa(join(dir, 'tls'));
+  const file = await ensureLocalCa(dir);
   process.stdout.write(pem ? readFileSync(file, 'utf8') : `${file}\n`);
   return 0;
 }

@@ -71,6 +71,22 @@ export class UpstreamTimeoutError extends Error {
   }
 }
 
+/**
+ * An egress proxy refused or could not be reached: 502 naming the proxy (never its credentials)
+ * and what it answered.
+ */
+export class ProxyError extends Error {
+  override readonly name = 'ProxyError';
+  constructor(
+    readonly proxy: string,
+    readonly target: string,
+    readonly answer: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`the proxy ${proxy} ${answer} for CONNECT ${target}`, options);
+  }
+}
+
 /** undici's timeout errors, by code, as the gateway's three upstream timeouts. */
 const UNDICI_TIMEOUTS: Record<string, UpstreamTimeoutError['phase']> = {
   UND_ERR_CONNECT_TIMEOUT: 'connect',
@@ -89,7 +105,7 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
     const ms = timeouts ? timeouts[undiciTimeout === 'connect' ? 'connectMs' : undiciTimeout === 'headers' ? 'headersMs' : 'idleMs'] : Number.NaN;
     return toGatewayError(new UpstreamTimeoutError(undiciTimeout, ms), upstream);
   }
-  if ((err as Error | undefined)?.name === 'ProxyError') {
+  if (err instanceof ProxyError) {
     return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${errorMessage(err)}`, { cause: err });
   }
   if (err instanceof UpstreamTimeoutError) {

@@ -17,8 +17,7 @@ import { preloadTransport } from './proxy/transport.js';
 import { createProxyHandler, isProxiedTarget } from './proxy-handler.js';
 import { fixedResolver, prefixResolver, type Resolver } from './routing/route-table.js';
 import { type Admission, createAdmission, methodNotAllowed } from './security/admission.js';
-import { createKeyAuthenticator } from './security/inbound-keys.js';
-import { isLoopbackAddress } from './security/loopback.js';
+import { isLoopbackAddress, OPEN_LISTENER_FIX } from './security/loopback.js';
 import { assertLocalTarget } from './security/path-check.js';
 
 export interface RunningGateway extends GatewayCore {
@@ -72,7 +71,6 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const build = (genConfig: GatewayConfig, core: GatewayCore): Generation => {
     const forwarder = new Forwarder(core.tokens, genConfig.timeouts);
     const admission = createAdmission(genConfig);
-    const authenticate = createKeyAuthenticator(genConfig.inboundKeys);
     const deps = {
       ...(genConfig.metadataService
         ? {
@@ -81,7 +79,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
               routes: core.routes,
               tokens: core.tokens,
               localOrigins: () => new Map([...routePorts].map(([name, p]) => [name, [`http://127.0.0.1:${p}`, `http://localhost:${p}`]])),
-              ...(authenticate ? { authenticate } : {}),
+              ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
             },
           }
         : {}),
@@ -125,7 +123,6 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       if (routeName === undefined) {
         if (isProxiedTarget(req.url)) return current.mainProxy(req, res);
-        if (req.headers.expect !== undefined) res.writeContinue();
         // Local endpoints get the same target rules: Hono would otherwise resolve an absolute-form
         // or dot-segment target to /metadata/SECRET and the like.
         try {
@@ -133,6 +130,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         } catch (err) {
           return writeGatewayError(res, err as GatewayError, { close: true });
         }
+        if (req.headers.expect !== undefined) res.writeContinue();
         void current.local(req, res);
         return;
       }
@@ -348,7 +346,7 @@ function unsafeListeners(servers: readonly Server[], config: GatewayConfig): str
     if (address === null || typeof address === 'string' || isLoopbackAddress(address.address)) return [];
     return [
       `listen.host: a listener is bound to ${address.address}:${address.port}, reachable from other machines, and there are no inboundKeys; ` +
-        'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone',
+        OPEN_LISTENER_FIX,
     ];
   });
 }

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
-import { configDir } from './paths.js';
+import { localTlsDir } from './paths.js';
 import { profileRoute } from './profiles.js';
 import { CREDENTIAL_TYPES, CredentialSetupError, createCredential } from '../auth/credentials/index.js';
 import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
-import { isLoopbackHost } from '../security/loopback.js';
-import { fileConfigSchema, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN, routeSchema } from './schema.js';
+import { isLoopbackHost, OPEN_LISTENER_FIX } from '../security/loopback.js';
+import { fileConfigSchema, type FileConfig, type FileRoute, LOG_LEVELS, ROUTE_NAME_PATTERN, routeSchema } from './schema.js';
 import { closest } from './suggest.js';
 import { errorMessage } from '../errors.js';
 import {
@@ -56,8 +56,6 @@ export interface LoadConfigOptions {
 }
 
 /** Every problem found in one pass, so a user fixes them all at once (oauth2-proxy style). */
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   constructor(
@@ -150,13 +148,13 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   if (tcp && !isLoopbackHost(host) && inboundKeys.length === 0 && !allowUnauthenticatedNetwork) {
     problems.push(
       `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ` +
-        'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone',
+        OPEN_LISTENER_FIX,
     );
   }
 
   const tls = listenTls(flags, file, env, cwd, problems);
   const logLevel = env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) {
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`DBX_GATEWAY_LOG_LEVEL: "${logLevel}" is not a log level; use one of ${LOG_LEVELS.join(', ')}`);
   }
   const logFormat = flags.logFormat ?? env.DBX_GATEWAY_LOG_FORMAT ?? file.logFormat;
@@ -450,12 +448,12 @@ function listenTls(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv, cw
   const setting = flags.tls ? 'auto' : file.listen?.tls;
   if (setting === undefined) return {};
   if (setting === 'auto') {
-    const dir = configDir(env);
+    const dir = localTlsDir(env);
     if (!dir) {
       problems.push('listen.tls: auto keeps its CA in the config directory, and there is no home directory (set HOME, or APPDATA on Windows, or XDG_CONFIG_HOME)');
       return {};
     }
-    return { tls: { mode: 'auto', dir: join(dir, 'tls') } };
+    return { tls: { mode: 'auto', dir } };
   }
   const certFile = resolve(cwd, setting.certFile);
   const keyFile = resolve(cwd, setting.keyFile);

@@ -62,6 +62,12 @@ export function configDir(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = pr
   return home ? path.posix.join(home, '.config', 'dbx-gateway') : undefined;
 }
 
+/** Where `listen.tls: auto` keeps the local CA: <configDir>/tls. Undefined without a home. */
+export function localTlsDir(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): string | undefined {
+  const dir = configDir(env, platform);
+  return dir ? (platform === 'win32' ? path.win32 : path.posix).join(dir, 'tls') : undefined;
+}
+
 /** `~`, `~/x` (and on Windows `~\x`) expanded against the home directory; anything else as is. */
 export function expandHome(file: string, home: string | undefined, platform: NodeJS.Platform = process.platform): string {
   if (!home) return file;

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** pino's levels, for logLevel in the file and DBX_GATEWAY_LOG_LEVEL. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
 /** Route names become URL segments (/ws/NAME): keep them to characters that never need encoding. */
 export const ROUTE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -81,7 +84,7 @@ export const fileConfigSchema = z.strictObject({
       }),
     ])
     .optional(),
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  logLevel: z.enum(LOG_LEVELS).optional(),
   logFormat: z.enum(['text', 'json']).optional(),
 });
 

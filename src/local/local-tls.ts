@@ -50,10 +50,15 @@ async function loadX509(): Promise<X509> {
   return x509;
 }
 
+/** The CA certificate's file in a local TLS directory (clients trust it; the run file names it). */
+export function caFileIn(dir: string): string {
+  return join(dir, 'ca.pem');
+}
+
 /** The CA certificate's path, creating the CA when it does not exist yet (`dbx-gateway tls ca`). */
 export async function ensureLocalCa(dir: string): Promise<string> {
   await loadCa(dir);
-  return join(dir, 'ca.pem');
+  return caFileIn(dir);
 }
 
 /**
@@ -62,7 +67,7 @@ export async function ensureLocalCa(dir: string): Promise<string> {
  */
 export async function localCertificate(dir: string, extraNames: readonly string[], now = Date.now()): Promise<LocalCertificate> {
   const names = [...new Set(['localhost', '127.0.0.1', '::1', ...extraNames.map((n) => n.toLowerCase())])];
-  const caFile = join(dir, 'ca.pem');
+  const caFile = caFileIn(dir);
   const leafFile = join(dir, 'localhost.pem');
   const leafKeyFile = join(dir, 'localhost.key');
   const ca = await loadCa(dir);
@@ -111,7 +116,7 @@ interface Ca {
 
 async function loadCa(dir: string): Promise<Ca> {
   const lib = await loadX509();
-  const certFile = join(dir, 'ca.pem');
+  const certFile = caFileIn(dir);
   const keyFile = join(dir, 'ca.key');
   if (existsSync(certFile) && existsSync(keyFile)) {
     const certPem = readFileSync(certFile, 'utf8');

@@ -4,7 +4,7 @@ import type { TokenCache } from '../auth/token-cache.js';
 import type { InboundKey } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { Route, RouteTable } from '../routing/route-table.js';
-import { assertKeyMayUse } from '../security/inbound-keys.js';
+import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
 import { sameSecret } from '../security/same-secret.js';
 
 /** The one protocol version the Databricks SDKs speak. */
@@ -22,19 +22,23 @@ export interface MetadataServiceOptions {
    * Set when inbound keys are configured: the key a request presents (headers, or the URL's last
    * segment), 401 without one. Undefined without keys.
    */
-  authenticate?: (headers: Record<string, string | string[] | undefined>) => InboundKey;
+  authenticate?: KeyAuthenticator;
   now?: () => number;
 }
 
-/** Whether a raw token for this route would bypass a policy the route sets. */
-export function hasPolicy(route: Route): boolean {
+/**
+ * Whether the metadata service hands out this route's raw token: a raw token bypasses every
+ * policy (readOnly, allowMethods, denyPaths), so a route with one is served only when it opts in.
+ */
+export function servesRoute(route: Route): boolean {
   const c = route.config;
-  return c.readOnly || c.allowMethods !== undefined || (c.denyPaths?.length ?? 0) > 0;
+  const hasPolicy = c.readOnly || c.allowMethods !== undefined || (c.denyPaths?.length ?? 0) > 0;
+  return !hasPolicy || c.metadataService === true;
 }
 
-/** The routes whose raw token the metadata service hands out (a policy route only when it opts in). */
+/** The routes whose raw token the metadata service hands out. */
 export function metadataRoutes(routes: readonly Route[]): Route[] {
-  return routes.filter((r) => !hasPolicy(r) || r.config.metadataService === true);
+  return routes.filter(servesRoute);
 }
 
 /**
@@ -90,7 +94,7 @@ export function metadataService(options: MetadataServiceOptions): Hono<{ Binding
       throw new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `no route serves host ${host}; served hosts: ${[...new Set(known)].join(', ') || 'none'}`);
     }
     assertKeyMayUse(key, route.name);
-    if (!metadataRoutes([route]).length) {
+    if (!servesRoute(route)) {
       throw new GatewayError(
         'GATEWAY_FORBIDDEN',
         `route ${route.name} has a policy (readOnly, allowMethods or denyPaths) that a raw token would bypass, so the metadata service does not serve it; set routes.${route.name}.metadataService: true to serve it anyway`,

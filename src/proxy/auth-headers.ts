@@ -21,12 +21,7 @@ export async function authHeaders(route: Route, tokens: TokenCache): Promise<Aut
     tokens.get(credential, 'databricks'),
     credential.sendsManagementToken ? tokens.get(credential, 'azure-management') : undefined,
   ]);
-  const headers: Record<string, string> = { authorization: `Bearer ${databricks.token}` };
-  if (management) headers['x-databricks-azure-sp-management-token'] = management.token;
-  if (route.config.azureResourceId && credential.type.startsWith('azure-')) {
-    headers['x-databricks-azure-workspace-resource-id'] = route.config.azureResourceId;
-  }
-  return { token: databricks.token, headers };
+  return withTokens(route, databricks.token, management?.token);
 }
 
 /**
@@ -37,14 +32,16 @@ export function cachedAuthHeaders(route: Route, tokens: TokenCache): AuthHeaders
   const { credential } = route;
   const databricks = tokens.peekFresh(credential, 'databricks');
   if (!databricks) return undefined;
-  const headers: Record<string, string> = { authorization: `Bearer ${databricks.token}` };
-  if (credential.sendsManagementToken) {
-    const management = tokens.peekFresh(credential, 'azure-management');
-    if (!management) return undefined;
-    headers['x-databricks-azure-sp-management-token'] = management.token;
-  }
-  if (route.config.azureResourceId && credential.type.startsWith('azure-')) {
+  const management = credential.sendsManagementToken ? tokens.peekFresh(credential, 'azure-management') : undefined;
+  if (credential.sendsManagementToken && !management) return undefined;
+  return withTokens(route, databricks.token, management?.token);
+}
+
+function withTokens(route: Route, token: string, managementToken: string | undefined): AuthHeaders {
+  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+  if (managementToken) headers['x-databricks-azure-sp-management-token'] = managementToken;
+  if (route.config.azureResourceId && route.credential.type.startsWith('azure-')) {
     headers['x-databricks-azure-workspace-resource-id'] = route.config.azureResourceId;
   }
-  return { token: databricks.token, headers };
+  return { token, headers };
 }

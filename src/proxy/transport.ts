@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import type { buildConnector, Dispatcher, Pool } from 'undici';
 import type { Timeouts } from '../config/types.js';
+import { ProxyError } from '../errors.js';
 import { trustWithCaFile } from '../security/ca-trust.js';
 import { type EgressProxy, resolveProxy } from './egress-proxy.js';
 
@@ -45,22 +46,6 @@ export interface UpstreamOptions {
 }
 
 /**
- * An egress proxy refused or could not be reached: 502 naming the proxy (never its credentials)
- * and what it answered.
- */
-export class ProxyError extends Error {
-  override readonly name = 'ProxyError';
-  constructor(
-    readonly proxy: string,
-    readonly target: string,
-    readonly answer: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`the proxy ${proxy} ${answer} for CONNECT ${target}`, options);
-  }
-}
-
-/**
  * The undici pool for one upstream (made at its first request): keep-alive, the connect timeout (TCP + TLS, -> 502), the
  * headers timeout (-> 504) and the body idle timeout, the route's caFile as a prebuilt
  * SecureContext, and, behind an egress proxy, every connection opened through a CONNECT tunnel
@@ -68,12 +53,20 @@ export class ProxyError extends Error {
  * (origin + caFile + proxy), as @fastify/reply-from keeps one per target.
  */
 export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstream {
+  // The pool (and undici) comes into being at the first request, not when a route is built;
+  // close() and destroy() of a pool never made are no-ops.
   let pool: Pool | undefined;
-  // The pool (and undici) comes into being at the first request, not when a route is built.
-  return lazyDispatcher(() => {
-    pool ??= buildPool(target, options);
-    return pool;
-  }, () => pool);
+  const get = () => (pool ??= buildPool(target, options));
+  return {
+    dispatch: (opts, handler) => get().dispatch(opts, handler),
+    request: (opts) => get().request(opts),
+    close: async () => {
+      await pool?.close();
+    },
+    destroy: async () => {
+      await pool?.destroy();
+    },
+  };
 }
 
 function buildPool(target: URL, options: UpstreamOptions): Pool {
@@ -104,23 +97,6 @@ function buildPool(target: URL, options: UpstreamOptions): Pool {
     keepAliveTimeout: KEEP_ALIVE_MS,
     keepAliveMaxTimeout: KEEP_ALIVE_MS,
   });
-}
-
-/**
- * The few Dispatcher methods the gateway uses, on a pool made at first use. close() and
- * destroy() of a pool never made are no-ops.
- */
-function lazyDispatcher(get: () => Pool, existing: () => Pool | undefined): Upstream {
-  return {
-    dispatch: (opts, handler) => get().dispatch(opts, handler),
-    request: (opts) => get().request(opts),
-    close: async () => {
-      await existing()?.close();
-    },
-    destroy: async () => {
-      await existing()?.destroy();
-    },
-  };
 }
 
 /**

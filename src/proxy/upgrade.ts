@@ -151,12 +151,13 @@ export function invalidStatus(status: number, upstream: string): GatewayError {
  */
 function responseHead(status: number, rawHeaders: string[], route: Route, prefix: string, close = false): string {
   const headers = responseHeaderPass(rawHeaders, route, prefix, status === 101);
-  if (close) {
-    for (let i = 0; i < headers.length; i += 2) if (headers[i]?.toLowerCase() === 'content-length') headers.splice(i, 2);
-    headers.push('connection', 'close');
-  }
   let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
-  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) {
+    // A response that ends with the connection is delimited by the close: no length.
+    if (close && headers[i]?.toLowerCase() === 'content-length') continue;
+    text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  }
+  if (close) text += 'connection: close\r\n';
   return `${text}\r\n`;
 }
 

@@ -5,7 +5,7 @@ import type { Resolver } from '../routing/route-table.js';
 import type { ResolvedRequest } from '../routing/route-table.js';
 import { type BrowserVerdict, createBrowserGuard } from './browser-guard.js';
 import { createHostGuard } from './host-guard.js';
-import { assertKeyMayUse, createKeyAuthenticator } from './inbound-keys.js';
+import { assertKeyMayUse, createKeyAuthenticator, type KeyAuthenticator } from './inbound-keys.js';
 import { assertSafeTarget } from './path-check.js';
 import { createRateLimiter } from './rate-limit.js';
 import { assertAllowedByPolicy, assertNoMethodOverride } from './route-policy.js';
@@ -21,10 +21,11 @@ export interface Admission {
    * and cross-site browsers (403).
    */
   checkClient(req: IncomingMessage): BrowserVerdict;
-  /** With inbound keys configured: the key a local endpoint needs (401 without one); else undefined. */
-  authenticate(req: IncomingMessage): InboundKey | undefined;
-  /** True when inbound keys are configured. */
-  readonly keyed: boolean;
+  /**
+   * Set when inbound keys are configured: the key some headers present (401 without a valid one).
+   * The one authenticator of a generation, for proxied traffic, local endpoints and the metadata service.
+   */
+  readonly authenticate?: KeyAuthenticator;
   /**
    * Proxied requests and upgrades, in this order: target shape (400), method-override headers
    * (400), inbound key (401), rate limit (429), route (404), the key's routes (403), route policy
@@ -50,8 +51,7 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
   const perMinute = config.limits.requestsPerMinutePerKey;
   const rateLimit = perMinute ? createRateLimiter(perMinute) : undefined;
   return {
-    keyed: authenticate !== undefined,
-    authenticate: (req) => authenticate?.(req.headers),
+    ...(authenticate ? { authenticate } : {}),
     checkClient(req) {
       // A reflecting upstream would echo the request, our bearer token included, back to the client.
       if (req.method !== undefined && REFUSED_METHODS.has(req.method)) throw methodNotAllowed(req.method);
