@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 // has no compile cache and skips this.
 module.enableCompileCache?.();
 
-const cli = new URL('../dist/cli.js', import.meta.url);
+const cli = new URL('../dist/cli/index.js', import.meta.url);
 if (!existsSync(fileURLToPath(cli))) {
   process.stderr.write('dbx-gateway: dist/ is missing; run `npm install` (or `npm run build`) in the checkout first.\n');
   process.exit(1);

@@ -1,7 +1,7 @@
 // Runs every test/**/*.test.ts with Node's built-in runner (tsx for TypeScript). Node 20's
 // --test does not expand globs itself, so the files are listed here.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,7 +14,8 @@ function findTests(dir) {
 }
 
 const only = process.argv.slice(2);
-const files = only.length > 0 ? only : findTests('test').sort();
+// Arguments may be test files or directories of them.
+const files = (only.length > 0 ? only : ['test']).flatMap((p) => (statSync(p).isDirectory() ? findTests(p).sort() : [p]));
 // The throwaway test PKI, made once per run in Node (no openssl needed on the machine).
 const pki = mkdtempSync(join(tmpdir(), 'dbxgw-test-pki-'));
 const made = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/make-pki.ts', pki], { stdio: 'inherit' });

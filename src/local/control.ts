@@ -51,7 +51,7 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
   });
   app.get('/-/doctor', async (c) => {
     // The routes this gateway serves, checked from inside it: its tokens, its pools and proxies.
-    const { diagnose, formatDoctor } = await import('../doctor.js');
+    const { diagnose, formatDoctor } = await import('../runtime/diagnose.js');
     const rows = await diagnose({ routes: options.routes(), tokens: options.tokens });
     return c.json({ ok: rows.every((r) => r.ok), text: formatDoctor(rows), warnings: options.warnings() }, 200, { 'cache-control': 'no-store' });
   });

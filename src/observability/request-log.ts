@@ -1,9 +1,11 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MiddlewareHandler } from 'hono';
+import { errorMessage, GatewayError, internalError } from '../errors.js';
+import { scrubSecrets } from '../security/redact.js';
 import type { Logger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
-import { type RequestRecord, startRecord } from './request-record.js';
+import { type RequestRecord, recordOf, startRecord } from './request-record.js';
 
 /** Local endpoints polled by probes and scrapers: logged at debug so they do not drown real traffic. */
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -24,54 +26,88 @@ function requestLogger(logger: Logger): Logger {
 }
 
 /**
- * One log line and one metrics update per request, written when the response closes (so streamed
- * proxy responses are measured to their end). Fields are chosen, never raw headers.
+ * Any failure as the answer the client gets: a GatewayError as it is; anything else is a bug,
+ * logged (scrubbed) and answered 500 GATEWAY_INTERNAL_ERROR with no detail. Noted on the record,
+ * so the request line says why. The one error mapping of every door (proxied, upgrade, local).
  */
+export function failureAnswer(err: unknown, logger: Logger, record?: RequestRecord): GatewayError {
+  let answer: GatewayError;
+  if (err instanceof GatewayError) answer = err;
+  else {
+    logger.error({ err: { name: err instanceof Error ? err.name : typeof err, message: scrubSecrets(errorMessage(err)) } }, 'unexpected error');
+    answer = internalError();
+  }
+  if (record) {
+    record.error = answer.code;
+    record.reason = answer.message;
+  }
+  return answer;
+}
+
+export interface Outcome {
+  /** 0 when no response head was sent. */
+  status: number;
+  /** Response body bytes the client got. */
+  bytes: number;
+  upgrade?: boolean;
+  aborted?: boolean;
+}
+
+/**
+ * One log line and one metrics update for a finished exchange. Fields are chosen, never raw
+ * headers; the query is never logged; failures are at WARN with the gateway's reason.
+ */
+export function writeRequestLine(logger: Logger, metrics: GatewayMetrics, incoming: IncomingMessage, record: RequestRecord, outcome: Outcome): void {
+  const seconds = Number(process.hrtime.bigint() - record.startNs) / 1e9;
+  const route = record.route ?? '-';
+  const { status } = outcome;
+  // The metadata-service URL carries its secret: never log it (upstream paths are left alone).
+  const path = record.path ?? ((incoming.url ?? '').split('?', 1)[0] ?? '').replace(/\/metadata\/.*/s, '/metadata/[REDACTED]');
+  const meter = metrics.meter(route);
+  meter.request(incoming.method ?? '-', status, record.key ?? '-');
+  if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
+  if (record.route && !outcome.upgrade) {
+    meter.duration.observe(seconds);
+    meter.responseBytes.inc(record.bytesOut);
+    meter.requestBytes.inc(record.bytesIn);
+  }
+  const line = {
+    method: incoming.method,
+    route,
+    ...(record.key ? { key: record.key } : {}),
+    path,
+    status,
+    ms: Math.round(seconds * 10_000) / 10,
+    ...(outcome.upgrade ? { upgrade: true } : { bytes: outcome.bytes, bytesIn: record.bytesIn }),
+    ...(record.prefix ? { prefix: record.prefix } : {}),
+    ...(record.error ? { error: record.error } : {}),
+    ...(record.reason ? { reason: record.reason } : {}),
+    ...(record.replayed ? { replayed: true } : {}),
+    ...(outcome.aborted ? { aborted: true } : {}),
+  };
+  const lines = requestLogger(logger);
+  if (QUIET_PATHS.has(path)) lines.debug(line, 'request');
+  else if (record.error !== undefined || status >= 500) lines.warn(line, 'request');
+  else lines.info(line, 'request');
+}
+
+/** The record of one request/response exchange; its line is written when the response closes (streams to their end). */
 export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse, logger: Logger, metrics: GatewayMetrics): RequestRecord {
   const record = startRecord(incoming);
-  const lines = requestLogger(logger);
   outgoing.once('close', () => {
-    const seconds = Number(process.hrtime.bigint() - record.startNs) / 1e9;
-    const route = record.route ?? '-';
-    const status = outgoing.headersSent ? outgoing.statusCode : 0;
-    const bytes = record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0);
-    // The metadata-service URL carries its secret: never log it (upstream paths are left alone).
-    const path = record.path ?? ((incoming.url ?? '').split('?', 1)[0] ?? '').replace(/\/metadata\/.*/s, '/metadata/[REDACTED]');
-    const meter = metrics.meter(route);
-    meter.request(incoming.method ?? '-', status, record.key ?? '-');
-    if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
-    if (record.route) {
-      meter.duration.observe(seconds);
-      meter.responseBytes.inc(record.bytesOut);
-      meter.requestBytes.inc(record.bytesIn);
-    }
-    const line = {
-      method: incoming.method,
-      route,
-      ...(record.key ? { key: record.key } : {}),
-      path,
-      status,
-      ms: Math.round(seconds * 10_000) / 10,
-      bytes,
-      bytesIn: record.bytesIn,
-      ...(record.prefix ? { prefix: record.prefix } : {}),
-      ...(record.error ? { error: record.error } : {}),
-      ...(record.reason ? { reason: record.reason } : {}),
-      ...(record.replayed ? { replayed: true } : {}),
-      ...(outgoing.writableFinished ? {} : { aborted: true }),
-    };
-    if (QUIET_PATHS.has(path)) lines.debug(line, 'request');
-    // Failures at WARN, with the gateway's reason when it answered them itself.
-    else if (record.error !== undefined || status >= 500) lines.warn(line, 'request');
-    else lines.info(line, 'request');
+    writeRequestLine(logger, metrics, incoming, record, {
+      status: outgoing.headersSent ? outgoing.statusCode : 0,
+      bytes: record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0),
+      aborted: !outgoing.writableFinished,
+    });
   });
   return record;
 }
 
-/** The same, as Hono middleware for the local endpoints. */
+/** The same as Hono middleware, for an app used on its own; a request the front door tracks already is left alone. */
 export function requestLog(logger: Logger, metrics: GatewayMetrics): MiddlewareHandler<{ Bindings: HttpBindings }> {
   return async function requestLog(c, next) {
-    trackRequest(c.env.incoming, c.env.outgoing as ServerResponse, logger, metrics);
+    if (!recordOf(c.env.incoming)) trackRequest(c.env.incoming, c.env.outgoing as ServerResponse, logger, metrics);
     await next();
   };
 }

@@ -61,8 +61,16 @@ export function corsHeaders(origin: string): Record<string, string> {
   return { 'access-control-allow-origin': origin, vary: 'Origin' };
 }
 
-/** The answer to a CORS preflight from an allowed origin (never forwarded: no key, no token). */
-export function preflightHeaders(origin: string, headers: IncomingHttpHeaders): Record<string, string> {
+/**
+ * The headers of the 204 answer when this is a CORS preflight from an allowed origin (answered by
+ * the gateway: never forwarded, no key, no token); undefined for any other request.
+ */
+export function preflightAnswer(method: string | undefined, headers: IncomingHttpHeaders, corsOrigin: string | undefined): Record<string, string> | undefined {
+  if (corsOrigin === undefined || method !== 'OPTIONS' || headers['access-control-request-method'] === undefined) return undefined;
+  return preflightHeaders(corsOrigin, headers);
+}
+
+function preflightHeaders(origin: string, headers: IncomingHttpHeaders): Record<string, string> {
   const method = one(headers['access-control-request-method']) ?? 'GET';
   const requested = one(headers['access-control-request-headers']);
   return {

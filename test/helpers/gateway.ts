@@ -6,7 +6,7 @@ import { loadConfig, type CliFlags } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { testPki } from './tls.js';
-import { type RunningGateway, startGateway } from '../../src/server.js';
+import { type RunningGateway, startGateway } from '../../src/runtime/server.js';
 
 export interface TestGateway extends RunningGateway {
   /** Every log line written so far, parsed. */

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Document, isMap, parseDocument } from 'yaml';
-import { newInboundKey } from './security/inbound-keys.js';
+import { newInboundKey } from '../security/inbound-keys.js';
 
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 

@@ -1,18 +1,18 @@
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { TokenCache } from './auth/token-cache.js';
-import { GatewayError, gatewayErrorResponse, internalError } from './errors.js';
-import { type ControlOptions, controlEndpoints } from './local/control.js';
-import { localEndpoints } from './local/health.js';
-import { statusPage } from './local/status-page.js';
-import { metadataService, type MetadataServiceOptions } from './local/metadata-service.js';
-import type { Logger } from './observability/logger.js';
-import type { GatewayMetrics } from './observability/metrics.js';
-import { recordOf } from './observability/request-record.js';
-import { requestLog } from './observability/request-log.js';
-import type { RouteTable } from './routing/route-table.js';
-import type { Admission } from './security/admission.js';
-import { corsHeaders, preflightHeaders } from './security/browser-guard.js';
+import type { TokenCache } from '../auth/token-cache.js';
+import { gatewayErrorResponse } from '../errors.js';
+import { type ControlOptions, controlEndpoints } from './control.js';
+import { localEndpoints } from './health.js';
+import { statusPage } from './status-page.js';
+import { metadataService, type MetadataServiceOptions } from './metadata-service.js';
+import type { Logger } from '../observability/logger.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { recordOf } from '../observability/request-record.js';
+import { failureAnswer, requestLog } from '../observability/request-log.js';
+import type { RouteTable } from '../routing/route-table.js';
+import type { Admission } from '../security/admission.js';
+import { corsHeaders, preflightAnswer } from '../security/browser-guard.js';
 
 export interface AppDeps {
   routes: RouteTable;
@@ -50,10 +50,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (corsOrigin === undefined) return next();
     const record = recordOf(incoming);
     if (record) record.corsOrigin = corsOrigin;
-    // A CORS preflight from an allowed origin is answered here: it carries no key and is never forwarded.
-    if (incoming.method === 'OPTIONS' && incoming.headers['access-control-request-method'] !== undefined) {
-      return c.body(null, 204, preflightHeaders(corsOrigin, incoming.headers));
-    }
+    const preflight = preflightAnswer(incoming.method, incoming.headers, corsOrigin);
+    if (preflight) return c.body(null, 204, preflight);
     await next();
     for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
   });
@@ -75,20 +73,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   // The listener has already refused unsafe targets (server.ts), so what is left is unknown.
   app.notFound((c) => gatewayErrorResponse(deps.routes.unmatched(c.env.incoming.url ?? '/')));
-  app.onError((err, c) => {
-    if (err instanceof GatewayError) {
-      const record = recordOf(c.env.incoming);
-      if (record) {
-        record.error = err.code;
-        record.reason = err.message;
-      }
-      return gatewayErrorResponse(err);
-    }
-    deps.logger.error({ err: { name: err.name, message: err.message } }, 'unexpected error');
-    const record = recordOf(c.env.incoming);
-    const internal = internalError();
-    if (record) record.error = internal.code;
-    return gatewayErrorResponse(internal);
-  });
+  app.onError((err, c) => gatewayErrorResponse(failureAnswer(err, deps.logger, recordOf(c.env.incoming))));
   return app;
 }

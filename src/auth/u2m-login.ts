@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { U2M_CLIENT_ID, u2mLoginFile } from './auth/credentials/databricks-u2m.js';
-import { oidcEndpoints, postTokenForm } from './auth/databricks-oidc.js';
-import { writeLogin } from './auth/login-store.js';
-import type { RouteConfig } from './config/types.js';
-import { sameSecret } from './security/same-secret.js';
+import { U2M_CLIENT_ID, u2mLoginFile } from './credentials/databricks-u2m.js';
+import { oidcEndpoints, postTokenForm } from './databricks-oidc.js';
+import { writeLogin } from './login-store.js';
+import type { RouteConfig } from '../config/types.js';
+import { sameSecret } from '../security/same-secret.js';
 
 /** The Databricks CLI's client accepts redirects to localhost:8020, falling back up to 8040. */
 export const CALLBACK_PORTS = { first: 8020, last: 8040 } as const;

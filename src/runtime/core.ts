@@ -1,14 +1,14 @@
-import type { Credential } from './auth/credential.js';
-import { createCredential, CredentialSetupError, unavailableCredential } from './auth/credentials/index.js';
-import { ConfigError } from './config/load.js';
-import { TokenCache } from './auth/token-cache.js';
-import type { GatewayConfig, RouteConfig } from './config/types.js';
-import { type DemoWorkspace, startDemoWorkspace } from './demo/demo-workspace.js';
-import { createMetrics, type GatewayMetrics } from './observability/metrics.js';
-import { resolveProxy, withoutCredentials } from './proxy/egress-proxy.js';
-import { createUpstreamPool } from './proxy/transport.js';
-import { type Route, RouteTable, routePrefix } from './routing/route-table.js';
-import { errorMessage } from './errors.js';
+import type { Credential } from '../auth/credential.js';
+import { createCredential, CredentialSetupError, unavailableCredential } from '../auth/credentials/index.js';
+import { ConfigError } from '../config/load.js';
+import { TokenCache } from '../auth/token-cache.js';
+import type { GatewayConfig, RouteConfig } from '../config/types.js';
+import { type DemoWorkspace, startDemoWorkspace } from '../demo/demo-workspace.js';
+import { createMetrics, type GatewayMetrics } from '../observability/metrics.js';
+import { resolveProxy, withoutCredentials } from '../proxy/egress-proxy.js';
+import { createUpstreamPool } from '../proxy/transport.js';
+import { type Route, RouteTable, routePrefix } from '../routing/route-table.js';
+import { errorMessage } from '../errors.js';
 
 /** Everything but the listeners: what `serve`, `token` and `doctor` share. */
 export interface GatewayCore {

@@ -1,0 +1,44 @@
+import type { CliFlags } from '../config/load.js';
+import { controlRequest, runningOrReport } from './running.js';
+import { createCore, load } from './shared.js';
+
+/**
+ * Per route: where it came from, which credential and why, the token and its expiry, whether the
+ * upstream answers and accepts it (SCIM Me, which also says who the token belongs to), and the
+ * clock skew. A table on stdout; exit 0 only when every check of every route passes.
+ */
+export async function doctor(flags: CliFlags, url?: string): Promise<number> {
+  const running = await runningOrReport(url);
+  if (running === null) return 2;
+  if (running) {
+    // The routes the running gateway actually serves, checked by it.
+    process.stderr.write(`checking the gateway running at ${running.url}\n`);
+    const res = await controlRequest(running, 'GET', '/-/doctor');
+    const body = JSON.parse(res.body) as { ok?: boolean; text?: string; message?: string; warnings?: string[] };
+    if (res.status !== 200) {
+      process.stderr.write(`dbx-gateway: ${running.url}: ${body.message ?? res.body}\n`);
+      return 1;
+    }
+    for (const warning of body.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
+    process.stdout.write(body.text ?? '');
+    return body.ok ? 0 : 1;
+  }
+  if (url) {
+    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
+    return 1;
+  }
+  process.stderr.write('dbx-gateway: no gateway is running: checking the configuration directly\n');
+  const config = await load(flags);
+  if (!config) return 2;
+  const core = await createCore(config);
+  if (!core) return 2;
+  try {
+    for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
+    const { diagnose, formatDoctor } = await import('../runtime/diagnose.js');
+    const rows = await diagnose(core);
+    process.stdout.write(formatDoctor(rows));
+    return rows.every((r) => r.ok) ? 0 : 1;
+  } finally {
+    await core.close();
+  }
+}

@@ -1,0 +1,177 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import type { CliFlags } from '../config/load.js';
+import type { GatewayConfig } from '../config/types.js';
+import { errorMessage } from '../errors.js';
+import type { ReloadResult } from '../local/control.js';
+import { removeRunFile } from '../local/run-file.js';
+import type { RunningGateway } from '../runtime/server.js';
+import { load, orConfigError, packageVersion } from './shared.js';
+
+export async function serve(flags: CliFlags): Promise<number> {
+  const config = await load(flags);
+  if (!config) return 2;
+  const [{ createLogger }, { startGateway }, { isLoopbackHost }, { ConfigError, loadConfig }, { scrubSecrets }] = await Promise.all([
+    import('../observability/logger.js'),
+    import('../runtime/server.js'),
+    import('../security/loopback.js'),
+    import('../config/load.js'),
+    import('../security/redact.js'),
+  ]);
+  const logger = createLogger({ level: config.logLevel, ...(config.logFormat ? { format: config.logFormat } : {}) });
+  // The control endpoints' secret, handed to this user's commands through the run file.
+  const reloadRef: { run: (why: string) => Promise<ReloadResult> } = {
+    run: async () => ({ ok: false, notes: ['the gateway is still starting'], routes: [] }),
+  };
+  const control = { secret: randomBytes(32).toString('base64url'), reload: () => reloadRef.run('dbx-gateway reload') };
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  try {
+    gateway = await orConfigError(() => startGateway(config, { logger, control }));
+    if (!gateway) return 2;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { port?: number };
+    const port = e.port ?? config.listen.port;
+    const owner = port === config.listen.port ? 'pass --port N' : 'change that route\'s port';
+    const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${port}: stop it or ${owner}` : '';
+    process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
+    return 1;
+  }
+  for (const route of gateway.routes.routes) {
+    const port = gateway.routePorts.get(route.name);
+    const also = port !== undefined ? ` (and ${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${port}/)` : '';
+    logger.info(
+      {
+        route: route.name,
+        prefix: route.prefix,
+        ...(port !== undefined ? { port } : {}),
+        upstream: route.target.origin,
+        credential: route.credential.type,
+        why: route.credential.reason,
+      },
+      `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
+    );
+  }
+  if (config.metadataService) await printMetadataServiceSetup(gateway, config.metadataService.secret);
+  for (const warning of gateway.warnings) logger.warn(warning);
+  const tcp = !config.socket || gateway.routePorts.size > 0;
+  if (config.allowUnauthenticatedNetwork && tcp && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
+    logger.warn(
+      `listening on ${config.listen.host} without inbound keys (--allow-unauthenticated-network): anyone who can reach this port acts as the gateway's Databricks identities`,
+    );
+  }
+  if (config.demo) {
+    const curl = config.socket ? `curl --unix-socket ${config.socket} http://localhost` : `curl ${gateway.url}`;
+    logger.info(
+      `demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`,
+    );
+  }
+  logger.info(
+    config.configFile ? { config: config.configFile } : {},
+    config.configFile ? `config file: ${config.configFile}` : config.demo ? 'no config file: serving the built-in demo' : 'no config file: routes from flags and ~/.databrickscfg',
+  );
+  logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
+  // Every route's token once at start: a route that cannot get one says so now, with the fix,
+  // not 20 s into the first request.
+  for (const route of gateway.routes.routes) {
+    gateway.tokens.get(route.credential, 'databricks').then(
+      () => logger.debug({ route: route.name }, `route ${route.name}: token ready`),
+      (err: Error) => logger.warn({ route: route.name, credential: route.credential.type }, `route ${route.name} has no token yet: ${err.message}`),
+    );
+  }
+
+  // SIGHUP (and `dbx-gateway reload`, where there is no SIGHUP): re-read the configuration
+  // without dropping connections; an invalid one keeps the old.
+  reloadRef.run = async (why: string) => {
+    logger.info({ reload: why }, `${why}: reloading the configuration`);
+    let next: GatewayConfig;
+    try {
+      next = loadConfig({ flags });
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+      logger.error({ problems }, `the new configuration is invalid, so the previous one stays in use: ${problems.join('; ')}`);
+      return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
+    }
+    try {
+      const { notes } = await gateway.reload(next);
+      for (const note of notes) logger.warn(note);
+      for (const warning of gateway.warnings) logger.warn(warning);
+      const routes = gateway.routes.routes.map((r) => r.name);
+      logger.info({ routes }, `configuration reloaded: ${routes.length} routes`);
+      return { ok: true, notes, routes };
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+      logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
+      return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
+    }
+  };
+  process.on('SIGHUP', () => void reloadRef.run('SIGHUP'));
+  const runFile = await announce(gateway, control.secret, config, logger);
+  // A crash must not print a token: log the scrubbed error, then exit.
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err: { name: err.name, message: scrubSecrets(err.message), stack: scrubSecrets(err.stack ?? '') } }, 'crashed');
+    process.exit(1);
+  });
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
+      if (runFile) removeRunFile(runFile);
+      gateway.shutdown().then(() => resolve(0), () => resolve(1));
+    };
+    if (runFile) process.once('exit', () => removeRunFile(runFile));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Ctrl+C (SIGINT on Windows too); Ctrl+Break and some service wrappers send SIGBREAK there.
+    process.once('SIGINT', () => stop('SIGINT'));
+    if (process.platform === 'win32') process.once('SIGBREAK', () => stop('SIGBREAK'));
+  });
+}
+
+/**
+ * The environment for Databricks SDKs, on stderr for the person starting the gateway (the URL
+ * holds the secret, so it never goes into the JSON log on stdout).
+ */
+async function printMetadataServiceSetup(gateway: RunningGateway, secret: string): Promise<void> {
+  const { metadataRoutes } = await import('../local/metadata-service.js');
+  // The Go SDK accepts metadata-service URLs on localhost or 127.0.0.1 only.
+  const base = `http://127.0.0.1:${gateway.port}/metadata/${secret}`;
+  const first = gateway.routes.routes.find((r) => r.config.kind === 'workspace');
+  const port = first ? gateway.routePorts.get(first.name) : undefined;
+  const host = first ? (port !== undefined ? `http://127.0.0.1:${port}` : first.target.origin) : 'https://<workspace URL of a route>';
+  const served = metadataRoutes(gateway.routes.routes).map((r) => r.name);
+  const withheld = gateway.routes.routes.filter((r) => !served.includes(r.name)).map((r) => r.name);
+  const keyed = gateway.config.inboundKeys.length > 0;
+  process.stderr.write(
+    `\nDatabricks SDKs and CLI: set this environment (DATABRICKS_HOST may be any route's workspace URL${port !== undefined ? ' or per-route port' : ''}):\n` +
+      `  export DATABRICKS_HOST=${host}\n` +
+      `  export DATABRICKS_METADATA_SERVICE_URL=${keyed ? base.replace(secret, '<your inbound key>') : base}\n` +
+      '  export DATABRICKS_AUTH_TYPE=metadata-service\n' +
+      `The metadata service serves routes: ${served.join(', ') || 'none'}` +
+      (withheld.length > 0 ? ` (not ${withheld.join(', ')}: a raw token would bypass their policy; set routes.NAME.metadataService: true to serve one)` : '') +
+      '\n\n',
+  );
+}
+
+/**
+ * The run file of this listener (URL + control secret, 0600 in the config dir), so `token`,
+ * `reload` and the other commands find the running gateway; undefined without a config dir.
+ */
+async function announce(gateway: RunningGateway, secret: string, config: GatewayConfig, logger: { warn(msg: string): void }): Promise<string | undefined> {
+  const [{ configDir, homeDir }, { runDir, writeRunFile }] = await Promise.all([import('../config/paths.js'), import('../local/run-file.js')]);
+  const dir = configDir(process.env);
+  // Never create a home directory (HOME=/nonexistent in a container): no run file then.
+  const home = homeDir(process.env);
+  if (!dir || !home || !existsSync(home)) return undefined;
+  try {
+    return writeRunFile(runDir(dir), {
+      url: gateway.url,
+      secret,
+      pid: process.pid,
+      ...(config.listen.tls?.mode === 'auto' ? { caFile: (await import('../local/local-tls.js')).caFileIn(config.listen.tls.dir) } : {}),
+      ...(config.listen.tls?.mode === 'files' ? { caFile: config.listen.tls.certFile } : {}),
+      version: packageVersion(),
+      startedAt: new Date().toISOString(),
+    });
+  } catch (err) {
+    logger.warn(`could not write the run file in ${dir} (${errorMessage(err)}): token, reload and doctor will not find this gateway`);
+    return undefined;
+  }
+}

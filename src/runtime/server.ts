@@ -1,0 +1,180 @@
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TokenCache } from '../auth/token-cache.js';
+import { ConfigError } from '../config/load.js';
+import type { GatewayConfig } from '../config/types.js';
+import type { ControlOptions } from '../local/control.js';
+import type { Logger } from '../observability/logger.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { preloadTransport } from '../proxy/transport.js';
+import type { RouteTable } from '../routing/route-table.js';
+import { type CoreOptions, createGatewayCore, type GatewayCore } from './core.js';
+import { buildGeneration, type Generation } from './generation.js';
+import { type ConnectionCounts, createListener, listen, listenerTls, listenOnSocket, unsafeListeners } from './listener.js';
+
+/** A serving gateway: its listeners, and the generation (config, routes, tokens) they currently serve. */
+export interface RunningGateway {
+  /** The current generation's configuration, routes and warnings (a reload replaces them). */
+  readonly config: GatewayConfig;
+  readonly routes: RouteTable;
+  readonly warnings: string[];
+  /** Kept across reloads. */
+  readonly tokens: TokenCache;
+  readonly metrics: GatewayMetrics;
+  server: Server;
+  /** http://host:port of the main listener, or unix:PATH with --socket. */
+  url: string;
+  port: number;
+  /** Per-route ports actually bound (route name -> port), for routes with `port`. */
+  routePorts: Map<string, number>;
+  /**
+   * Applies a new configuration without dropping connections: new requests use the new routes,
+   * credentials and policy; requests in flight finish on the old ones. Listen addresses, per-route
+   * ports and limits are fixed at start: `notes` says which changes need a restart. A config that
+   * cannot be built throws, and the running one stays.
+   */
+  reload(config: GatewayConfig): Promise<{ notes: string[] }>;
+  /** Stop accepting, let in-flight exchanges finish within drainMs, then close every generation. */
+  shutdown(drainMs?: number): Promise<void>;
+}
+
+export interface StartOptions extends CoreOptions {
+  logger: Logger;
+  /** The /-/ control endpoints (serve): the run file's secret and what a reload does. */
+  control?: Pick<ControlOptions, 'secret' | 'reload'>;
+}
+
+/**
+ * The lifecycle: build the first generation, open the listeners (checked against the
+ * loopback-or-keys rule as bound), swap generations on reload (the old one retired, closed at
+ * shutdown), and drain on shutdown.
+ */
+export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<RunningGateway> {
+  preloadTransport();
+  let draining = false;
+  const tunnels = new Set<Duplex>();
+  const routePorts = new Map<string, number>();
+  const connections: ConnectionCounts = { open: 0, byClient: new Map() };
+  const context = {
+    logger: options.logger,
+    ...(options.control ? { control: options.control } : {}),
+    version: packageVersion(),
+    isDraining: () => draining,
+    routePorts,
+    tunnels,
+  };
+  const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts) : undefined;
+  let current: Generation = buildGeneration(config, await createGatewayCore(config, options), context);
+  const retired = new Set<GatewayCore>();
+
+  const servers: Server[] = [];
+  const closeAll = () => Promise.all(servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+  const server = createListener({ config, tls, connections, door: () => current.main });
+  try {
+    servers.push(server);
+    if (config.socket) await listenOnSocket(server, config.socket);
+    else await listen(server, config.listen.port, config.listen.host);
+    // Per-route ports: the same route with no prefix, for tools that take only host:port.
+    for (const route of current.core.routes.routes) {
+      if (route.config.port === undefined) continue;
+      const routeServer = createListener({ config, tls, connections, door: () => current.routeDoors.get(route.name), routeName: route.name });
+      servers.push(routeServer);
+      await listen(routeServer, route.config.port, config.listen.host);
+      routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
+    }
+    const unsafe = unsafeListeners(servers, config);
+    if (unsafe.length > 0) throw new ConfigError(unsafe, config.configFile);
+    tls?.renewOn(servers);
+  } catch (err) {
+    await closeAll();
+    await current.core.close();
+    throw err;
+  }
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const port = config.socket ? 0 : (server.address() as AddressInfo).port;
+
+  return {
+    get config() {
+      return current.core.config;
+    },
+    get routes() {
+      return current.core.routes;
+    },
+    get warnings() {
+      return current.core.warnings;
+    },
+    get tokens() {
+      return current.core.tokens;
+    },
+    get metrics() {
+      return current.core.metrics;
+    },
+    server,
+    port,
+    routePorts,
+    url: config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`,
+    async reload(next) {
+      const previous = current;
+      // Judged against the sockets actually bound: a new file that drops the keys (and says
+      // 127.0.0.1) must not leave a 0.0.0.0 listener serving without them.
+      const unsafe = unsafeListeners(servers, next);
+      if (unsafe.length > 0) throw new ConfigError(unsafe.map((p) => `${p}; the reload was refused and the previous configuration stays`), next.configFile);
+      // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
+      if (next.metadataService?.generated && previous.config.metadataService) {
+        next = { ...next, metadataService: previous.config.metadataService };
+      }
+      const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
+      current = buildGeneration(next, core, context);
+      // In-flight exchanges keep the old agents' connections until they finish, however long;
+      // each is closed as it frees up. Shutdown closes whatever is still open.
+      retired.add(previous.core);
+      previous.core.retire();
+      return { notes: restartOnlyChanges(config, next, routePorts) };
+    },
+    async shutdown(drainMs = current.config.timeouts.drainMs) {
+      draining = true;
+      tls?.stop();
+      const closed = closeAll();
+      for (const s of servers) s.closeIdleConnections();
+      const timer = setTimeout(() => {
+        for (const s of servers) s.closeAllConnections();
+        for (const socket of tunnels) socket.destroy();
+      }, drainMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+      await current.core.close();
+      await Promise.all([...retired].map((c) => c.close()));
+    },
+  };
+}
+
+/** What a reload cannot change on a running process (sockets are bound, limits are set). */
+function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePorts: Map<string, number>): string[] {
+  const notes: string[] = [];
+  if (next.listen.host !== started.listen.host || next.listen.port !== started.listen.port || next.socket !== started.socket) {
+    notes.push('the listen address changed: restart to apply it');
+  }
+  for (const route of next.routes) {
+    if (route.port !== undefined && routePorts.get(route.name) !== route.port && !(route.port === 0 && routePorts.has(route.name))) {
+      notes.push(`routes.${route.name}.port changed or is new: restart to open it`);
+    }
+  }
+  for (const name of routePorts.keys()) {
+    const route = next.routes.find((r) => r.name === name);
+    if (!route) notes.push(`route ${name} was removed: its port ${routePorts.get(name)} answers 404 until a restart closes it`);
+    else if (route.port === undefined) notes.push(`routes.${name}.port was removed: the route stays on port ${routePorts.get(name)} until a restart`);
+  }
+  if (JSON.stringify(next.limits) !== JSON.stringify(started.limits)) notes.push('limits changed: restart to apply them');
+  return notes;
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
