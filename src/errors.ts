@@ -180,3 +180,16 @@ export function gatewayErrorResponse(err: GatewayError): Response {
     headers: { ...err.headers, 'content-type': 'application/json', [GATEWAY_ERROR_HEADER]: '1', connection: 'close' },
   });
 }
+
+/** Every problem found in one pass, so a user fixes them all at once (oauth2-proxy style). */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly problems: string[],
+    readonly file?: string,
+  ) {
+    super(
+      `invalid configuration${file ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+    );
+  }
+}

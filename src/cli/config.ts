@@ -1,4 +1,4 @@
-import type { CliFlags } from '../config/load.js';
+import type { CliFlags } from '../config/types.js';
 import { load } from './shared.js';
 
 /** `config check`: every problem of the configuration at once, or what it would serve. */

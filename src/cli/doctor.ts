@@ -1,4 +1,4 @@
-import type { CliFlags } from '../config/load.js';
+import type { CliFlags } from '../config/types.js';
 import { controlRequest, runningOrReport } from './running.js';
 import { createCore, load } from './shared.js';
 

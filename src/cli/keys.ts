@@ -1,5 +1,5 @@
 import { resolve as resolvePath } from 'node:path';
-import type { CliFlags } from '../config/load.js';
+import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 
 /** `keys add NAME`: the key alone on stdout (once), where it went on stderr. */
@@ -10,7 +10,7 @@ export async function keysCommand(flags: CliFlags, args: string[]): Promise<numb
     process.stderr.write(`dbx-gateway: usage: ${usage}\n`);
     return 2;
   }
-  const [{ DEFAULT_CONFIG_FILE }, keys] = await Promise.all([import('../config/load.js'), import('../config/inbound-keys-file.js')]);
+  const [{ DEFAULT_CONFIG_FILE }, keys] = await Promise.all([import('../config/sources.js'), import('../config/inbound-keys-file.js')]);
   const file = resolvePath(flags.config ?? process.env.DBX_GATEWAY_CONFIG ?? DEFAULT_CONFIG_FILE);
   const apply = 'A running gateway applies it after dbx-gateway reload (or SIGHUP).';
   try {

@@ -1,4 +1,4 @@
-import type { CliFlags } from '../config/load.js';
+import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { load } from './shared.js';
 

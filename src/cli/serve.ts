@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import type { CliFlags } from '../config/load.js';
+import type { CliFlags } from '../config/types.js';
 import type { GatewayConfig } from '../config/types.js';
-import { errorMessage } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import type { ReloadResult } from '../local/control.js';
 import { removeRunFile } from '../local/run-file.js';
 import type { RunningGateway } from '../runtime/server.js';
@@ -11,7 +11,7 @@ import { load, orConfigError, packageVersion } from './shared.js';
 export async function serve(flags: CliFlags): Promise<number> {
   const config = await load(flags);
   if (!config) return 2;
-  const [{ createLogger }, { startGateway }, { isLoopbackHost }, { ConfigError, loadConfig }, { scrubSecrets }] = await Promise.all([
+  const [{ createLogger }, { startGateway }, { isLoopbackHost }, { loadConfig }, { scrubSecrets }] = await Promise.all([
     import('../observability/logger.js'),
     import('../runtime/server.js'),
     import('../security/loopback.js'),

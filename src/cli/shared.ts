@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { CliFlags } from '../config/load.js';
+import type { CliFlags } from '../config/types.js';
+import { ConfigError } from '../errors.js';
 import type { GatewayConfig } from '../config/types.js';
 
 // What every command shares: the configuration options, loading a configuration and the version.
@@ -46,7 +47,6 @@ export function toFlags(o: ConfigOptions): CliFlags {
 
 /** Runs a setup step; a ConfigError is printed for the user and becomes undefined (exit 2). */
 export async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | undefined> {
-  const { ConfigError } = await import('../config/load.js');
   try {
     return await step();
   } catch (err) {

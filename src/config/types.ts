@@ -121,3 +121,34 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
 };
 
 export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8080 } as const;
+
+/** What the command line contributed; every field optional so tests can build it by hand. */
+export interface CliFlags {
+  config?: string;
+  host?: string;
+  port?: string;
+  workspace?: string[];
+  account?: string[];
+  credential?: string;
+  demo?: boolean;
+  /** Serve the Databricks SDK metadata service at /metadata/SECRET. */
+  metadataService?: boolean;
+  /** Listen beyond loopback without inbound keys (logged as a warning). */
+  allowUnauthenticatedNetwork?: boolean;
+  /** Serve the main listener on this unix socket (mode 0600) instead of TCP. */
+  socket?: string;
+  /** Skip ~/.databrickscfg profiles (routes that name a profile still read it). */
+  noProfiles?: boolean;
+  /** HTTPS on every listener with the gateway's own local CA (listen.tls: auto). */
+  tls?: boolean;
+  /** text (one line per event) or json; default: text on a terminal. */
+  logFormat?: string;
+  /** Serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE, else every profile). */
+  profile?: string;
+}
+
+export interface LoadConfigOptions {
+  flags?: CliFlags;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}

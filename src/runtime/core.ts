@@ -1,6 +1,6 @@
 import type { Credential } from '../auth/credential.js';
 import { createCredential, CredentialSetupError, unavailableCredential } from '../auth/credentials/index.js';
-import { ConfigError } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import { TokenCache } from '../auth/token-cache.js';
 import type { GatewayConfig, RouteConfig } from '../config/types.js';
 import { type DemoWorkspace, startDemoWorkspace } from '../demo/demo-workspace.js';

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ConfigError } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, rawGatewayError, writeGatewayError } from '../errors.js';
 import type { FrontDoor } from '../proxy/handler.js';

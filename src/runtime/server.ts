@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TokenCache } from '../auth/token-cache.js';
-import { ConfigError } from '../config/load.js';
+import { ConfigError } from '../errors.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { ControlOptions } from '../local/control.js';
 import type { Logger } from '../observability/logger.js';

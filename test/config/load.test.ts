@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
 
 function tempConfig(text: string): { dir: string; file: string } {
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-cfg-'));
@@ -174,6 +175,8 @@ listn: {}
         assert.match(text, /listn: unknown setting; did you mean listen\?/);
         assert.match(text, /routes\.prod\.credential: unknown credential type "azure_cli"; did you mean azure-cli\?/);
         assert.match(text, /routes\.prod\.port: 8080 is the main port \(listen\.port\)/);
+        // Credential settings in the same report as the schema's problems, not in a second round.
+        assert.match(text, /routes\.sp\.credential \(.*\): azure-client-secret needs tenantId/);
         assert.doesNotMatch(text, /expected boolean|received string/);
         return true;
       },
@@ -183,6 +186,19 @@ listn: {}
   it('validates credential settings in the same pass as the file', () => {
     const { file } = tempConfig('routes:\n  sp: { host: https://adb-3.3.azuredatabricks.net, credential: { type: azure-client-secret } }\n');
     assert.throws(() => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }), /routes\.sp\.credential \(.*\): azure-client-secret needs tenantId/);
+  });
+
+  it('says a profile route has no ~/.databrickscfg, whatever else is wrong', () => {
+    const { dir, file } = tempConfig('routes:\n  q: { host: not-a-url }\n  p: { profile: dev }\n');
+    assert.throws(
+      () => loadConfig({ env: { HOME: dir, USERPROFILE: dir }, cwd: dir, flags: { config: file, noProfiles: true } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /routes\.p\.profile: no Databricks config file found/);
+        assert.match(err.message, /routes\.q\.host: "not-a-url" is not a URL/);
+        return true;
+      },
+    );
   });
 
   it('shows the offending line of a YAML syntax error', () => {

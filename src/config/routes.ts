@@ -1,0 +1,272 @@
+import { CREDENTIAL_TYPES } from '../auth/credentials/index.js';
+import { errorMessage } from '../errors.js';
+import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
+import { isLoopbackHost } from '../security/loopback.js';
+import type { DatabricksCfg } from './databrickscfg.js';
+import { profileRoute } from './profiles.js';
+import { type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
+import type { ProfileSource } from './sources.js';
+import { closest } from './suggest.js';
+import type { CliFlags, CredentialSpec, RouteConfig } from './types.js';
+
+// Route assembly from the three sources, in the order that lets the later win: ~/.databrickscfg
+// profiles, then the config file's routes, then --workspace / --account flags.
+
+export const DEFAULT_ACCOUNTS_HOST = 'https://accounts.azuredatabricks.net';
+
+export interface RouteSources {
+  flags: CliFlags;
+  file: FileConfig;
+  env: NodeJS.ProcessEnv;
+  /** The config file's path, for each route's `source`. */
+  configFile: string | undefined;
+  profiles: ProfileSource | undefined;
+  defaultCredential: CredentialSpec;
+}
+
+/** Every route by name; problems and skipped-profile warnings are collected. */
+export function assembleRoutes(sources: RouteSources, problems: string[], warnings: string[]): Map<string, RouteConfig> {
+  const { flags, file, env, profiles, defaultCredential } = sources;
+  const cfg = profiles?.cfg;
+  const routes = new Map<string, RouteConfig>();
+  // --profile NAME (or DATABRICKS_CONFIG_PROFILE, as the Databricks CLI reads it) picks one profile.
+  const chosen = selectedProfile(flags, env);
+  if (chosen !== undefined) {
+    const keys = cfg?.profiles.get(chosen);
+    const known = [...(cfg?.profiles.keys() ?? [])].filter((n) => cfg?.profiles.get(n)?.host);
+    const where = flags.profile !== undefined ? '--profile' : 'DATABRICKS_CONFIG_PROFILE';
+    if (!cfg || !keys?.host) {
+      const guess = closest(chosen, known);
+      problems.push(`${where} ${chosen}: no such profile with a host in ~/.databrickscfg${guess ? `; did you mean ${guess}?` : ''} (profiles: ${known.join(', ') || 'none'})`);
+    } else {
+      // Asked for by name: its problems are configuration errors, not skipped warnings.
+      const { route, problem } = profileRoute(chosen, cfg, parseProfileHost);
+      if (route) routes.set(chosen, route);
+      else if (problem) problems.push(`${where} ${chosen}: ${problem}`);
+    }
+  }
+  // Profiles first: the config file and then the flags win over a profile with the same name.
+  if (cfg && !flags.noProfiles && chosen === undefined) {
+    for (const [name, keys] of cfg.profiles) {
+      if (!keys.host) continue; // [DEFAULT] holding only shared settings, etc.
+      const { route, problem } = profileRoute(name, cfg, parseProfileHost);
+      if (route) routes.set(name, { ...route, lenient: true });
+      else if (problem) warnings.push(`skipped profile: ${problem}`);
+    }
+  }
+  for (const [name, route] of Object.entries(file.routes ?? {})) {
+    const built = buildFileRoute(name, route, defaultCredential, sources.configFile ?? 'config', profiles, problems);
+    if (built) routes.set(name, built);
+  }
+  // Command-line flags win over the file (contract: "Command-line flags win over the file").
+  // Two flags naming the same route are a mistake, not last-wins.
+  const fromFlags = new Map<string, string>();
+  for (const [kind, specs] of [['workspace', flags.workspace ?? []], ['account', flags.account ?? []]] as const) {
+    for (const spec of specs) {
+      const built = buildFlagRoute(kind, spec, defaultCredential, problems);
+      if (!built) continue;
+      const earlier = fromFlags.get(built.name);
+      if (earlier !== undefined) {
+        problems.push(`--${kind} ${spec}: route ${built.name} is already given by ${earlier}; give each route its own name`);
+        continue;
+      }
+      fromFlags.set(built.name, `--${kind} ${spec}`);
+      routes.set(built.name, built);
+    }
+  }
+  return routes;
+}
+
+/** The profile named by --profile or DATABRICKS_CONFIG_PROFILE (the latter not with --no-profiles). */
+export function selectedProfile(flags: CliFlags, env: NodeJS.ProcessEnv): string | undefined {
+  return flags.profile ?? (flags.noProfiles ? undefined : env.DATABRICKS_CONFIG_PROFILE);
+}
+
+/** Whether ~/.databrickscfg must be read at all. */
+export function wantsProfiles(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv): boolean {
+  return !flags.noProfiles || selectedProfile(flags, env) !== undefined || Object.values(file.routes ?? {}).some((r) => r.profile !== undefined);
+}
+
+/** Normalises `credential: TYPE` to `{ type }` and checks the type exists, reporting at `field`. */
+export function toCredentialSpec(value: string | { type: string; [k: string]: unknown }, field: string, problems: string[]): CredentialSpec {
+  const spec = typeof value === 'string' ? { type: value } : { ...value };
+  if (!CREDENTIAL_TYPES.includes(spec.type)) {
+    // 'demo' is the built-in demo workspace's own source: accepted, not advertised.
+    const advertised = CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ');
+    const guess = closest(spec.type, CREDENTIAL_TYPES.filter((t) => t !== 'demo'));
+    problems.push(`${field}: unknown credential type "${spec.type}"; ${guess ? `did you mean ${guess}? Types: ` : 'use one of '}${advertised}`);
+  }
+  return spec;
+}
+
+function parseProfileHost(host: string): URL | string {
+  const problems: string[] = [];
+  return parseUpstream(host, '', problems) ?? problems[0]!.replace(/^: /, '');
+}
+
+/**
+ * `routes.NAME`: host and settings from the file; with `profile: P`, host, account and
+ * credential from that ~/.databrickscfg profile, each overridable in the route.
+ */
+function buildFileRoute(
+  name: string,
+  route: FileRoute,
+  defaultCredential: CredentialSpec,
+  source: string,
+  profiles: ProfileSource | undefined,
+  problems: string[],
+): RouteConfig | undefined {
+  const field = `routes.${name}`;
+  if (!ROUTE_NAME_PATTERN.test(name)) {
+    problems.push(`${field}: route names may use letters, digits, ".", "_" and "-" only (it becomes /ws/${name})`);
+    return undefined;
+  }
+  const base = route.profile !== undefined ? profileBase(name, route, route.profile, profiles, problems) : undefined;
+  if (route.profile !== undefined && !base) return undefined;
+  if (route.host === undefined && !base) {
+    problems.push(`${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net, or name a ~/.databrickscfg profile`);
+    return undefined;
+  }
+  const upstream = route.host !== undefined ? parseUpstream(route.host, `${field}.host`, problems) : base?.upstream;
+  if (!upstream) return undefined;
+  const kind = isAccountsHost(upstream) ? 'account' : 'workspace';
+  const accountId = route.accountId ?? base?.accountId;
+  if (kind === 'account' && accountId === undefined) {
+    problems.push(`${field}.accountId: missing; an accounts console route needs the account id (a UUID)`);
+  }
+  const azureResourceId = route.azureResourceId ?? base?.azureResourceId;
+  const ownCredential = route.credential !== undefined ? toCredentialSpec(route.credential, `${field}.credential`, problems) : undefined;
+  return {
+    name,
+    kind,
+    upstream,
+    ...(accountId !== undefined ? { accountId } : {}),
+    credential: base ? (ownCredential ? { ...ownCredential, profile: route.profile! } : base.credential) : (ownCredential ?? defaultCredential),
+    readOnly: route.readOnly ?? false,
+    ...policySettings(route, field, problems),
+    ...(route.port !== undefined ? { port: route.port } : {}),
+    ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
+    ...proxySetting(route, field, problems),
+    ...(azureResourceId !== undefined ? { azureResourceId } : {}),
+    ...(base ? { profile: route.profile!, source: `${source} (profile ${base.source})` } : { source }),
+  };
+}
+
+/** The route a `profile: P` setting starts from; undefined (with the problem reported) if there is none. */
+function profileBase(name: string, route: FileRoute, profile: string, profiles: ProfileSource | undefined, problems: string[]): RouteConfig | undefined {
+  const field = `routes.${name}.profile`;
+  const cfg: DatabricksCfg | undefined = profiles?.cfg;
+  if (!cfg) {
+    // An unreadable file is reported already; a missing one is reported here, whatever else is wrong.
+    if (!profiles?.unreadable) problems.push(`${field}: no Databricks config file found (~/.databrickscfg or DATABRICKS_CONFIG_FILE); run databricks auth login or set routes.${name}.host`);
+    return undefined;
+  }
+  if (!cfg.profiles.has(profile)) {
+    const known = [...cfg.profiles.keys()];
+    problems.push(`${field}: ${cfg.path} has no profile [${profile}]${known.length ? `; it has ${known.map((k) => `[${k}]`).join(', ')}` : ''}`);
+    return undefined;
+  }
+  const base = profileRoute(profile, cfg, (host) => parseProfileHost(route.host ?? host));
+  if (!base.route) problems.push(`${field}: ${base.problem}`);
+  return base.route;
+}
+
+/** `proxy: http://host:port` (credentials allowed in the URL) or `proxy: none`. */
+function proxySetting(route: FileRoute, field: string, problems: string[]): Pick<RouteConfig, 'proxy'> {
+  if (route.proxy === undefined) return {};
+  if (route.proxy === 'none') return { proxy: 'none' };
+  try {
+    parseProxyUrl(route.proxy);
+  } catch (err) {
+    problems.push(`${field}.proxy: ${withoutCredentials(errorMessage(err))}; use an http:// proxy URL such as http://proxy.corp:3128, or none`);
+  }
+  return { proxy: route.proxy };
+}
+
+/** allowMethods (upper-cased), denyPaths (each must compile), allowTokenCreation. */
+function policySettings(
+  route: FileRoute,
+  field: string,
+  problems: string[],
+): Pick<RouteConfig, 'allowMethods' | 'denyPaths' | 'allowTokenCreation' | 'metadataService'> {
+  for (const [i, pattern] of (route.denyPaths ?? []).entries()) {
+    try {
+      new RegExp(pattern);
+    } catch (err) {
+      problems.push(`${field}.denyPaths[${i}]: not a regular expression (${errorMessage(err)})`);
+    }
+  }
+  return {
+    ...(route.allowMethods ? { allowMethods: route.allowMethods.map((m) => m.toUpperCase()) } : {}),
+    ...(route.denyPaths ? { denyPaths: route.denyPaths } : {}),
+    ...(route.allowTokenCreation !== undefined ? { allowTokenCreation: route.allowTokenCreation } : {}),
+    ...(route.metadataService !== undefined ? { metadataService: route.metadataService } : {}),
+  };
+}
+
+function buildFlagRoute(
+  kind: 'workspace' | 'account',
+  spec: string,
+  credential: CredentialSpec,
+  problems: string[],
+): RouteConfig | undefined {
+  const flag = `--${kind}`;
+  const eq = spec.indexOf('=');
+  const name = eq > 0 ? spec.slice(0, eq) : '';
+  const value = eq > 0 ? spec.slice(eq + 1) : '';
+  if (!name || !value) {
+    problems.push(
+      kind === 'workspace'
+        ? `${flag} ${spec}: expected NAME=URL, e.g. --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net`
+        : `${flag} ${spec}: expected NAME=ACCOUNT_ID[@HOST], e.g. --account main=00000000-0000-0000-0000-000000000000`,
+    );
+    return undefined;
+  }
+  if (!ROUTE_NAME_PATTERN.test(name)) {
+    problems.push(`${flag} ${spec}: route names may use letters, digits, ".", "_" and "-" only`);
+    return undefined;
+  }
+  if (kind === 'workspace') {
+    const upstream = parseUpstream(value, `${flag} ${name}`, problems);
+    if (!upstream) return undefined;
+    return { name, kind: isAccountsHost(upstream) ? 'account' : 'workspace', upstream, credential, readOnly: false, source: flag };
+  }
+  const at = value.indexOf('@');
+  const accountId = at >= 0 ? value.slice(0, at) : value;
+  const upstream = parseUpstream(at >= 0 ? value.slice(at + 1) : DEFAULT_ACCOUNTS_HOST, `${flag} ${name}`, problems);
+  if (!upstream) return undefined;
+  return { name, kind: 'account', upstream, accountId, credential, readOnly: false, source: flag };
+}
+
+/**
+ * Upstreams are https:// origins. Plain http:// is allowed only on loopback (the demo and tests),
+ * because the token would otherwise cross the network in clear text.
+ */
+export function parseUpstream(text: string, field: string, problems: string[]): URL | undefined {
+  const example = 'e.g. https://adb-1234567890123456.7.azuredatabricks.net';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    problems.push(`${field}: "${text}" is not a URL; write the full workspace URL, ${example}`);
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    problems.push(`${field}: must be an https:// URL (${example}); http:// is accepted only for loopback hosts`);
+    return undefined;
+  }
+  if (url.username || url.password) {
+    problems.push(`${field}: must not contain credentials; configure a credential instead`);
+    return undefined;
+  }
+  if (url.pathname !== '/' && url.pathname !== '') {
+    problems.push(`${field}: must be the workspace URL without a path (got "${url.pathname}"), ${example}`);
+    return undefined;
+  }
+  // "?o=<workspace id>" as copied from the browser is harmless: only the origin is used.
+  return new URL(url.origin);
+}
+
+export function isAccountsHost(url: URL): boolean {
+  return url.hostname.startsWith('accounts.');
+}

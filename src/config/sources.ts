@@ -1,0 +1,156 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { errorMessage } from '../errors.js';
+import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
+import { type FileConfig, fileConfigSchema, routeSchema } from './schema.js';
+import { closest } from './suggest.js';
+import type { CliFlags } from './types.js';
+
+// Where configuration comes from: the config file (found, read, ${VAR} expanded, checked against
+// the schema with every problem in the contract's words) and ~/.databrickscfg.
+
+export const DEFAULT_CONFIG_FILE = 'dbx-gateway.yaml';
+
+export function findConfigFile(flags: CliFlags, env: NodeJS.ProcessEnv, cwd: string, problems: string[]): string | undefined {
+  // An empty DBX_GATEWAY_CONFIG (e.g. `-e DBX_GATEWAY_CONFIG=` to clear an image default) means none.
+  const explicit = flags.config ?? (env.DBX_GATEWAY_CONFIG || undefined);
+  if (explicit !== undefined) {
+    const path = resolve(cwd, explicit);
+    if (!existsSync(path)) {
+      const origin = flags.config !== undefined ? '--config' : 'DBX_GATEWAY_CONFIG';
+      problems.push(`${origin}: ${path} does not exist; create it or point ${origin} at an existing file`);
+      return undefined;
+    }
+    return path;
+  }
+  const implicit = resolve(cwd, DEFAULT_CONFIG_FILE);
+  return existsSync(implicit) ? implicit : undefined;
+}
+
+export function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[]): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`cannot read ${path}: ${errorMessage(err)}`);
+    return {};
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    // The yaml library's message names the line and column and quotes the line with a caret.
+    for (const e of doc.errors) problems.push(`YAML syntax: ${e.message.trimEnd().replace(/\n/g, '\n    ')}`);
+    return {};
+  }
+  const raw: unknown = expandEnv(doc.toJS() ?? {}, env, '', problems);
+  const parsed = fileConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(describeIssue(issue));
+    return validParts(raw);
+  }
+  return parsed.data;
+}
+
+/**
+ * The parts of an invalid file that are valid on their own (each route, listen, credential), so
+ * the checks after the schema (credential types and settings, ports, hosts) report in the same
+ * pass instead of in a second round after the first fix.
+ */
+function validParts(raw: unknown): FileConfig {
+  if (raw === null || typeof raw !== 'object') return {};
+  const object = raw as Record<string, unknown>;
+  const partial: Record<string, unknown> = {};
+  const shape = fileConfigSchema.shape as Record<string, { safeParse(v: unknown): { success: boolean; data?: unknown } }>;
+  for (const key of ['listen', 'credential', 'allowedHosts'] as const) {
+    const part = shape[key]?.safeParse(object[key]);
+    if (object[key] !== undefined && part?.success) partial[key] = part.data;
+  }
+  if (object.routes !== null && typeof object.routes === 'object') {
+    const routes: Record<string, unknown> = {};
+    const known = new Set(Object.keys(routeSchema.shape));
+    for (const [name, route] of Object.entries(object.routes as Record<string, unknown>)) {
+      // Unknown settings are reported already: check the rest of the route as if they were not there.
+      const kept = route !== null && typeof route === 'object' ? Object.fromEntries(Object.entries(route).filter(([k]) => known.has(k))) : route;
+      const one = routeSchema.safeParse(kept);
+      if (one.success) routes[name] = one.data;
+    }
+    partial.routes = routes;
+  }
+  return partial as FileConfig;
+}
+
+/**
+ * A zod issue in the contract's words, with the fix: an unknown setting names the closest known
+ * one ("did you mean readOnly?"), a wrong type says what the setting takes ("readOnly must be true
+ * or false") instead of zod's "expected boolean, received string".
+ */
+function describeIssue(issue: { path: PropertyKey[]; message: string; code: string; keys?: string[]; expected?: string }): string {
+  const at = issue.path.map(String).join('.') || '(top level)';
+  if (issue.code === 'unrecognized_keys' && issue.keys) {
+    const known = knownKeys(issue.path);
+    return issue.keys
+      .map((k) => {
+        const guess = closest(k, known);
+        return `${at === '(top level)' ? '' : `${at}.`}${k}: unknown setting${guess ? `; did you mean ${guess}?` : `; known here: ${known.join(', ')}`}`;
+      })
+      .join('\n  ');
+  }
+  if (issue.code === 'invalid_type' && issue.expected && TYPE_WORDS[issue.expected]) {
+    return `${at} must be ${TYPE_WORDS[issue.expected]}`;
+  }
+  return `${at}: ${issue.message}`;
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  boolean: 'true or false',
+  number: 'a number',
+  string: 'a string (quote it if it looks like a number or true/false)',
+  array: 'a list, e.g. [GET, HEAD]',
+  object: 'a mapping of settings',
+};
+
+/** The settings allowed at a place of the config file, for "did you mean". */
+function knownKeys(path: PropertyKey[]): string[] {
+  const shapeOf = (schema: unknown): string[] => Object.keys((schema as { shape?: Record<string, unknown> }).shape ?? {});
+  if (path.length === 0) return shapeOf(fileConfigSchema);
+  if (path[0] === 'routes' && path.length === 2) return shapeOf(routeSchema);
+  const top = (fileConfigSchema.shape as Record<string, unknown>)[String(path[0])];
+  const inner = (top as { unwrap?: () => unknown } | undefined)?.unwrap?.() ?? top;
+  return shapeOf(inner);
+}
+
+/** `${VAR}` in any string value is read from the environment, so secrets stay out of the file. */
+function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        problems.push(`${path}: \${${name}} is not set in the environment; export ${name} or write the value in the file`);
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`, problems));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, path ? `${path}.${k}` : k, problems)]),
+    );
+  }
+  return value;
+}
+
+/** ~/.databrickscfg (or DATABRICKS_CONFIG_FILE): `cfg` undefined when there is none, `unreadable` when it failed (reported). */
+export interface ProfileSource {
+  cfg: DatabricksCfg | undefined;
+  unreadable: boolean;
+}
+
+export function readProfiles(env: NodeJS.ProcessEnv, problems: string[]): ProfileSource {
+  try {
+    return { cfg: readDatabricksCfg(env), unreadable: false };
+  } catch (err) {
+    problems.push(err instanceof CfgSyntaxError ? err.message : `cannot read the Databricks config file: ${errorMessage(err)}; fix it or pass --no-profiles`);
+    return { cfg: undefined, unreadable: true };
+  }
+}

@@ -1,0 +1,144 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { CredentialSetupError, createCredential } from '../auth/credentials/index.js';
+import { isLoopbackHost, OPEN_LISTENER_FIX } from '../security/loopback.js';
+import { localTlsDir } from './paths.js';
+import { type FileConfig, LOG_LEVELS } from './schema.js';
+import type { CliFlags, GatewayConfig, InboundKey, RouteConfig } from './types.js';
+
+// The checks across settings, after each source is read: keys, origins, ports, exposure, TLS, log
+// settings and credential settings. Each adds to `problems`, so one report says everything.
+
+const KEY_HASH = /^sha256:([0-9a-f]{64})$/;
+
+/** Inbound keys as stored: only `sha256:<hex>` hashes, optionally limited to some routes. */
+export function parseInboundKeys(raw: Record<string, string | { hash: string; routes?: string[] | undefined }>, routeNames: string[], problems: string[]): InboundKey[] {
+  const keys: InboundKey[] = [];
+  for (const [name, value] of Object.entries(raw)) {
+    const spec = typeof value === 'string' ? { hash: value } : value;
+    const m = KEY_HASH.exec(spec.hash.trim().toLowerCase());
+    if (!m) {
+      problems.push(`inboundKeys.${name}: expected "sha256:" and 64 hex digits (the key itself is never stored); create keys with dbx-gateway keys add ${name}`);
+      continue;
+    }
+    for (const r of spec.routes ?? []) {
+      if (!routeNames.includes(r)) problems.push(`inboundKeys.${name}.routes: no route named ${r}; routes: ${routeNames.join(', ') || 'none'}`);
+    }
+    keys.push({ name, sha256: Buffer.from(m[1]!, 'hex'), ...(spec.routes ? { routes: spec.routes } : {}) });
+  }
+  return keys;
+}
+
+/** Browser origins as the Origin header carries them: scheme://host[:port], nothing else. */
+export function parseOrigins(raw: string[], problems: string[]): string[] {
+  return raw.flatMap((text, i) => {
+    try {
+      const url = new URL(text);
+      if (url.origin === 'null' || url.pathname !== '/' || url.search || url.username) throw new Error('not an origin');
+      return [url.origin];
+    } catch {
+      problems.push(`allowedOrigins[${i}]: "${text}" is not an origin; write scheme://host[:port], e.g. http://localhost:3000`);
+      return [];
+    }
+  });
+}
+
+/**
+ * On with --metadata-service or `metadataService:` in the file. The secret in the URL is random per
+ * start unless DBX_GATEWAY_METADATA_SECRET or `metadataService.secret` fixes it.
+ */
+export function metadataServiceConfig(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv): Pick<GatewayConfig, 'metadataService'> {
+  const fromFile = file.metadataService;
+  if (!flags.metadataService && !fromFile) return {};
+  const configured = env.DBX_GATEWAY_METADATA_SECRET || (typeof fromFile === 'object' ? fromFile.secret : undefined);
+  return { metadataService: configured ? { secret: configured, generated: false } : { secret: randomUUID(), generated: true } };
+}
+
+/**
+ * `listen.tls: auto` (or --tls): the gateway's own CA in the config dir; `{ certFile, keyFile }`:
+ * the operator's certificate, read at start so a bad file is a config error, not a TLS failure.
+ */
+export function listenTls(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv, cwd: string, problems: string[]): Pick<GatewayConfig['listen'], 'tls'> {
+  const setting = flags.tls ? 'auto' : file.listen?.tls;
+  if (setting === undefined) return {};
+  if (setting === 'auto') {
+    const dir = localTlsDir(env);
+    if (!dir) {
+      problems.push('listen.tls: auto keeps its CA in the config directory, and there is no home directory (set HOME, or APPDATA on Windows, or XDG_CONFIG_HOME)');
+      return {};
+    }
+    return { tls: { mode: 'auto', dir } };
+  }
+  const certFile = resolve(cwd, setting.certFile);
+  const keyFile = resolve(cwd, setting.keyFile);
+  for (const [field, path] of [['certFile', certFile], ['keyFile', keyFile]] as const) {
+    if (!existsSync(path)) problems.push(`listen.tls.${field}: ${path} does not exist; give the PEM file of your certificate and its key, or use listen.tls: auto`);
+  }
+  return { tls: { mode: 'files', certFile, keyFile } };
+}
+
+export function parsePort(text: string, problems: string[]): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    problems.push(`port: "${text}" is not a port number; use 1-65535 (or 0 for any free port)`);
+    return 0;
+  }
+  return n;
+}
+
+export function checkPortClashes(routes: RouteConfig[], problems: string[], mainPort?: number): void {
+  const seen = new Map<number, string>();
+  for (const r of routes) {
+    if (r.port !== undefined && r.port === mainPort) {
+      problems.push(`routes.${r.name}.port: ${r.port} is the main port (listen.port); give the route another port, e.g. ${mainPort + 1}`);
+    }
+  }
+  for (const r of routes) {
+    if (r.port === undefined) continue;
+    const other = seen.get(r.port);
+    if (other) problems.push(`routes.${r.name}.port: ${r.port} is already used by route ${other}; give each route its own port`);
+    seen.set(r.port, r.name);
+  }
+}
+
+/** Every TCP listener obeys the loopback-or-keys rule: the main one, and the per-route ports in socket mode too. */
+export function checkExposure(host: string, socket: string | undefined, routes: readonly RouteConfig[], keyed: boolean, allowed: boolean, problems: string[]): void {
+  const tcp = socket === undefined || routes.some((r) => r.port !== undefined);
+  if (tcp && !isLoopbackHost(host) && !keyed && !allowed) {
+    problems.push(
+      `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ` +
+        OPEN_LISTENER_FIX,
+    );
+  }
+}
+
+/** logLevel and logFormat from the flag, the environment or the file. */
+export function logSettings(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv, problems: string[]): Pick<GatewayConfig, 'logLevel' | 'logFormat'> {
+  const logLevel = env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`DBX_GATEWAY_LOG_LEVEL: "${logLevel}" is not a log level; use one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const logFormat = flags.logFormat ?? env.DBX_GATEWAY_LOG_FORMAT ?? file.logFormat;
+  if (logFormat !== undefined && logFormat !== 'text' && logFormat !== 'json') {
+    const from = flags.logFormat ? '--log-format' : env.DBX_GATEWAY_LOG_FORMAT ? 'DBX_GATEWAY_LOG_FORMAT' : 'logFormat';
+    problems.push(`${from}: "${logFormat}" is not a log format; use text (one line per event) or json`);
+  }
+  return { logLevel, ...(logFormat === 'text' || logFormat === 'json' ? { logFormat } : {}) };
+}
+
+/**
+ * Credential settings in the same pass as everything else, so one report lists them all (a
+ * profile the user did not ask for is served as unavailable instead: createGatewayCore warns).
+ */
+export function checkCredentials(routes: Iterable<RouteConfig>, env: NodeJS.ProcessEnv, problems: string[]): void {
+  for (const route of routes) {
+    if (route.lenient) continue;
+    try {
+      createCredential(route.credential, { env, route });
+    } catch (err) {
+      if (err instanceof CredentialSetupError) problems.push(`routes.${route.name}.credential (${route.source}): ${err.message}`);
+      else throw err;
+    }
+  }
+}
