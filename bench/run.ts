@@ -9,7 +9,7 @@
  * and it only checks that every system answered in every scenario.
  */
 import { type ChildProcess, execFile, execSync, spawn, spawnSync } from 'node:child_process';
-import { openSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, closeSync, mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -22,7 +22,7 @@ import { ensureTool, type Nginx, startNginx } from './lib/nginx.js';
 import { cpuMeter, memoryMiB, sampleRss } from './lib/proc.js';
 import { startRelay } from './lib/relay.js';
 import { startBenchUpstream } from './lib/upstream.js';
-import { wrk, type WrkResult } from './lib/wrk.js';
+import { type WrkResult, wrk } from './lib/wrk.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -127,7 +127,10 @@ type System = (typeof SYSTEMS)[number];
 type Systems<T> = Record<System, T>;
 
 /** Median wall time of spawnSync(command) over `runs` runs, each checked for exit 0 and `check`. */
-function startupMs(runs: number, commands: Record<string, { args: string[]; env: NodeJS.ProcessEnv; check?: (stdout: string) => boolean }>): Record<string, number> {
+function startupMs(
+  runs: number,
+  commands: Record<string, { args: string[]; env: NodeJS.ProcessEnv; check?: (stdout: string) => boolean }>,
+): Record<string, number> {
   const times: Record<string, number[]> = {};
   // One unmeasured run each (page cache), then the measured runs interleaved so drift hits all alike.
   for (let i = -1; i < runs; i++) {
@@ -135,8 +138,12 @@ function startupMs(runs: number, commands: Record<string, { args: string[]; env:
       const started = performance.now();
       const r = spawnSync(process.execPath, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
       const ms = performance.now() - started;
-      if (r.status !== 0 || (check && !check(r.stdout))) throw new Error(`start-up: ${name} exited ${r.status}: ${r.stdout.slice(0, 200)}${r.stderr.slice(0, 500)}`);
-      if (i >= 0) (times[name] ??= []).push(ms);
+      if (r.status !== 0 || (check && !check(r.stdout)))
+        throw new Error(`start-up: ${name} exited ${r.status}: ${r.stdout.slice(0, 200)}${r.stderr.slice(0, 500)}`);
+      if (i >= 0) {
+        times[name] ??= [];
+        times[name].push(ms);
+      }
     }
   }
   return Object.fromEntries(Object.entries(times).map(([name, t]) => [name, t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!]));
@@ -154,7 +161,11 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  for (const [bin, pkg] of [['wrk', 'wrk'], ['nginx', 'nginx-light'], ['curl', 'curl']] as const) {
+  for (const [bin, pkg] of [
+    ['wrk', 'wrk'],
+    ['nginx', 'nginx-light'],
+    ['curl', 'curl'],
+  ] as const) {
     if (!ensureTool(bin, pkg)) throw new Error(`${bin} is not available and could not be installed (apt-get install ${pkg})`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-bench-'));
@@ -333,10 +344,32 @@ async function main(): Promise<void> {
     };
     const receivedBefore = upstream.bytesReceived();
     for (const system of SYSTEMS) {
-      const d = await curl(['--cacert', pki.caFile, '-H', `Authorization: Bearer ${TOKEN}`, '-o', '/dev/null', '-w', '%{time_total} %{size_download}', `${tUrls[system]}/big?bytes=${sizes.transferBytes}`]);
+      const d = await curl([
+        '--cacert',
+        pki.caFile,
+        '-H',
+        `Authorization: Bearer ${TOKEN}`,
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{time_total} %{size_download}',
+        `${tUrls[system]}/big?bytes=${sizes.transferBytes}`,
+      ]);
       if (Number(d.split(' ')[1]) !== sizes.transferBytes) throw new Error(`download: ${system} delivered ${d.split(' ')[1]} of ${sizes.transferBytes} bytes`);
       down[system] = mb / Number(d.split(' ')[0]);
-      const u = await curl(['--cacert', pki.caFile, '-H', `Authorization: Bearer ${TOKEN}`, '-o', '/dev/null', '-w', '%{time_total}', '-T', big, `${tUrls[system]}/upload`]);
+      const u = await curl([
+        '--cacert',
+        pki.caFile,
+        '-H',
+        `Authorization: Bearer ${TOKEN}`,
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{time_total}',
+        '-T',
+        big,
+        `${tUrls[system]}/upload`,
+      ]);
       up[system] = mb / Number(u);
     }
     if (upstream.bytesReceived() - receivedBefore !== SYSTEMS.length * sizes.transferBytes) {
@@ -390,7 +423,10 @@ async function main(): Promise<void> {
     const coldFile = join(dir, 'cold.yaml');
     writeFileSync(coldFile, coldConfig);
     const startedCold = performance.now();
-    const coldChild = spawn(process.execPath, [BIN, '--config', coldFile, '--port', String(coldPort), '--no-profiles'], { stdio: 'ignore', env: { PATH: process.env.PATH ?? '', HOME: dir } });
+    const coldChild = spawn(process.execPath, [BIN, '--config', coldFile, '--port', String(coldPort), '--no-profiles'], {
+      stdio: 'ignore',
+      env: { PATH: process.env.PATH ?? '', HOME: dir },
+    });
     await waitFor(`http://127.0.0.1:${coldPort}/ws/cold${path}`, (s) => s === 200);
     const coldMs = performance.now() - startedCold;
     coldChild.kill('SIGTERM');
@@ -481,13 +517,37 @@ async function main(): Promise<void> {
     });
     const startRow = (scenario: string, ms: number, target: number) => {
       const ratio = ms / start.node!;
-      rows.push({ scenario, direct: '-', limit: fmt(start.node!, 0), gateway: fmt(ms, 0), nginx: '-', ratio: `${x(ratio)} node -e 0`, target: `< ${target}x node -e 0`, met: ratio < target });
+      rows.push({
+        scenario,
+        direct: '-',
+        limit: fmt(start.node!, 0),
+        gateway: fmt(ms, 0),
+        nginx: '-',
+        ratio: `${x(ratio)} node -e 0`,
+        target: `< ${target}x node -e 0`,
+        met: ratio < target,
+      });
       return ratio;
     };
     const runs = `median of ${sizes.startRuns}`;
-    bars.push({ label: '--version start-up vs node -e 0', value: startRow(`dbx-gateway --version (ms, ${runs})`, start.version!, 1.6), target: 1.6, higherIsBetter: false });
-    bars.push({ label: '--help start-up vs node -e 0', value: startRow(`dbx-gateway --help (ms, ${runs})`, start.help!, 1.6), target: 1.6, higherIsBetter: false });
-    bars.push({ label: 'token (PAT) vs node -e 0', value: startRow(`dbx-gateway token prod, PAT (ms, ${runs})`, start.token!, 2), target: 2, higherIsBetter: false });
+    bars.push({
+      label: '--version start-up vs node -e 0',
+      value: startRow(`dbx-gateway --version (ms, ${runs})`, start.version!, 1.6),
+      target: 1.6,
+      higherIsBetter: false,
+    });
+    bars.push({
+      label: '--help start-up vs node -e 0',
+      value: startRow(`dbx-gateway --help (ms, ${runs})`, start.help!, 1.6),
+      target: 1.6,
+      higherIsBetter: false,
+    });
+    bars.push({
+      label: 'token (PAT) vs node -e 0',
+      value: startRow(`dbx-gateway token prod, PAT (ms, ${runs})`, start.token!, 2),
+      target: 2,
+      higherIsBetter: false,
+    });
 
     // The gateway idle after its first azure-cli token (@azure/identity loaded, one az run).
     const az = installFakeAz({ delayMs: 0 });
@@ -574,7 +634,10 @@ function report(rows: Row[], machine: string): string {
   const table = [
     '| scenario | direct | node-limit | gateway | nginx | gateway ratio | target | met |',
     '|---|---:|---:|---:|---:|---|---|---|',
-    ...rows.map((r) => `| ${r.scenario} | ${r.direct} | ${r.limit} | ${r.gateway} | ${r.nginx} | ${r.ratio} | ${r.target} | ${r.met === undefined ? '' : r.met ? 'met' : '**not met**'} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.scenario} | ${r.direct} | ${r.limit} | ${r.gateway} | ${r.nginx} | ${r.ratio} | ${r.target} | ${r.met === undefined ? '' : r.met ? 'met' : '**not met**'} |`,
+    ),
   ].join('\n');
   return `# Benchmarks
 

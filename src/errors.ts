@@ -124,11 +124,7 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'ERROR';
   const detail = err instanceof Error ? err.message : String(err);
-  return new GatewayError(
-    'GATEWAY_UPSTREAM_UNREACHABLE',
-    `could not reach ${upstream}: ${code === 'ERROR' ? detail : `${code} (${detail})`}`,
-    { cause: err },
-  );
+  return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${code === 'ERROR' ? detail : `${code} (${detail})`}`, { cause: err });
 }
 
 export interface WriteErrorOptions {
@@ -165,7 +161,9 @@ export function writeGatewayError(res: ServerResponse, err: GatewayError, option
 /** The error as a whole HTTP/1.1 response, for sockets outside the HTTP server's hands. */
 export function rawGatewayError(err: GatewayError): string {
   const body = JSON.stringify(err);
-  const extra = Object.entries(err.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const extra = Object.entries(err.headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   return (
     `HTTP/1.1 ${err.status} ${err.code}\r\ncontent-type: application/json\r\n${GATEWAY_ERROR_HEADER}: 1\r\n${extra}` +
     `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
@@ -188,8 +186,6 @@ export class ConfigError extends Error {
     readonly problems: string[],
     readonly file?: string,
   ) {
-    super(
-      `invalid configuration${file ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p}`).join('\n')}`,
-    );
+    super(`invalid configuration${file ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   }
 }

@@ -24,7 +24,8 @@ export function ratioChart(title: string, bars: Bar[]): string {
       const y = 60 + i * rowH;
       const met = b.target === undefined ? true : b.higherIsBetter ? b.value >= b.target : b.value <= b.target;
       const color = met ? '#2f7d4f' : '#b4462f';
-      const target = b.target === undefined ? '' : `<line x1="${x(b.target)}" x2="${x(b.target)}" y1="${y - 4}" y2="${y + 22}" stroke="#222" stroke-dasharray="3 2"/>`;
+      const target =
+        b.target === undefined ? '' : `<line x1="${x(b.target)}" x2="${x(b.target)}" y1="${y - 4}" y2="${y + 22}" stroke="#222" stroke-dasharray="3 2"/>`;
       return `<text x="${left - 10}" y="${y + 14}" text-anchor="end" font-size="13">${esc(b.label)}</text>
 <rect x="${left}" y="${y}" width="${Math.max(1, x(b.value) - left)}" height="18" fill="${color}"/>
 <text x="${x(b.value) + 6}" y="${y + 14}" font-size="12">${b.value.toFixed(2)}x</text>${target}`;

@@ -21,10 +21,17 @@ export function ensureTool(binary: string, debianPackage: string): boolean {
   if (found()) return true;
   process.stderr.write(`bench: ${binary} is missing; installing ${debianPackage} with apt-get\n`);
   try {
-    execFileSync('sh', ['-c', `(apt-get install -y --no-install-recommends ${debianPackage} || (apt-get update -qq && apt-get install -y --no-install-recommends ${debianPackage})) >/dev/null 2>&1`], {
-      stdio: 'ignore',
-      timeout: 300_000,
-    });
+    execFileSync(
+      'sh',
+      [
+        '-c',
+        `(apt-get install -y --no-install-recommends ${debianPackage} || (apt-get update -qq && apt-get install -y --no-install-recommends ${debianPackage})) >/dev/null 2>&1`,
+      ],
+      {
+        stdio: 'ignore',
+        timeout: 300_000,
+      },
+    );
   } catch {
     // reported below
   }
@@ -98,7 +105,11 @@ ${locations}
     port: options.port,
     pids: () => {
       try {
-        return execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number).concat(child.pid ?? 0);
+        return execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean)
+          .map(Number)
+          .concat(child.pid ?? 0);
       } catch {
         return [child.pid ?? 0];
       }

@@ -18,7 +18,10 @@ const server = http.createServer((req, res) => {
   const headers = ['authorization', auth];
   for (let i = 0; i < raw.length; i += 2) if (!HOP_REQ.has(raw[i].toLowerCase())) headers.push(raw[i], raw[i + 1]);
   const url = req.url;
-  const path = url.startsWith(PREFIX) && (url.length === PREFIX.length || url[PREFIX.length] === '/' || url[PREFIX.length] === '?') ? url.slice(PREFIX.length) || '/' : url;
+  const path =
+    url.startsWith(PREFIX) && (url.length === PREFIX.length || url[PREFIX.length] === '/' || url[PREFIX.length] === '?')
+      ? url.slice(PREFIX.length) || '/'
+      : url;
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
   let abort;
   let done = false;

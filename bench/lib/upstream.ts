@@ -13,7 +13,14 @@ export interface BenchUpstream {
 
 const CLUSTERS = JSON.stringify({
   clusters: [
-    { cluster_id: '0123-456789-abcdefgh', cluster_name: 'shared', state: 'RUNNING', spark_version: '15.4.x-scala2.12', node_type_id: 'Standard_DS3_v2', num_workers: 2 },
+    {
+      cluster_id: '0123-456789-abcdefgh',
+      cluster_name: 'shared',
+      state: 'RUNNING',
+      spark_version: '15.4.x-scala2.12',
+      node_type_id: 'Standard_DS3_v2',
+      num_workers: 2,
+    },
   ],
 });
 const CHUNK = Buffer.alloc(1 << 20, 120);

@@ -63,9 +63,7 @@ export function resolveAzureEnvironment(spec: CredentialSpec, env: NodeJS.Proces
   if (named !== undefined) {
     cloud = AZURE_CLOUDS[named.toUpperCase()];
     if (!cloud) {
-      throw new Error(
-        `unknown Azure environment "${named}"; use one of ${Object.keys(AZURE_CLOUDS).join(', ')} (azureEnvironment or ARM_ENVIRONMENT)`,
-      );
+      throw new Error(`unknown Azure environment "${named}"; use one of ${Object.keys(AZURE_CLOUDS).join(', ')} (azureEnvironment or ARM_ENVIRONMENT)`);
     }
   } else {
     cloud = Object.values(AZURE_CLOUDS).find((c) => upstream.hostname.endsWith(c.workspaceSuffix)) ?? AZURE_CLOUDS.PUBLIC!;

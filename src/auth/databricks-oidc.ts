@@ -40,13 +40,13 @@ async function discover(route: RouteConfig, signal?: AbortSignal): Promise<OidcE
   const res = await requestJson(wellKnown, { ...(route.caFile ? { caFile: route.caFile } : {}), ...(signal ? { signal } : {}) });
   const body = res.body as { token_endpoint?: unknown; authorization_endpoint?: unknown } | undefined;
   if (res.status !== 200 || typeof body?.token_endpoint !== 'string') {
-    throw new Error(`OAuth discovery at ${wellKnown.href} answered ${res.status} without a token_endpoint; is ${route.upstream.origin} a Databricks workspace URL?`);
+    throw new Error(
+      `OAuth discovery at ${wellKnown.href} answered ${res.status} without a token_endpoint; is ${route.upstream.origin} a Databricks workspace URL?`,
+    );
   }
   const tokenEndpoint = sameOrigin(body.token_endpoint, route, wellKnown);
   const authorizationEndpoint =
-    typeof body.authorization_endpoint === 'string'
-      ? sameOrigin(body.authorization_endpoint, route, wellKnown)
-      : new URL('/oidc/v1/authorize', route.upstream);
+    typeof body.authorization_endpoint === 'string' ? sameOrigin(body.authorization_endpoint, route, wellKnown) : new URL('/oidc/v1/authorize', route.upstream);
   return { authorizationEndpoint, tokenEndpoint };
 }
 
@@ -76,7 +76,9 @@ export async function postTokenForm(
     headers: {
       'content-type': 'application/x-www-form-urlencoded',
       ...(options.basicAuth
-        ? { authorization: `Basic ${Buffer.from(`${encodeURIComponent(options.basicAuth[0])}:${encodeURIComponent(options.basicAuth[1])}`).toString('base64')}` }
+        ? {
+            authorization: `Basic ${Buffer.from(`${encodeURIComponent(options.basicAuth[0])}:${encodeURIComponent(options.basicAuth[1])}`).toString('base64')}`,
+          }
         : {}),
     },
     body: new URLSearchParams(form).toString(),
@@ -86,7 +88,10 @@ export async function postTokenForm(
   const body = res.body as { access_token?: unknown; refresh_token?: unknown; expires_in?: unknown; error?: unknown; error_description?: unknown } | undefined;
   if (res.status !== 200 || typeof body?.access_token !== 'string') {
     const detail = body?.error ? `${String(body.error)}${body.error_description ? `: ${String(body.error_description)}` : ''}` : res.text || 'no body';
-    throw new OAuthError(`Databricks OAuth token endpoint ${endpoint.origin}${endpoint.pathname} answered ${res.status} (${detail})`, typeof body?.error === 'string' ? body.error : undefined);
+    throw new OAuthError(
+      `Databricks OAuth token endpoint ${endpoint.origin}${endpoint.pathname} answered ${res.status} (${detail})`,
+      typeof body?.error === 'string' ? body.error : undefined,
+    );
   }
   const expiresIn = Number(body.expires_in);
   return {

@@ -26,7 +26,10 @@ export function loginDir(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = pro
 export function loginFile(env: NodeJS.ProcessEnv, host: URL, accountId?: string, platform: NodeJS.Platform = process.platform): string | undefined {
   const dir = loginDir(env, platform);
   if (!dir) return undefined;
-  const key = createHash('sha256').update(`${host.origin}|${accountId ?? ''}`).digest('hex').slice(0, 12);
+  const key = createHash('sha256')
+    .update(`${host.origin}|${accountId ?? ''}`)
+    .digest('hex')
+    .slice(0, 12);
   return pathFor(platform).join(dir, `${host.hostname.replace(/[^A-Za-z0-9.-]/g, '_')}-${key}.json`);
 }
 

@@ -142,9 +142,7 @@ export class TokenCache {
     try {
       const fresh = await this.#fetch(key, credential, audience, cached !== undefined);
       if (!isUsable(fresh, this.#now())) {
-        throw new Error(
-          `it returned a token that expires in ${Math.round((fresh.expiresOnMs - this.#now()) / 1000)} s, too close to expiry to use`,
-        );
+        throw new Error(`it returned a token that expires in ${Math.round((fresh.expiresOnMs - this.#now()) / 1000)} s, too close to expiry to use`);
       }
       return fresh;
     } catch (err) {
@@ -226,12 +224,7 @@ function cacheKey(credential: Credential, audience: Audience): string {
   return `${credential.id}\u0000${audience}`;
 }
 
-async function withTimeout(
-  credential: Credential,
-  audience: Audience,
-  outer: AbortSignal,
-  timeoutMs: number,
-): Promise<AccessToken> {
+async function withTimeout(credential: Credential, audience: Audience, outer: AbortSignal, timeoutMs: number): Promise<AccessToken> {
   const controller = new AbortController();
   const onAbort = () => controller.abort(outer.reason);
   outer.addEventListener('abort', onAbort, { once: true });

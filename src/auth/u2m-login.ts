@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import type { RouteConfig } from '../config/types.js';
+import { sameSecret } from '../security/same-secret.js';
 import { U2M_CLIENT_ID, u2mLoginFile } from './credentials/databricks-u2m.js';
 import { oidcEndpoints, postTokenForm } from './databricks-oidc.js';
 import { writeLogin } from './login-store.js';
-import type { RouteConfig } from '../config/types.js';
-import { sameSecret } from '../security/same-secret.js';
 
 /** The Databricks CLI's client accepts redirects to localhost:8020, falling back up to 8040. */
 export const CALLBACK_PORTS = { first: 8020, last: 8040 } as const;
@@ -57,7 +57,10 @@ export async function login(route: RouteConfig, options: LoginOptions): Promise<
     options.say(`Waiting for the browser to return to ${redirectUri} (up to ${Math.round(timeoutMs / 60_000)} min; Ctrl-C to cancel) ...`);
 
     const started = Date.now();
-    const progress = setInterval(() => options.say(`  still waiting for the browser (${Math.round((Date.now() - started) / 1000)} s)`), options.progressMs ?? 30_000);
+    const progress = setInterval(
+      () => options.say(`  still waiting for the browser (${Math.round((Date.now() - started) / 1000)} s)`),
+      options.progressMs ?? 30_000,
+    );
     progress.unref();
     let code: string;
     try {
@@ -151,12 +154,20 @@ async function listenForCallback(expectedState: string, onIgnored: (why: string)
     const error = url.searchParams.get('error');
     if (error) {
       send(400, 'Sign-in failed', 'Databricks refused the sign-in; see the terminal.');
-      return rejectCode(new Error(`Databricks refused the sign-in: ${error}${url.searchParams.get('error_description') ? `: ${url.searchParams.get('error_description')}` : ''}`));
+      return rejectCode(
+        new Error(
+          `Databricks refused the sign-in: ${error}${url.searchParams.get('error_description') ? `: ${url.searchParams.get('error_description')}` : ''}`,
+        ),
+      );
     }
     const received = url.searchParams.get('code') ?? '';
     if (!received) {
       ignored('ignored a request to the sign-in callback that carried no code; still waiting');
-      return send(400, 'Sign-in callback ignored', 'The request carried no authorization code, so it was ignored. Finish the sign-in from the link dbx-gateway printed.');
+      return send(
+        400,
+        'Sign-in callback ignored',
+        'The request carried no authorization code, so it was ignored. Finish the sign-in from the link dbx-gateway printed.',
+      );
     }
     send(200, 'Signed in', 'dbx-gateway has your sign-in. You can close this tab.');
     resolveCode(received);

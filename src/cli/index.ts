@@ -12,7 +12,6 @@ Environment: DBX_GATEWAY_CONFIG, DBX_GATEWAY_HOST, DBX_GATEWAY_PORT, DBX_GATEWAY
 DBX_GATEWAY_LOG_FORMAT, NO_COLOR.
 Credential types: ${CREDENTIAL_TYPE_NAMES.join(', ')}.`;
 
-
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** The options of `serve` (and of the commands that read the same configuration). */
@@ -32,7 +31,7 @@ function withConfigOptions(command: Command, all = true): Command {
       .option('--metadata-service', 'serve the Databricks SDK metadata service at /metadata/SECRET')
       .option('--socket <path>', 'serve a unix socket (0600), or a named pipe on Windows, instead of TCP')
       .option('--allow-unauthenticated-network', 'listen beyond loopback without inbound keys (warned)')
-      .option('--tls', 'HTTPS on every listener with the gateway\'s own local CA (listen.tls: auto)')
+      .option('--tls', "HTTPS on every listener with the gateway's own local CA (listen.tls: auto)")
       .option('--log-format <format>', 'text (one line per event) or json; default: text on a terminal');
   }
   return command;
@@ -51,28 +50,43 @@ function buildProgram(Command: typeof import('commander').Command, result: { cod
     .showSuggestionAfterError(true)
     .addHelpText('after', `\n${ABOUT}\n`);
   withConfigOptions(program.command('serve').description('serve the routes (the default command)'))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   dbx-gateway --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net
   dbx-gateway --config team.yaml --host 0.0.0.0          # needs inboundKeys
-  dbx-gateway --tls                                       # https with the local CA (dbx-gateway tls ca)`)
+  dbx-gateway --tls                                       # https with the local CA (dbx-gateway tls ca)`,
+    )
     .action((o: ConfigOptions) => {
       result.code = import('./serve.js').then((m) => m.serve(toFlags(o)));
     });
-  withConfigOptions(program.command('token').argument('<name>', 'the route').description('print the token of route NAME (from the running gateway if one runs)'), false)
+  withConfigOptions(
+    program.command('token').argument('<name>', 'the route').description('print the token of route NAME (from the running gateway if one runs)'),
+    false,
+  )
     .option('-o, --output <format>', 'json, env, raw, powershell or cmd', 'json')
     .option('--url <url>', 'the running gateway to ask (default: the one found in its run file)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   eval "$(dbx-gateway token prod --output env)"                 # POSIX shells, Git Bash
   TOKEN="$(dbx-gateway token prod --output raw)"                # like az ... --query accessToken -o tsv
-  dbx-gateway token prod --output powershell | Invoke-Expression`)
+  dbx-gateway token prod --output powershell | Invoke-Expression`,
+    )
     .action((name: string, o: ConfigOptions & { output: string; url?: string }) => {
       result.code = import('./token.js').then((m) => m.printToken(toFlags(o), name, o.output, o.url));
     });
-  withConfigOptions(program.command('doctor').description('per route: credential and why, token, upstream, identity, clock skew (of the running gateway if one runs)'), false)
+  withConfigOptions(
+    program.command('doctor').description('per route: credential and why, token, upstream, identity, clock skew (of the running gateway if one runs)'),
+    false,
+  )
     .option('--url <url>', 'the running gateway to check (default: the one found in its run file)')
-    .addHelpText('after', '\nExamples:\n  dbx-gateway doctor                 # the routes the running gateway serves\n  dbx-gateway doctor --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  dbx-gateway doctor                 # the routes the running gateway serves\n  dbx-gateway doctor --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net',
+    )
     .action((o: ConfigOptions & { url?: string }) => {
       result.code = import('./doctor.js').then((m) => m.doctor(toFlags(o), o.url));
     });
@@ -88,9 +102,14 @@ Examples:
     .argument('<action>', 'add, rotate, remove or list')
     .argument('[name]', 'the key name (not for list)')
     .option('--config <file>', 'the config file that holds the hashes')
-    .addHelpText('after', '\nExamples:\n  dbx-gateway keys add alice --config team.yaml      # prints the key once; stores its sha256\n  dbx-gateway keys rotate alice --config team.yaml   # a new key, the same routes\n  dbx-gateway keys list --config team.yaml')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  dbx-gateway keys add alice --config team.yaml      # prints the key once; stores its sha256\n  dbx-gateway keys rotate alice --config team.yaml   # a new key, the same routes\n  dbx-gateway keys list --config team.yaml',
+    )
     .action((action: string, name: string | undefined, o: { config?: string }) => {
-      result.code = import('./keys.js').then((m) => m.keysCommand(o.config !== undefined ? { config: o.config } : {}, name === undefined ? [action] : [action, name]));
+      result.code = import('./keys.js').then((m) =>
+        m.keysCommand(o.config !== undefined ? { config: o.config } : {}, name === undefined ? [action] : [action, name]),
+      );
     });
   program
     .command('tls')
@@ -176,7 +195,9 @@ function usageError(program: Command, args: string[], err: CommanderError): numb
     const unknownCommand = /unknown command '([^']+)'/.exec(err.message)?.[1];
     if (unknownCommand) return `unknown command: ${unknownCommand}`;
     if (err.code === 'commander.excessArguments') {
-      const i = args.findIndex((a, n) => (a === '--workspace' || a === '--account') && args[n + 1] !== undefined && !args[n + 1]!.includes('=') && args[n + 2] !== undefined);
+      const i = args.findIndex(
+        (a, n) => (a === '--workspace' || a === '--account') && args[n + 1] !== undefined && !args[n + 1]!.includes('=') && args[n + 2] !== undefined,
+      );
       if (i >= 0) return `${args[i]} ${args[i + 1]} ${args[i + 2]}: the = is missing; write ${args[i]} ${args[i + 1]}=${args[i + 2]}`;
     }
     return err.message.replace(/^error: /, '').split('\n')[0] ?? err.message;

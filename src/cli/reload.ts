@@ -12,7 +12,9 @@ export async function reloadCommand(url: string | undefined): Promise<number> {
   const res = await controlRequest(running, 'POST', '/-/reload');
   const body = JSON.parse(res.body) as ReloadResult & { message?: string };
   if (res.status !== 200) {
-    process.stderr.write(`dbx-gateway: the reload of ${running.url} was refused; the previous configuration stays:\n${(body.notes ?? [body.message]).map((n) => `  ${n}`).join('\n')}\n`);
+    process.stderr.write(
+      `dbx-gateway: the reload of ${running.url} was refused; the previous configuration stays:\n${(body.notes ?? [body.message]).map((n) => `  ${n}`).join('\n')}\n`,
+    );
     return 1;
   }
   process.stderr.write(`reloaded ${running.url}: routes ${body.routes.join(', ') || 'none'}\n${body.notes.map((n) => `  note: ${n}\n`).join('')}`);

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import type { CliFlags } from '../config/types.js';
-import type { GatewayConfig } from '../config/types.js';
+import type { CliFlags, GatewayConfig } from '../config/types.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { ReloadResult } from '../local/control.js';
 import { removeRunFile } from '../local/run-file.js';
@@ -31,7 +30,7 @@ export async function serve(flags: CliFlags): Promise<number> {
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { port?: number };
     const port = e.port ?? config.listen.port;
-    const owner = port === config.listen.port ? 'pass --port N' : 'change that route\'s port';
+    const owner = port === config.listen.port ? 'pass --port N' : "change that route's port";
     const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${port}: stop it or ${owner}` : '';
     process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
     return 1;
@@ -61,13 +60,15 @@ export async function serve(flags: CliFlags): Promise<number> {
   }
   if (config.demo) {
     const curl = config.socket ? `curl --unix-socket ${config.socket} http://localhost` : `curl ${gateway.url}`;
-    logger.info(
-      `demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`,
-    );
+    logger.info(`demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`);
   }
   logger.info(
     config.configFile ? { config: config.configFile } : {},
-    config.configFile ? `config file: ${config.configFile}` : config.demo ? 'no config file: serving the built-in demo' : 'no config file: routes from flags and ~/.databrickscfg',
+    config.configFile
+      ? `config file: ${config.configFile}`
+      : config.demo
+        ? 'no config file: serving the built-in demo'
+        : 'no config file: routes from flags and ~/.databrickscfg',
   );
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
   // Every route's token once at start: a route that cannot get one says so now, with the fix,
@@ -115,7 +116,10 @@ export async function serve(flags: CliFlags): Promise<number> {
     const stop = (signal: string) => {
       logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
       if (runFile) removeRunFile(runFile);
-      gateway.shutdown().then(() => resolve(0), () => resolve(1));
+      gateway.shutdown().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
     };
     if (runFile) process.once('exit', () => removeRunFile(runFile));
     process.once('SIGTERM', () => stop('SIGTERM'));

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { CliFlags } from '../config/types.js';
+import type { CliFlags, GatewayConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
-import type { GatewayConfig } from '../config/types.js';
 
 // What every command shares: the configuration options, loading a configuration and the version.
 // Only node:fs is loaded here; the rest is imported by the command that needs it, so `--version` and

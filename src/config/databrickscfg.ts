@@ -62,10 +62,7 @@ function stripInlineComment(text: string): string {
  * the given environment: on Windows %USERPROFILE% (as the Databricks CLI and SDKs read it; a Git
  * Bash $HOME is not it), elsewhere $HOME. An environment without one reads no profiles.
  */
-export function databricksCfgPath(
-  env: NodeJS.ProcessEnv,
-  platform: NodeJS.Platform = process.platform,
-): { path: string; explicit: boolean } | undefined {
+export function databricksCfgPath(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): { path: string; explicit: boolean } | undefined {
   const p = platform === 'win32' ? path.win32 : path.posix;
   const home = homeDir(env, platform);
   const configured = envValue(env, 'DATABRICKS_CONFIG_FILE', platform);

@@ -29,7 +29,11 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
 
   const configFile = findConfigFile(flags, env, cwd, problems);
   const file = configFile ? readConfigFile(configFile, env, problems) : {};
-  const defaultCredential = toCredentialSpec(flags.credential ?? file.credential ?? 'default', flags.credential !== undefined ? '--credential' : 'credential', problems);
+  const defaultCredential = toCredentialSpec(
+    flags.credential ?? file.credential ?? 'default',
+    flags.credential !== undefined ? '--credential' : 'credential',
+    problems,
+  );
   const profiles = wantsProfiles(flags, file, env) ? readProfiles(env, problems) : undefined;
   const routes = assembleRoutes({ flags, file, env, configFile, profiles, defaultCredential }, problems, warnings);
 
@@ -54,13 +58,22 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     allowedHosts: file.allowedHosts ?? [],
     allowedOrigins,
     inboundKeys,
-    limits: { ...DEFAULT_LIMITS, ...file.limits },
+    limits: withDefaults(DEFAULT_LIMITS, file.limits),
     allowUnauthenticatedNetwork,
-    timeouts: { ...DEFAULT_TIMEOUTS, ...file.timeouts },
+    timeouts: withDefaults(DEFAULT_TIMEOUTS, file.timeouts),
     demo: flags.demo === true || routes.size === 0,
     ...(configFile ? { configFile } : {}),
     ...log,
     ...metadataServiceConfig(flags, file, env),
     warnings,
   };
+}
+
+/** The defaults with every setting the file gives (a setting left out keeps its default). */
+function withDefaults<T extends object>(defaults: T, given: { [K in keyof T]?: T[K] | undefined } | undefined): T {
+  const merged = { ...defaults };
+  for (const [key, value] of Object.entries(given ?? {})) {
+    if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
+  }
+  return merged;
 }

@@ -36,7 +36,9 @@ export function profileRoute(name: string, cfg: DatabricksCfg, parseHost: (host:
   if (!keys) return { problem: `${where}: no such profile` };
   if (!keys.host) return { problem: `${where}: no host; add host = https://adb-....azuredatabricks.net` };
   if (!ROUTE_NAME_PATTERN.test(name)) {
-    return { problem: `${where}: the profile name cannot be a route name (letters, digits, ".", "_", "-"); rename the profile or add a route for it in the config file` };
+    return {
+      problem: `${where}: the profile name cannot be a route name (letters, digits, ".", "_", "-"); rename the profile or add a route for it in the config file`,
+    };
   }
   const host = /^https?:\/\//i.test(keys.host) ? keys.host : `https://${keys.host}`;
   const upstream = parseHost(host);
@@ -88,7 +90,9 @@ export function profileCredential(name: string, keys: Record<string, string>): C
     }
     type = mapped;
   } else {
-    const methods = Object.entries(present).filter(([, set]) => set).map(([t]) => t);
+    const methods = Object.entries(present)
+      .filter(([, set]) => set)
+      .map(([t]) => t);
     if (methods.length > 1) {
       return `more than one authorization method configured (${methods.join(', ')}); set auth_type to the one to use`;
     }

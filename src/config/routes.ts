@@ -37,7 +37,9 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
     const where = flags.profile !== undefined ? '--profile' : 'DATABRICKS_CONFIG_PROFILE';
     if (!cfg || !keys?.host) {
       const guess = closest(chosen, known);
-      problems.push(`${where} ${chosen}: no such profile with a host in ~/.databrickscfg${guess ? `; did you mean ${guess}?` : ''} (profiles: ${known.join(', ') || 'none'})`);
+      problems.push(
+        `${where} ${chosen}: no such profile with a host in ~/.databrickscfg${guess ? `; did you mean ${guess}?` : ''} (profiles: ${known.join(', ') || 'none'})`,
+      );
     } else {
       // Asked for by name: its problems are configuration errors, not skipped warnings.
       const { route, problem } = profileRoute(chosen, cfg, parseProfileHost);
@@ -61,7 +63,10 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
   // Command-line flags win over the file (contract: "Command-line flags win over the file").
   // Two flags naming the same route are a mistake, not last-wins.
   const fromFlags = new Map<string, string>();
-  for (const [kind, specs] of [['workspace', flags.workspace ?? []], ['account', flags.account ?? []]] as const) {
+  for (const [kind, specs] of [
+    ['workspace', flags.workspace ?? []],
+    ['account', flags.account ?? []],
+  ] as const) {
     for (const spec of specs) {
       const built = buildFlagRoute(kind, spec, defaultCredential, problems);
       if (!built) continue;
@@ -93,7 +98,10 @@ export function toCredentialSpec(value: string | { type: string; [k: string]: un
   if (!CREDENTIAL_TYPES.includes(spec.type)) {
     // 'demo' is the built-in demo workspace's own source: accepted, not advertised.
     const advertised = CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ');
-    const guess = closest(spec.type, CREDENTIAL_TYPES.filter((t) => t !== 'demo'));
+    const guess = closest(
+      spec.type,
+      CREDENTIAL_TYPES.filter((t) => t !== 'demo'),
+    );
     problems.push(`${field}: unknown credential type "${spec.type}"; ${guess ? `did you mean ${guess}? Types: ` : 'use one of '}${advertised}`);
   }
   return spec;
@@ -124,7 +132,9 @@ function buildFileRoute(
   const base = route.profile !== undefined ? profileBase(name, route, route.profile, profiles, problems) : undefined;
   if (route.profile !== undefined && !base) return undefined;
   if (route.host === undefined && !base) {
-    problems.push(`${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net, or name a ~/.databrickscfg profile`);
+    problems.push(
+      `${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net, or name a ~/.databrickscfg profile`,
+    );
     return undefined;
   }
   const upstream = route.host !== undefined ? parseUpstream(route.host, `${field}.host`, problems) : base?.upstream;
@@ -158,7 +168,10 @@ function profileBase(name: string, route: FileRoute, profile: string, profiles: 
   const cfg: DatabricksCfg | undefined = profiles?.cfg;
   if (!cfg) {
     // An unreadable file is reported already; a missing one is reported here, whatever else is wrong.
-    if (!profiles?.unreadable) problems.push(`${field}: no Databricks config file found (~/.databrickscfg or DATABRICKS_CONFIG_FILE); run databricks auth login or set routes.${name}.host`);
+    if (!profiles?.unreadable)
+      problems.push(
+        `${field}: no Databricks config file found (~/.databrickscfg or DATABRICKS_CONFIG_FILE); run databricks auth login or set routes.${name}.host`,
+      );
     return undefined;
   }
   if (!cfg.profiles.has(profile)) {
@@ -204,12 +217,7 @@ function policySettings(
   };
 }
 
-function buildFlagRoute(
-  kind: 'workspace' | 'account',
-  spec: string,
-  credential: CredentialSpec,
-  problems: string[],
-): RouteConfig | undefined {
+function buildFlagRoute(kind: 'workspace' | 'account', spec: string, credential: CredentialSpec, problems: string[]): RouteConfig | undefined {
   const flag = `--${kind}`;
   const eq = spec.indexOf('=');
   const name = eq > 0 ? spec.slice(0, eq) : '';

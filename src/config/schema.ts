@@ -38,10 +38,7 @@ export const routeSchema = z.strictObject({
 });
 
 /** `alice: sha256:<hex>` or `alice: { hash: sha256:<hex>, routes: [dev] }`. */
-export const inboundKeySchema = z.union([
-  z.string(),
-  z.strictObject({ hash: z.string(), routes: z.array(z.string()).optional() }),
-]);
+export const inboundKeySchema = z.union([z.string(), z.strictObject({ hash: z.string(), routes: z.array(z.string()).optional() })]);
 
 const positiveMs = z.number().int('must be a whole number of milliseconds').positive('must be positive');
 
@@ -50,9 +47,11 @@ export const fileConfigSchema = z.strictObject({
     .strictObject({
       host: z.string().optional(),
       port: port.optional(),
-      tls: z.union([z.literal('auto'), z.strictObject({ certFile: z.string(), keyFile: z.string() })], {
-        error: 'must be auto, or { certFile, keyFile } with PEM files',
-      }).optional(),
+      tls: z
+        .union([z.literal('auto'), z.strictObject({ certFile: z.string(), keyFile: z.string() })], {
+          error: 'must be auto, or { certFile, keyFile } with PEM files',
+        })
+        .optional(),
     })
     .optional(),
   credential: credentialSchema.optional(),
@@ -62,7 +61,12 @@ export const fileConfigSchema = z.strictObject({
   inboundKeys: z.record(z.string(), inboundKeySchema).optional(),
   limits: z
     .strictObject({
-      maxHeaderBytes: z.number().int().min(1024, 'must be at least 1024').max(1 << 20, 'must be at most 1048576').optional(),
+      maxHeaderBytes: z
+        .number()
+        .int()
+        .min(1024, 'must be at least 1024')
+        .max(1 << 20, 'must be at most 1048576')
+        .optional(),
       maxConnections: z.number().int().positive('must be positive').optional(),
       maxConnectionsPerClient: z.number().int().positive('must be positive').optional(),
       requestsPerMinutePerKey: z.number().int().positive('must be positive').optional(),

@@ -13,13 +13,19 @@ import type { CliFlags, GatewayConfig, InboundKey, RouteConfig } from './types.j
 const KEY_HASH = /^sha256:([0-9a-f]{64})$/;
 
 /** Inbound keys as stored: only `sha256:<hex>` hashes, optionally limited to some routes. */
-export function parseInboundKeys(raw: Record<string, string | { hash: string; routes?: string[] | undefined }>, routeNames: string[], problems: string[]): InboundKey[] {
+export function parseInboundKeys(
+  raw: Record<string, string | { hash: string; routes?: string[] | undefined }>,
+  routeNames: string[],
+  problems: string[],
+): InboundKey[] {
   const keys: InboundKey[] = [];
   for (const [name, value] of Object.entries(raw)) {
     const spec = typeof value === 'string' ? { hash: value } : value;
     const m = KEY_HASH.exec(spec.hash.trim().toLowerCase());
     if (!m) {
-      problems.push(`inboundKeys.${name}: expected "sha256:" and 64 hex digits (the key itself is never stored); create keys with dbx-gateway keys add ${name}`);
+      problems.push(
+        `inboundKeys.${name}: expected "sha256:" and 64 hex digits (the key itself is never stored); create keys with dbx-gateway keys add ${name}`,
+      );
       continue;
     }
     for (const r of spec.routes ?? []) {
@@ -65,15 +71,21 @@ export function listenTls(flags: CliFlags, file: FileConfig, env: NodeJS.Process
   if (setting === 'auto') {
     const dir = localTlsDir(env);
     if (!dir) {
-      problems.push('listen.tls: auto keeps its CA in the config directory, and there is no home directory (set HOME, or APPDATA on Windows, or XDG_CONFIG_HOME)');
+      problems.push(
+        'listen.tls: auto keeps its CA in the config directory, and there is no home directory (set HOME, or APPDATA on Windows, or XDG_CONFIG_HOME)',
+      );
       return {};
     }
     return { tls: { mode: 'auto', dir } };
   }
   const certFile = resolve(cwd, setting.certFile);
   const keyFile = resolve(cwd, setting.keyFile);
-  for (const [field, path] of [['certFile', certFile], ['keyFile', keyFile]] as const) {
-    if (!existsSync(path)) problems.push(`listen.tls.${field}: ${path} does not exist; give the PEM file of your certificate and its key, or use listen.tls: auto`);
+  for (const [field, path] of [
+    ['certFile', certFile],
+    ['keyFile', keyFile],
+  ] as const) {
+    if (!existsSync(path))
+      problems.push(`listen.tls.${field}: ${path} does not exist; give the PEM file of your certificate and its key, or use listen.tls: auto`);
   }
   return { tls: { mode: 'files', certFile, keyFile } };
 }
@@ -103,12 +115,18 @@ export function checkPortClashes(routes: RouteConfig[], problems: string[], main
 }
 
 /** Every TCP listener obeys the loopback-or-keys rule: the main one, and the per-route ports in socket mode too. */
-export function checkExposure(host: string, socket: string | undefined, routes: readonly RouteConfig[], keyed: boolean, allowed: boolean, problems: string[]): void {
+export function checkExposure(
+  host: string,
+  socket: string | undefined,
+  routes: readonly RouteConfig[],
+  keyed: boolean,
+  allowed: boolean,
+  problems: string[],
+): void {
   const tcp = socket === undefined || routes.some((r) => r.port !== undefined);
   if (tcp && !isLoopbackHost(host) && !keyed && !allowed) {
     problems.push(
-      `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ` +
-        OPEN_LISTENER_FIX,
+      `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ${OPEN_LISTENER_FIX}`,
     );
   }
 }

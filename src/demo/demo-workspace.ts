@@ -59,49 +59,57 @@ function handle(req: IncomingMessage, res: ServerResponse, issued: Map<string, n
   const url = new URL(req.url ?? '/', 'http://demo.invalid');
   if (req.method === 'GET' && url.pathname === '/oidc/.well-known/oauth-authorization-server') {
     const origin = `http://${req.headers.host ?? '127.0.0.1'}`;
-    return json(res, 200, {
+    json(res, 200, {
       issuer: `${origin}/oidc`,
       authorization_endpoint: `${origin}/oidc/v1/authorize`,
       token_endpoint: `${origin}/oidc/v1/token`,
     });
+    return;
   }
   if (req.method === 'POST' && url.pathname === '/oidc/v1/token') {
     if (req.headers.authorization !== `Basic ${Buffer.from(DEMO_CLIENT).toString('base64')}`) {
-      return json(res, 401, { error: 'invalid_client', error_description: 'unknown demo client' });
+      json(res, 401, { error: 'invalid_client', error_description: 'unknown demo client' });
+      return;
     }
     const token = `demo.${randomBytes(24).toString('base64url')}`;
     issued.set(token, Date.now() + DEMO_TOKEN_LIFETIME_S * 1000);
     req.resume();
-    return json(res, 200, { access_token: token, token_type: 'Bearer', expires_in: DEMO_TOKEN_LIFETIME_S });
+    json(res, 200, { access_token: token, token_type: 'Bearer', expires_in: DEMO_TOKEN_LIFETIME_S });
+    return;
   }
   const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
   const expiry = bearer ? issued.get(bearer) : undefined;
   if (!expiry || expiry <= Date.now()) {
-    return json(res, 401, { error_code: 'UNAUTHENTICATED', message: 'Invalid access token.' });
+    json(res, 401, { error_code: 'UNAUTHENTICATED', message: 'Invalid access token.' });
+    return;
   }
   switch (`${req.method} ${url.pathname}`) {
     case 'GET /api/2.0/clusters/list':
-      return json(res, 200, { clusters: CLUSTERS });
+      json(res, 200, { clusters: CLUSTERS });
+      return;
     case 'GET /api/2.0/clusters/get': {
       const cluster = CLUSTERS.find((c) => c.cluster_id === url.searchParams.get('cluster_id'));
-      return cluster
-        ? json(res, 200, cluster)
-        : json(res, 400, { error_code: 'INVALID_PARAMETER_VALUE', message: 'Cluster does not exist' });
+      if (cluster) json(res, 200, cluster);
+      else json(res, 400, { error_code: 'INVALID_PARAMETER_VALUE', message: 'Cluster does not exist' });
+      return;
     }
     case 'GET /api/2.0/preview/scim/v2/Me':
-      return json(res, 200, { userName: 'demo.user@example.com', displayName: 'Demo User', active: true });
+      json(res, 200, { userName: 'demo.user@example.com', displayName: 'Demo User', active: true });
+      return;
     case 'GET /api/2.0/workspace/list':
-      return json(res, 200, {
+      json(res, 200, {
         objects: [
           { path: '/Users/demo.user@example.com/quickstart', object_type: 'NOTEBOOK', language: 'PYTHON' },
           { path: '/Shared', object_type: 'DIRECTORY' },
         ],
       });
+      return;
     default:
-      return json(res, 404, {
+      json(res, 404, {
         error_code: 'ENDPOINT_NOT_FOUND',
         message: `No API found for '${req.method} ${url.pathname}' in the demo workspace; try GET /api/2.0/clusters/list`,
       });
+      return;
   }
 }
 

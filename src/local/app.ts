@@ -2,17 +2,17 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
 import { gatewayErrorResponse } from '../errors.js';
-import { type ControlOptions, controlEndpoints } from './control.js';
-import { localEndpoints } from './health.js';
-import { statusPage } from './status-page.js';
-import { metadataService, type MetadataServiceOptions } from './metadata-service.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { recordOf } from '../observability/request-record.js';
 import { failureAnswer, requestLog } from '../observability/request-log.js';
+import { recordOf } from '../observability/request-record.js';
 import type { RouteTable } from '../routing/route-table.js';
 import type { Admission } from '../security/admission.js';
 import { corsHeaders, preflightAnswer } from '../security/browser-guard.js';
+import { type ControlOptions, controlEndpoints } from './control.js';
+import { localEndpoints } from './health.js';
+import { type MetadataServiceOptions, metadataService } from './metadata-service.js';
+import { statusPage } from './status-page.js';
 
 export interface AppDeps {
   routes: RouteTable;

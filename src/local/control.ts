@@ -41,7 +41,10 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
     }
     const presented = c.req.header(CONTROL_HEADER);
     if (presented === undefined || !sameSecret(presented, options.secret)) {
-      throw new GatewayError('GATEWAY_UNAUTHENTICATED', `control endpoints need the secret of the gateway's run file in ${CONTROL_HEADER}; use the dbx-gateway commands (token, reload)`);
+      throw new GatewayError(
+        'GATEWAY_UNAUTHENTICATED',
+        `control endpoints need the secret of the gateway's run file in ${CONTROL_HEADER}; use the dbx-gateway commands (token, reload)`,
+      );
     }
     await next();
   });

@@ -1,8 +1,8 @@
 import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
+import { errorMessage } from '../errors.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { RouteTable } from '../routing/route-table.js';
-import { errorMessage } from '../errors.js';
 
 export interface LocalEndpointsOptions {
   routes: RouteTable;

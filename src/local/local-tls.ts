@@ -84,7 +84,9 @@ export async function localCertificate(dir: string, extraNames: readonly string[
   const notBefore = new Date(now - 3_600_000);
   const notAfter = new Date(now + LEAF_LIFETIME_DAYS * 86_400_000);
   const leaf = await lib.X509CertificateGenerator.create({
-    serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
+    serialNumber: randomBytes(16)
+      .toString('hex')
+      .replace(/^[89a-f]/, '1'),
     subject: 'CN=localhost',
     issuer: ca.cert.subject,
     notBefore,
@@ -128,7 +130,9 @@ async function loadCa(dir: string): Promise<Ca> {
   const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
   const now = Date.now();
   const cert = await lib.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
+    serialNumber: randomBytes(16)
+      .toString('hex')
+      .replace(/^[89a-f]/, '1'),
     name: `CN=dbx-gateway local CA (${process.env.USER ?? process.env.USERNAME ?? 'this user'})`,
     notBefore: new Date(now - 3_600_000),
     notAfter: new Date(now + CA_LIFETIME_DAYS * 86_400_000),

@@ -87,7 +87,11 @@ export function metadataService(options: MetadataServiceOptions): Hono<{ Binding
       );
     }
     const host = c.req.header('x-databricks-host');
-    if (!host) throw new GatewayError('GATEWAY_BAD_REQUEST', 'missing X-Databricks-Host header; send the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net');
+    if (!host)
+      throw new GatewayError(
+        'GATEWAY_BAD_REQUEST',
+        'missing X-Databricks-Host header; send the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net',
+      );
     const route = routeForHost(host, options.routes.routes, options.localOrigins());
     if (!route) {
       const known = options.routes.routes.map((r) => r.target.origin);
@@ -102,11 +106,7 @@ export function metadataService(options: MetadataServiceOptions): Hono<{ Binding
     }
     const token = await options.tokens.get(route.credential, 'databricks');
     const expiresOnMs = Number.isFinite(token.expiresOnMs) ? token.expiresOnMs : now() + NON_EXPIRING_TTL_S * 1000;
-    return c.json(
-      { access_token: token.token, token_type: 'Bearer', expires_on: Math.floor(expiresOnMs / 1000) },
-      200,
-      { 'cache-control': 'no-store' },
-    );
+    return c.json({ access_token: token.token, token_type: 'Bearer', expires_on: Math.floor(expiresOnMs / 1000) }, 200, { 'cache-control': 'no-store' });
   });
   return app;
 }
@@ -132,8 +132,6 @@ export function normaliseHost(text: string): string | undefined {
 function routeForHost(host: string, routes: readonly Route[], localOrigins: Map<string, string[]>): Route | undefined {
   const wanted = normaliseHost(host);
   if (!wanted) return undefined;
-  const matches = routes.filter(
-    (r) => r.target.origin.toLowerCase() === wanted || (localOrigins.get(r.name) ?? []).includes(wanted),
-  );
+  const matches = routes.filter((r) => r.target.origin.toLowerCase() === wanted || (localOrigins.get(r.name) ?? []).includes(wanted));
   return matches.find((r) => r.config.kind === 'workspace') ?? matches[0];
 }

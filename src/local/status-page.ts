@@ -95,15 +95,7 @@ export function statusJson({ routes, tokens, metrics, isDraining, routePorts, ve
       source: route.config.source,
       credential: route.credential.type,
       reason: route.credential.reason,
-      token: usable
-        ? now >= refreshAtMs(token)
-          ? 'expiring'
-          : 'ready'
-        : status.lastError
-          ? 'failing'
-          : token
-            ? 'expired'
-            : 'not fetched yet',
+      token: usable ? (now >= refreshAtMs(token) ? 'expiring' : 'ready') : status.lastError ? 'failing' : token ? 'expired' : 'not fetched yet',
       expires_on: token && Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
       last_error: status.lastError ?? null,
       failures: status.failures,
@@ -127,11 +119,11 @@ export function statusJson({ routes, tokens, metrics, isDraining, routePorts, ve
 
 function utcDateTime(ms: number): string {
   const iso = new Date(ms).toISOString();
-  return iso.slice(0, 10) + ' ' + iso.slice(11, 19) + ' UTC';
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
 }
 
 function utcTime(ms: number): string {
-  return new Date(ms).toISOString().slice(11, 19) + ' UTC';
+  return `${new Date(ms).toISOString().slice(11, 19)} UTC`;
 }
 
 function timeLeft(expiresOn: number | null, nowS: number): string {
@@ -141,15 +133,15 @@ function timeLeft(expiresOn: number | null, nowS: number): string {
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const sec = s % 60;
-  return (h ? h + ' h ' : '') + (h || m ? m + ' min ' : '') + sec + ' s';
+  return `${(h ? `${h} h ` : '') + (h || m ? `${m} min ` : '') + sec} s`;
 }
 
 function stateClass(token: string): string {
-  return token === 'ready' || token === 'expiring' || token === 'failing' ? 'state ' + token : 'state';
+  return token === 'ready' || token === 'expiring' || token === 'failing' ? `state ${token}` : 'state';
 }
 
 function metaText(data: StatusData, what: string, atMs: number): string {
-  return 'Status: ' + data.status + ' - version ' + data.version + ' - up ' + Math.round(data.uptime_s / 60) + ' min - ' + what + ' ' + utcTime(atMs);
+  return `Status: ${data.status} - version ${data.version} - up ${Math.round(data.uptime_s / 60)} min - ${what} ${utcTime(atMs)}`;
 }
 
 function expiresHtml(r: RouteStatus): string {
@@ -163,7 +155,7 @@ function routeRowHtml(r: RouteStatus, nowMs: number): string {
   const lastError = r.last_error ? `<div class="err">Last error: ${escapeHtml(r.last_error)}</div>` : '';
   return (
     `<tr data-route="${escapeHtml(r.name)}">` +
-    `<th scope="row"><div class="name">${escapeHtml(r.name)}</div><code>${escapeHtml(r.prefix + '/')}</code>${port}</th>` +
+    `<th scope="row"><div class="name">${escapeHtml(r.name)}</div><code>${escapeHtml(`${r.prefix}/`)}</code>${port}</th>` +
     `<td>${escapeHtml(r.upstream)}</td>` +
     `<td><div>${escapeHtml(r.credential)}</div><div class="why">${escapeHtml(r.reason)}</div></td>` +
     `<td><span class="${escapeHtml(stateClass(r.token))}">${escapeHtml(r.token)}</span>${lastError}</td>` +
@@ -178,7 +170,7 @@ function errorRowHtml(e: RecentError): string {
   const at = Date.parse(e.at);
   const time = Number.isFinite(at) ? `<time datetime="${escapeHtml(e.at)}">${escapeHtml(utcTime(at))}</time>` : escapeHtml(e.at);
   return (
-    `<tr><td>${time}</td><td>${escapeHtml(e.route)}</td><td>${escapeHtml(e.method + ' ' + e.path)}</td>` +
+    `<tr><td>${time}</td><td>${escapeHtml(e.route)}</td><td>${escapeHtml(`${e.method} ${e.path}`)}</td>` +
     `<td>${escapeHtml(e.status)}</td><td class="err">${escapeHtml(e.error ?? '')}</td></tr>`
   );
 }
@@ -186,9 +178,7 @@ function errorRowHtml(e: RecentError): string {
 /** The whole page with `data` rendered into it; every dynamic string goes through escapeHtml. */
 export function renderStatusPage(data: StatusData, nowMs = data.now * 1000): string {
   const routes = data.routes.map((r) => routeRowHtml(r, nowMs)).join('\n');
-  const errors = data.recent_errors.length
-    ? data.recent_errors.map(errorRowHtml).join('\n')
-    : '<tr><td colspan="5">None so far.</td></tr>';
+  const errors = data.recent_errors.length ? data.recent_errors.map(errorRowHtml).join('\n') : '<tr><td colspan="5">None so far.</td></tr>';
   return `<!doctype html>
 <html lang="en">
 <head>

@@ -45,7 +45,7 @@ export interface LoggerOptions {
 function baseOptions(options: LoggerOptions) {
   return {
     level: options.level ?? 'info',
-    base: undefined,
+    base: null,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
   };
 }

@@ -109,11 +109,20 @@ function bindRoute(metrics: GatewayMetrics, route: string): RouteMeter {
   return {
     request(method, status, key) {
       let byStatus = counters.get(method);
-      if (!byStatus) counters.set(method, (byStatus = new Map()));
+      if (!byStatus) {
+        byStatus = new Map();
+        counters.set(method, byStatus);
+      }
       let byKey = byStatus.get(status);
-      if (!byKey) byStatus.set(status, (byKey = new Map()));
+      if (!byKey) {
+        byKey = new Map();
+        byStatus.set(status, byKey);
+      }
       let counter = byKey.get(key);
-      if (!counter) byKey.set(key, (counter = metrics.requests.labels(route, method, String(status), key)));
+      if (!counter) {
+        counter = metrics.requests.labels(route, method, String(status), key);
+        byKey.set(key, counter);
+      }
       counter.inc();
     },
     duration: metrics.duration.labels(route),

@@ -1,5 +1,5 @@
-import type { HttpBindings } from '@hono/node-server';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
 import type { MiddlewareHandler } from 'hono';
 import { errorMessage, GatewayError, internalError } from '../errors.js';
 import { scrubSecrets } from '../security/redact.js';

@@ -50,7 +50,7 @@ export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDo
     });
     record.route = admitted.route.name;
     if (admitted.prefix) record.prefix = admitted.prefix;
-    record.path = admitted.upstreamPath.split('?', 1)[0];
+    record.path = admitted.upstreamPath.split('?', 1)[0] ?? admitted.upstreamPath;
     return { admitted };
   };
 

@@ -5,16 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
  * (https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1). Transfer-Encoding is left to Node:
  * it re-frames each side itself.
  */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-]);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
 
 /** Headers through which a client could present credentials of its own or the gateway's inbound key. */
 const CLIENT_CREDENTIAL_HEADERS = ['authorization', 'x-dbx-gateway-key'];
@@ -94,11 +85,7 @@ export function forwardedRequestHeaders(rawHeaders: readonly string[]): string[]
  * `rewrite` may change a value, or drop the field by returning undefined. For a 101 handshake,
  * Connection and Upgrade are the handshake itself and stay.
  */
-export function forwardableResponseHeaders(
-  rawHeaders: string[],
-  rewrite: (name: string, value: string) => string | undefined,
-  handshake = false,
-): string[] {
+export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name: string, value: string) => string | undefined, handshake = false): string[] {
   const listed = new Set<string>();
   for (let i = 0; !handshake && i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]?.toLowerCase() === 'connection') for (const n of connectionListed(rawHeaders[i + 1])) listed.add(n);

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 import type { buildConnector, Dispatcher, Pool } from 'undici';
 import type { Timeouts } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -115,7 +115,10 @@ export function openTunnel(proxy: EgressProxy, host: string, port: number, timeo
       headers: { host: authority, ...(proxy.authorization ? { 'proxy-authorization': proxy.authorization } : {}) },
       agent: false,
     });
-    const timer = setTimeout(() => req.destroy(new ProxyError(proxy.display, authority, `did not answer within ${timeoutMs} ms (timeouts.connectMs)`)), timeoutMs);
+    const timer = setTimeout(
+      () => req.destroy(new ProxyError(proxy.display, authority, `did not answer within ${timeoutMs} ms (timeouts.connectMs)`)),
+      timeoutMs,
+    );
     timer.unref();
     req.once('connect', (res: http.IncomingMessage, socket: Socket, head: Buffer) => {
       clearTimeout(timer);

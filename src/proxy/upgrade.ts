@@ -1,8 +1,8 @@
 import http, { type IncomingMessage, STATUS_CODES } from 'node:http';
 import https from 'node:https';
 import { isIP, type Socket } from 'node:net';
-import { connect as connectTls } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { connect as connectTls } from 'node:tls';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
 import { GatewayError, rawGatewayError, toGatewayError, UpstreamTimeoutError } from '../errors.js';
@@ -28,7 +28,10 @@ export interface UpgradeTarget {
 export function assertUpgradeShape(req: IncomingMessage): void {
   const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
-    throw new GatewayError('GATEWAY_BAD_REQUEST', 'a WebSocket upgrade request must not carry a body (Content-Length or Transfer-Encoding); nothing was forwarded');
+    throw new GatewayError(
+      'GATEWAY_BAD_REQUEST',
+      'a WebSocket upgrade request must not carry a body (Content-Length or Transfer-Encoding); nothing was forwarded',
+    );
   }
   if (req.method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
     throw new GatewayError('GATEWAY_BAD_REQUEST', 'only WebSocket upgrades (GET with Upgrade: websocket) are proxied');
@@ -163,13 +166,14 @@ function responseHead(status: number, rawHeaders: string[], route: Route, prefix
 
 function armTimeouts(proxyReq: http.ClientRequest, tls: boolean, timeouts: Timeouts, connecting: boolean): void {
   // A tunnel is connected already (openTunnel bounds the CONNECT; the overall bound below, the TLS).
-  if (connecting) proxyReq.once('socket', (socket: Socket) => {
-    const timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError('connect', timeouts.connectMs)), timeouts.connectMs);
-    timer.unref();
-    const clear = () => clearTimeout(timer);
-    socket.once(tls ? 'secureConnect' : 'connect', clear);
-    socket.once('close', clear);
-  });
+  if (connecting)
+    proxyReq.once('socket', (socket: Socket) => {
+      const timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError('connect', timeouts.connectMs)), timeouts.connectMs);
+      timer.unref();
+      const clear = () => clearTimeout(timer);
+      socket.once(tls ? 'secureConnect' : 'connect', clear);
+      socket.once('close', clear);
+    });
   proxyReq.setTimeout(timeouts.connectMs + timeouts.headersMs, () => {
     proxyReq.destroy(new UpstreamTimeoutError('headers', timeouts.headersMs));
   });

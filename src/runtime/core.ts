@@ -1,14 +1,13 @@
 import type { Credential } from '../auth/credential.js';
-import { createCredential, CredentialSetupError, unavailableCredential } from '../auth/credentials/index.js';
-import { ConfigError } from '../errors.js';
+import { CredentialSetupError, createCredential, unavailableCredential } from '../auth/credentials/index.js';
 import { TokenCache } from '../auth/token-cache.js';
 import type { GatewayConfig, RouteConfig } from '../config/types.js';
 import { type DemoWorkspace, startDemoWorkspace } from '../demo/demo-workspace.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { createMetrics, type GatewayMetrics } from '../observability/metrics.js';
 import { resolveProxy, withoutCredentials } from '../proxy/egress-proxy.js';
 import { createUpstreamPool } from '../proxy/transport.js';
 import { type Route, RouteTable, routePrefix } from '../routing/route-table.js';
-import { errorMessage } from '../errors.js';
 
 /** Everything but the listeners: what `serve`, `token` and `doctor` share. */
 export interface GatewayCore {
@@ -127,7 +126,6 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     },
   };
 }
-
 
 function demoRoute(url: URL): RouteConfig {
   return {

@@ -1,8 +1,8 @@
-import type { GatewayCore } from './core.js';
+import { errorMessage } from '../errors.js';
 import { authHeaders } from '../proxy/auth-headers.js';
 import type { Route } from '../routing/route-table.js';
 import { scrubSecrets } from '../security/redact.js';
-import { errorMessage } from '../errors.js';
+import type { GatewayCore } from './core.js';
 
 /** Clocks further apart than this break token validation (Entra allows about 5 min of skew). */
 export const MAX_CLOCK_SKEW_S = 120;

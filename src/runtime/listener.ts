@@ -3,9 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ConfigError } from '../errors.js';
 import type { GatewayConfig } from '../config/types.js';
-import { GatewayError, rawGatewayError, writeGatewayError } from '../errors.js';
+import { ConfigError, GatewayError, rawGatewayError, writeGatewayError } from '../errors.js';
 import type { FrontDoor } from '../proxy/handler.js';
 import { methodNotAllowed } from '../security/admission.js';
 import { isLoopbackAddress, OPEN_LISTENER_FIX } from '../security/loopback.js';
@@ -97,7 +96,8 @@ export async function listenerTls(setting: NonNullable<GatewayConfig['listen']['
         localCertificate(setting.dir, allowedHosts).then(
           (fresh) => {
             leaf = fresh;
-            for (const s of servers) (s as unknown as { setSecureContext(o: { key: string; cert: string }): void }).setSecureContext({ key: fresh.key, cert: fresh.cert });
+            for (const s of servers)
+              (s as unknown as { setSecureContext(o: { key: string; cert: string }): void }).setSecureContext({ key: fresh.key, cert: fresh.cert });
           },
           () => {
             // Retried at the next check; the current leaf stays valid for weeks.
@@ -128,7 +128,9 @@ export async function listenOnSocket(server: Server, path: string): Promise<void
   const existing = lstatSync(path, { throwIfNoEntry: false });
   if (existing) {
     if (!existing.isSocket()) {
-      throw new ConfigError([`--socket ${path}: a file that is not a socket is in the way; remove it yourself or choose another path (the gateway only ever replaces a stale socket)`]);
+      throw new ConfigError([
+        `--socket ${path}: a file that is not a socket is in the way; remove it yourself or choose another path (the gateway only ever replaces a stale socket)`,
+      ]);
     }
     if (await socketAnswers(path)) throw Object.assign(new Error(`${path} is in use by another process`), { code: 'EADDRINUSE' });
     unlinkSync(path);
@@ -236,4 +238,3 @@ export function listen(server: Server, port: number | string, host?: string): Pr
     else server.listen(port, host, done);
   });
 }
-

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TokenCache } from '../auth/token-cache.js';
-import { ConfigError } from '../errors.js';
 import type { GatewayConfig } from '../config/types.js';
+import { ConfigError } from '../errors.js';
 import type { ControlOptions } from '../local/control.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
@@ -120,7 +120,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       // Judged against the sockets actually bound: a new file that drops the keys (and says
       // 127.0.0.1) must not leave a 0.0.0.0 listener serving without them.
       const unsafe = unsafeListeners(servers, next);
-      if (unsafe.length > 0) throw new ConfigError(unsafe.map((p) => `${p}; the reload was refused and the previous configuration stays`), next.configFile);
+      if (unsafe.length > 0)
+        throw new ConfigError(
+          unsafe.map((p) => `${p}; the reload was refused and the previous configuration stays`),
+          next.configFile,
+        );
       // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
       if (next.metadataService?.generated && previous.config.metadataService) {
         next = { ...next, metadataService: previous.config.metadataService };

@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { GatewayConfig, InboundKey } from '../config/types.js';
 import { GatewayError } from '../errors.js';
-import type { Resolver } from '../routing/route-table.js';
-import type { ResolvedRequest } from '../routing/route-table.js';
+import type { ResolvedRequest, Resolver } from '../routing/route-table.js';
 import { type BrowserVerdict, createBrowserGuard } from './browser-guard.js';
 import { createHostGuard } from './host-guard.js';
 import { assertKeyMayUse, createKeyAuthenticator, type KeyAuthenticator } from './inbound-keys.js';

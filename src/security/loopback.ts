@@ -1,8 +1,7 @@
 import { isIP } from 'node:net';
 
 /** The fix for a listener reachable from other machines without inbound keys (config load and bound-address check). */
-export const OPEN_LISTENER_FIX =
-  'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone';
+export const OPEN_LISTENER_FIX = 'configure inboundKeys (dbx-gateway keys add NAME) or pass --allow-unauthenticated-network if the network is yours alone';
 
 /** True for names and addresses that never leave this machine. */
 export function isLoopbackHost(hostname: string): boolean {

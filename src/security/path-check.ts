@@ -34,7 +34,10 @@ export function assertSafeTarget(rawUrl: string): void {
     throw new GatewayError('GATEWAY_BAD_REQUEST', 'the path has a "%" that is not followed by two hex digits; encode a literal % as %25');
   }
   if (ENCODED_SEPARATOR.test(path)) {
-    throw new GatewayError('GATEWAY_BAD_REQUEST', 'encoded "?", "#", NUL or "\\" (%3F, %23, %00, %5C) in the path are not forwarded; send them unencoded in the query, or not at all');
+    throw new GatewayError(
+      'GATEWAY_BAD_REQUEST',
+      'encoded "?", "#", NUL or "\\" (%3F, %23, %00, %5C) in the path are not forwarded; send them unencoded in the query, or not at all',
+    );
   }
   try {
     utf8.decode(Buffer.from(percentDecode(path), 'latin1'));

@@ -17,9 +17,13 @@ export function createRateLimiter(perMinute: number, now: () => number = Date.no
     buckets.set(who, bucket);
     if (bucket.tokens < 1) {
       const retryAfter = Math.ceil((1 - bucket.tokens) / perMs / 1000);
-      throw new GatewayError('GATEWAY_RATE_LIMITED', `more than ${perMinute} requests per minute from ${who}; retry after ${retryAfter} s (limits.requestsPerMinutePerKey)`, {
-        headers: { 'retry-after': String(retryAfter) },
-      });
+      throw new GatewayError(
+        'GATEWAY_RATE_LIMITED',
+        `more than ${perMinute} requests per minute from ${who}; retry after ${retryAfter} s (limits.requestsPerMinutePerKey)`,
+        {
+          headers: { 'retry-after': String(retryAfter) },
+        },
+      );
     }
     bucket.tokens -= 1;
   };

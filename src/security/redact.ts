@@ -8,7 +8,7 @@
 const REDACTED = '[REDACTED]';
 
 /** Names whose value is a secret: the whole name (snake, kebab or camel case) ends in one of these. */
-const SECRET_NAMES = String.raw`(?:access_?token|refresh_?token|id_?token|client_?secret|client_?assertion|api_?key|secret|token|password|passwd)`;
+const SECRET_NAMES = `(?:access_?token|refresh_?token|id_?token|client_?secret|client_?assertion|api_?key|secret|token|password|passwd)`;
 
 /**
  * A secret-named key and its value: `name=value` (forms, queries, env), `"name": "value"` (JSON,

@@ -14,13 +14,13 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
  * (servicePrincipals/{id}/credentials/secrets) and OAuth secrets (oauth2 custom app
  * integrations and service-principal secrets). Off unless allowTokenCreation: true.
  */
-const API = String.raw`/api/[^/]+(?:/preview)?`;
-const ACCOUNT = String.raw`(?:/accounts(?:/[^/]+)?)?`;
+const API = `/api/[^/]+(?:/preview)?`;
+const ACCOUNT = `(?:/accounts(?:/[^/]+)?)?`;
 const TOKEN_MINTING_PATHS: RegExp[] = [
-  new RegExp(String.raw`^${API}/token/create$`),
-  new RegExp(String.raw`^${API}/token-management/on-behalf-of/tokens(?:/.*)?$`),
-  new RegExp(String.raw`^${API}${ACCOUNT}/service-?principals/[^/]+/credentials/secrets(?:/.*)?$`),
-  new RegExp(String.raw`^${API}${ACCOUNT}/oauth2/(?:custom-app-integrations|service-principals/[^/]+/secrets)(?:/.*)?$`),
+  new RegExp(`^${API}/token/create$`),
+  new RegExp(`^${API}/token-management/on-behalf-of/tokens(?:/.*)?$`),
+  new RegExp(`^${API}${ACCOUNT}/service-?principals/[^/]+/credentials/secrets(?:/.*)?$`),
+  new RegExp(`^${API}${ACCOUNT}/oauth2/(?:custom-app-integrations|service-principals/[^/]+/secrets)(?:/.*)?$`),
 ];
 
 /** Headers some servers read as "use this method instead": never forwarded around a method policy. */
@@ -40,7 +40,10 @@ export function canonicalPath(upstreamPath: string): string {
   for (let i = 0; i < 3 && path.includes('%'); i++) path = percentDecode(path);
   // Matrix parameters (`/create;x=1`) are dropped per segment, as servlet containers do; a
   // backslash is a slash to WHATWG URL parsers.
-  path = path.toLowerCase().replace(/\\/g, '/').replace(/;[^/]*/g, '');
+  path = path
+    .toLowerCase()
+    .replace(/\\/g, '/')
+    .replace(/;[^/]*/g, '');
   // Dot segments resolved as a URL parser would ("/token/./create"; a ".." that only appears after
   // decoding twice, which path-check cannot see), and empty segments collapsed.
   const segments: string[] = [];
@@ -68,10 +71,7 @@ function denyPatterns(route: RouteConfig): RegExp[] {
 export function assertAllowedByPolicy(route: RouteConfig, method: string, upstreamPath = '/'): void {
   const field = `routes.${route.name}`;
   if (route.readOnly && !READ_METHODS.has(method)) {
-    throw new GatewayError(
-      'GATEWAY_FORBIDDEN',
-      `route ${route.name} is read-only (${field}.readOnly: true): ${method} is not allowed, only GET and HEAD`,
-    );
+    throw new GatewayError('GATEWAY_FORBIDDEN', `route ${route.name} is read-only (${field}.readOnly: true): ${method} is not allowed, only GET and HEAD`);
   }
   if (route.allowMethods && !route.allowMethods.includes(method)) {
     throw new GatewayError('GATEWAY_FORBIDDEN', `${method} is not allowed on route ${route.name} (${field}.allowMethods: ${route.allowMethods.join(', ')})`);

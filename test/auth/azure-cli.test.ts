@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { REJECT_BACKOFF_BASE_MS } from '../../src/auth/token-cache.js';
 import { type FakeAz, fakeAzToken, installFakeAz } from '../helpers/fake-az.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
-import { REJECT_BACKOFF_BASE_MS } from '../../src/auth/token-cache.js';
 
 // The real @azure/identity AzureCliCredential runs `az` from PATH: put the fake first.
 const az: FakeAz = installFakeAz();
@@ -123,7 +123,11 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     // was fetched, so the cache backs off instead of running az again at once...
     const post = async () => {
       rejectNext = true;
-      const res = await request(`${gw.url}/ws/prod/api/2.0/jobs/run-now`, { method: 'POST', body: '{"job_id":1}', headers: { 'content-type': 'application/json' } });
+      const res = await request(`${gw.url}/ws/prod/api/2.0/jobs/run-now`, {
+        method: 'POST',
+        body: '{"job_id":1}',
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(res.status, 401);
     };
     await post();

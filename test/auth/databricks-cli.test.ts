@@ -47,7 +47,10 @@ describe('databricks-cli credential (fake databricks on PATH)', () => {
     assert.ok(cli.argv().includes(`auth token --host ${upstream.url.origin}`), cli.argv().join('\n'));
     const acct = await request(`${gw.url}/acct/acct/api/2.0/accounts/abc-123/workspaces`);
     assert.equal(acct.status, 200);
-    assert.ok(cli.argv().some((a) => /^auth token --host https:\/\/localhost:\d+ --account-id abc-123$/.test(a)), cli.argv().join('\n'));
+    assert.ok(
+      cli.argv().some((a) => /^auth token --host https:\/\/localhost:\d+ --account-id abc-123$/.test(a)),
+      cli.argv().join('\n'),
+    );
   });
 
   it('reads the RFC 3339 expiry (nanoseconds, zone) and reports it in /readyz', async () => {
@@ -63,7 +66,10 @@ describe('databricks-cli credential (fake databricks on PATH)', () => {
     gw = await start({ PATH: cli.path });
     const res = await request(`${gw.url}/ws/ws/api/2.0/clusters/list`);
     assert.equal(res.status, 503);
-    assert.match(res.json<{ message: string }>().message, new RegExp(`no valid login.*Refresh token is invalid.*run databricks auth login --host ${upstream.url.origin.replace(/[.]/g, '\\.')}`));
+    assert.match(
+      res.json<{ message: string }>().message,
+      new RegExp(`no valid login.*Refresh token is invalid.*run databricks auth login --host ${upstream.url.origin.replace(/[.]/g, '\\.')}`),
+    );
   });
 
   it('is bounded when the CLI hangs: 503 after the fetch timeout, not a hung request', async () => {

@@ -20,7 +20,10 @@ describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
     upstream = oidc.upstream;
     const accountsHost = upstream.url.origin.replace('127.0.0.1', 'localhost');
     gw = await startTestGateway({
-      flags: { workspace: [`ws=${upstream.url.origin}`, `ws2=${upstream.url.origin.replace('127.0.0.1', 'localhost')}`], account: [`acct=acc-0001@${accountsHost}`] },
+      flags: {
+        workspace: [`ws=${upstream.url.origin}`, `ws2=${upstream.url.origin.replace('127.0.0.1', 'localhost')}`],
+        account: [`acct=acc-0001@${accountsHost}`],
+      },
       env: { DATABRICKS_CLIENT_ID: CLIENT_ID, DATABRICKS_CLIENT_SECRET: SECRET, DATABRICKS_TOKEN: '' },
       configure: trustCa(testPki().caFile),
     });
@@ -77,7 +80,10 @@ describe('databricks-m2m failures', () => {
     try {
       const res = await request(`${gw.url}/ws/ws/api/2.0/clusters/list`);
       assert.equal(res.status, 503);
-      assert.match(res.json<{ message: string }>().message, /answered 401 \(invalid_client: Client authentication failed\).*Fix: check the service principal's OAuth client id and secret/);
+      assert.match(
+        res.json<{ message: string }>().message,
+        /answered 401 \(invalid_client: Client authentication failed\).*Fix: check the service principal's OAuth client id and secret/,
+      );
       assert.ok(!res.text.includes(wrong) && !gw.logText().includes(wrong));
     } finally {
       await gw.shutdown(100);
@@ -86,7 +92,10 @@ describe('databricks-m2m failures', () => {
   });
 
   it('refuses to send the secret to a token endpoint on another host', async () => {
-    const oidc = await startFakeDatabricksOidc({ m2mClients: { [CLIENT_ID]: SECRET }, discovery: () => ({ token_endpoint: 'https://evil.example/oidc/v1/token' }) });
+    const oidc = await startFakeDatabricksOidc({
+      m2mClients: { [CLIENT_ID]: SECRET },
+      discovery: () => ({ token_endpoint: 'https://evil.example/oidc/v1/token' }),
+    });
     const upstream = oidc.upstream;
     const gw = await startTestGateway({
       flags: { workspace: [`ws=${upstream.url.origin}`], credential: 'databricks-m2m' },

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { resolveAzureEnvironment } from '../../src/auth/azure-cloud.js';
-import { createCredential, CredentialSetupError } from '../../src/auth/credentials/index.js';
+import { CredentialSetupError, createCredential } from '../../src/auth/credentials/index.js';
 import type { CredentialSpec, RouteConfig } from '../../src/config/types.js';
 
 const route: RouteConfig = {
@@ -106,6 +106,9 @@ describe('Azure environments (sovereign clouds)', () => {
     assert.equal(e.disableInstanceDiscovery, true);
   });
   it('rejects an unknown environment with the names it accepts', () => {
-    assert.throws(() => resolveAzureEnvironment({ type: 'x' }, { ARM_ENVIRONMENT: 'germany' }, at('https://a.b')), /unknown Azure environment "germany"; use one of PUBLIC, USGOVERNMENT, CHINA/);
+    assert.throws(
+      () => resolveAzureEnvironment({ type: 'x' }, { ARM_ENVIRONMENT: 'germany' }, at('https://a.b')),
+      /unknown Azure environment "germany"; use one of PUBLIC, USGOVERNMENT, CHINA/,
+    );
   });
 });

@@ -151,9 +151,7 @@ routes:
   });
 
   it('fetches once per identity and audience, shared by every route of that identity', async () => {
-    const results = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => request(`${gw.url}/ws/${i % 2 ? 'a' : 'b'}/api/2.0/clusters/list`)),
-    );
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => request(`${gw.url}/ws/${i % 2 ? 'a' : 'b'}/api/2.0/clusters/list`)));
     assert.ok(results.every((r) => r.status === 200));
     assert.equal(new Set(results.map((r) => r.json<Seen>().authorization)).size, 1);
     const forClient1 = entra.requests.filter((r) => r.clientId === 'client-1');

@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AccessToken, Credential } from '../../src/auth/credential.js';
-import {
-  EXPIRY_CUTOFF_MS,
-  REJECT_BACKOFF_BASE_MS,
-  REJECT_BACKOFF_MAX_MS,
-  refreshAtMs,
-  TokenCache,
-} from '../../src/auth/token-cache.js';
+import { EXPIRY_CUTOFF_MS, REJECT_BACKOFF_BASE_MS, REJECT_BACKOFF_MAX_MS, refreshAtMs, TokenCache } from '../../src/auth/token-cache.js';
 import { GatewayError } from '../../src/errors.js';
 
 /** A fake credential whose tokens live `lifetimeMs` on the injected clock; counts fetches. */

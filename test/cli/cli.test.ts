@@ -117,12 +117,16 @@ describe('dbx-gateway CLI', () => {
   });
 
   it('prints shell exports for `token NAME --output env`', () => {
-    const res = spawnSync('sh', ['-c', `eval "$('${process.execPath}' '${BIN}' token demo --output env)" && printf '%s|%s' "$DATABRICKS_HOST" "$DATABRICKS_TOKEN"`], {
-      cwd: EMPTY_DIR,
-      env: cleanEnv,
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
+    const res = spawnSync(
+      'sh',
+      ['-c', `eval "$('${process.execPath}' '${BIN}' token demo --output env)" && printf '%s|%s' "$DATABRICKS_HOST" "$DATABRICKS_TOKEN"`],
+      {
+        cwd: EMPTY_DIR,
+        env: cleanEnv,
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
     assert.equal(res.status, 0, res.stderr);
     assert.match(res.stdout, /^http:\/\/127\.0\.0\.1:\d+\|demo\.[\w-]{20,}$/);
     assert.equal(run(['token', 'demo', '--output', 'yaml']).status, 2);

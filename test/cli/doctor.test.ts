@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { testPki } from '../helpers/tls.js';
 
@@ -15,8 +15,11 @@ function doctor(config: string): Promise<{ status: number | null; stdout: string
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-doctor-'));
   writeFileSync(join(dir, 'dbx-gateway.yaml'), config);
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, 'doctor', '--config', join(dir, 'dbx-gateway.yaml'), '--no-profiles'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: dir }, timeout: 30_000 }, (err, stdout, stderr) =>
-      resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [BIN, 'doctor', '--config', join(dir, 'dbx-gateway.yaml'), '--no-profiles'],
+      { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: dir }, timeout: 30_000 },
+      (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
     );
   });
 }

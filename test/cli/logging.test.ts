@@ -3,8 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { formatEvent } from '../../src/observability/text-format.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
@@ -21,10 +21,41 @@ async function until(check: () => boolean, what: string): Promise<void> {
 
 describe('saying what it is doing', () => {
   it('formats a request as one line: method, path, status, time and size', () => {
-    const line = formatEvent({ level: 30, time: Date.parse('2026-12-01T12:04:05Z'), msg: 'request', method: 'GET', route: 'prod', prefix: '/ws/prod', path: '/api/2.0/clusters/list', status: 200, ms: 25, bytes: 387, bytesIn: 0 }, false);
+    const line = formatEvent(
+      {
+        level: 30,
+        time: Date.parse('2026-12-01T12:04:05Z'),
+        msg: 'request',
+        method: 'GET',
+        route: 'prod',
+        prefix: '/ws/prod',
+        path: '/api/2.0/clusters/list',
+        status: 200,
+        ms: 25,
+        bytes: 387,
+        bytesIn: 0,
+      },
+      false,
+    );
     assert.match(line, /^\d\d:\d\d:\d\d GET \/ws\/prod\/api\/2\.0\/clusters\/list 200 25ms 387B$/);
-    const failed = formatEvent({ level: 40, time: 0, msg: 'request', method: 'POST', path: '/x', status: 403, ms: 1, bytes: 10, error: 'GATEWAY_FORBIDDEN', reason: 'route prod is read-only' }, true);
+    const failed = formatEvent(
+      {
+        level: 40,
+        time: 0,
+        msg: 'request',
+        method: 'POST',
+        path: '/x',
+        status: 403,
+        ms: 1,
+        bytes: 10,
+        error: 'GATEWAY_FORBIDDEN',
+        reason: 'route prod is read-only',
+      },
+      true,
+    );
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test checks for ANSI escapes
     assert.match(failed, /\u001b\[33mPOST \/x 403 1ms 10B error=GATEWAY_FORBIDDEN reason="route prod is read-only"\u001b\[0m$/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test checks for ANSI escapes
     assert.doesNotMatch(formatEvent({ level: 40, time: 0, msg: 'x' }, false), /\u001b/);
   });
 
@@ -32,7 +63,10 @@ describe('saying what it is doing', () => {
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-log-'));
     const config = join(home, 'gw.yaml');
     // A route whose credential cannot get a token: the CLI it names does not exist.
-    writeFileSync(config, 'routes:\n  broken: { host: https://adb-1.1.azuredatabricks.net, credential: { type: databricks-cli, cliPath: /nonexistent/databricks } }\n');
+    writeFileSync(
+      config,
+      'routes:\n  broken: { host: https://adb-1.1.azuredatabricks.net, credential: { type: databricks-cli, cliPath: /nonexistent/databricks } }\n',
+    );
     const gw = await spawnGateway(['--config', config, '--no-profiles', '--log-format', 'text', '--demo'], { HOME: home, NO_COLOR: '1' }, home);
     try {
       await until(() => /WARN +route broken has no token yet: .*databricks/.test(gw.stdout()), 'the startup warning');
@@ -44,6 +78,7 @@ describe('saying what it is doing', () => {
       const ok = lines.filter((l) => /GET \/ws\/demo\/api\/2\.0\/clusters\/list 200 [\d.]+ms \d+B$/.test(l));
       assert.equal(ok.length, 1, gw.stdout());
       assert.match(gw.stdout(), /GET \/ws\/broken\/api\/2\.0\/clusters\/list 503 [\d.]+ms \d+B error=GATEWAY_TOKEN_UNAVAILABLE reason="no usable token/);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the test checks for ANSI escapes
       assert.doesNotMatch(gw.stdout(), /\u001b\[/, 'NO_COLOR');
       assert.doesNotMatch(gw.stdout(), /^\{/m, 'no JSON lines');
     } finally {
@@ -53,7 +88,8 @@ describe('saying what it is doing', () => {
 
   it('refuses a log level or format that does not exist, as a config error', () => {
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-loglevel-'));
-    const run = (args: string[], env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
+    const run = (args: string[], env: NodeJS.ProcessEnv) =>
+      spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
     const level = run(['--no-profiles', '--port', '0'], { DBX_GATEWAY_LOG_LEVEL: 'verbose' });
     assert.equal(level.status, 2);
     assert.match(level.stderr, /DBX_GATEWAY_LOG_LEVEL: "verbose" is not a log level; use one of trace, debug, info, warn, error, fatal, silent/);

@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { installFakeDatabricksCli } from '../helpers/fake-databricks-cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { request } from '../helpers/http.js';
@@ -65,7 +65,11 @@ describe('zero-config from ~/.databrickscfg (gateway process, no flags)', () => 
   });
 
   it('logs each route with its credential and why, and warns about skipped profiles', () => {
-    const lines = gw.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = gw
+      .stdout()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const route = lines.find((l) => l.route === 'robot');
     assert.equal(route?.credential, 'databricks-m2m');
     assert.match(String(route?.why), /credential: databricks-m2m is configured \(profile robot\)/);
@@ -96,7 +100,10 @@ describe('zero-config from ~/.databrickscfg (gateway process, no flags)', () => 
   });
 
   it('--profile NAME (or DATABRICKS_CONFIG_PROFILE) serves that profile only, as the Databricks CLI picks one', async () => {
-    for (const [args, extra] of [[['--profile', 'robot'], {}], [[], { DATABRICKS_CONFIG_PROFILE: 'robot' }]] as const) {
+    for (const [args, extra] of [
+      [['--profile', 'robot'], {}],
+      [[], { DATABRICKS_CONFIG_PROFILE: 'robot' }],
+    ] as const) {
       const one = await spawnGateway([...args], { ...env, ...extra });
       try {
         assert.equal((await request(`${one.url}/ws/robot/api/2.0/clusters/list`)).status, 200);

@@ -10,7 +10,8 @@ import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
 
 const ca = testPki().caFile;
-const route = (name: string, upstream: FakeUpstream, token: string) => `  ${name}: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${token} } }\n`;
+const route = (name: string, upstream: FakeUpstream, token: string) =>
+  `  ${name}: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${token} } }\n`;
 
 async function waitForLog(gw: SpawnedGateway, pattern: RegExp, after: number): Promise<void> {
   for (let i = 0; i < 200; i++) {

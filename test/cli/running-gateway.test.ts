@@ -3,8 +3,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type FakeAz, fakeAzToken, installFakeAz } from '../helpers/fake-az.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { request } from '../helpers/http.js';
@@ -77,8 +77,14 @@ describe('working from the running gateway: run file, token, reload', () => {
   it('prints raw, env, powershell and cmd forms', async () => {
     const token = fakeAzToken(az.calls());
     assert.equal((await cli(['token', 'prod', '--output', 'raw'], env)).stdout, `${token}\n`);
-    assert.match((await cli(['token', 'prod', '-o', 'env'], env)).stdout, new RegExp(`^export DATABRICKS_HOST='${upstream.url.origin}'\\nexport DATABRICKS_TOKEN='${token}'\\n$`));
-    assert.equal((await cli(['token', 'prod', '-o', 'powershell'], env)).stdout, `$env:DATABRICKS_HOST = '${upstream.url.origin}'\n$env:DATABRICKS_TOKEN = '${token}'\n`);
+    assert.match(
+      (await cli(['token', 'prod', '-o', 'env'], env)).stdout,
+      new RegExp(`^export DATABRICKS_HOST='${upstream.url.origin}'\\nexport DATABRICKS_TOKEN='${token}'\\n$`),
+    );
+    assert.equal(
+      (await cli(['token', 'prod', '-o', 'powershell'], env)).stdout,
+      `$env:DATABRICKS_HOST = '${upstream.url.origin}'\n$env:DATABRICKS_TOKEN = '${token}'\n`,
+    );
     assert.equal((await cli(['token', 'prod', '-o', 'cmd'], env)).stdout, `set "DATABRICKS_HOST=${upstream.url.origin}"\nset "DATABRICKS_TOKEN=${token}"\n`);
     const bad = await cli(['token', 'prod', '-o', 'yaml'], env);
     assert.equal(bad.status, 2);
@@ -121,7 +127,10 @@ describe('working from the running gateway: run file, token, reload', () => {
   it('removes the run file on exit; then token says no gateway runs and uses the configuration', async () => {
     writeFileSync(config, `routes:\n  prod: { host: ${upstream.url.origin}, caFile: ${testPki().caFile}, credential: azure-cli }\n`);
     await gw.stop();
-    assert.deepEqual(readdirSync(runDir()).filter((f) => f.endsWith('.json')), []);
+    assert.deepEqual(
+      readdirSync(runDir()).filter((f) => f.endsWith('.json')),
+      [],
+    );
     const res = await cli(['token', 'prod', '--config', config, '--no-profiles', '-o', 'raw'], env);
     assert.equal(res.status, 0, res.stderr);
     assert.match(res.stderr, /no gateway is running/);

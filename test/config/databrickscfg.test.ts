@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { createCredential } from '../../src/auth/credentials/index.js';
 import { parseDatabricksCfg } from '../../src/config/databrickscfg.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -19,7 +19,7 @@ function tmpFile(name: string, text: string): string {
 
 const byName = (routes: RouteConfig[]) => Object.fromEntries(routes.map((r) => [r.name, r]));
 
-describe('.databrickscfg parsing (the SDKs\' rules)', () => {
+describe(".databrickscfg parsing (the SDKs' rules)", () => {
   const cfg = parseDatabricksCfg(
     '[__settings__]\ndefault_profile = a\n[DEFAULT]\nhost = h0\n[a]\nHost = h1 ; note\ntoken = abc#def\npassword = p;q # c\n[b]\nhost: h2\n',
     'x',
@@ -36,11 +36,14 @@ describe('.databrickscfg parsing (the SDKs\' rules)', () => {
     assert.deepEqual(cfg.profiles.get('b'), { host: 'h2' });
   });
   it('rejects a malformed file with the line number and never the line itself', () => {
-    assert.throws(() => parseDatabricksCfg('[a]\nhost = h\nthis line holds dapi-secret\n', '/p/.databrickscfg'), (err: Error) => {
-      assert.match(err.message, /\/p\/\.databrickscfg line 3: expected "\[profile\]" or "key = value".*--no-profiles/);
-      assert.ok(!err.message.includes('dapi-secret'));
-      return true;
-    });
+    assert.throws(
+      () => parseDatabricksCfg('[a]\nhost = h\nthis line holds dapi-secret\n', '/p/.databrickscfg'),
+      (err: Error) => {
+        assert.match(err.message, /\/p\/\.databrickscfg line 3: expected "\[profile\]" or "key = value".*--no-profiles/);
+        assert.ok(!err.message.includes('dapi-secret'));
+        return true;
+      },
+    );
     assert.throws(() => parseDatabricksCfg('host = h\n[a]\n', 'f'), /line 1: a setting before any \[profile\] header/);
   });
 });
@@ -61,7 +64,7 @@ describe('profiles become routes', () => {
     assert.match(routes.dev?.source ?? '', /databrickscfg \[dev\]$/);
   });
 
-  it('reads each profile\'s auth keys as the SDKs do', () => {
+  it("reads each profile's auth keys as the SDKs do", () => {
     assert.deepEqual(routes.dev?.credential, { type: 'pat', profile: 'dev', token: 'dapi0000000000000000000000000000#002' });
     assert.deepEqual(routes.m2m?.credential, {
       type: 'databricks-m2m',
@@ -125,7 +128,10 @@ describe('profiles become routes', () => {
 
   it('names the profiles there are when a config route names a missing one', () => {
     const file = tmpFile('dbx-gateway.yaml', 'routes:\n  team:\n    profile: nope\n');
-    assert.throws(() => loadConfig({ env, cwd: '/nonexistent', flags: { config: file } }), /routes\.team\.profile: .* has no profile \[nope\]; it has \[DEFAULT\], \[dev\]/);
+    assert.throws(
+      () => loadConfig({ env, cwd: '/nonexistent', flags: { config: file } }),
+      /routes\.team\.profile: .* has no profile \[nope\]; it has \[DEFAULT\], \[dev\]/,
+    );
   });
 
   it('stops with the file, line and fix on a malformed file', () => {
@@ -137,7 +143,13 @@ describe('profiles become routes', () => {
   it('reads ~/.databrickscfg from HOME, and an explicit DATABRICKS_CONFIG_FILE must exist', () => {
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-home-'));
     writeFileSync(join(home, '.databrickscfg'), '[home]\nhost = https://adb-7.7.azuredatabricks.net\ntoken = dapi7\n');
-    assert.deepEqual(loadConfig({ env: { HOME: home }, cwd: '/nonexistent' }).routes.map((r) => r.name), ['home']);
-    assert.throws(() => loadConfig({ env: { HOME: home, DATABRICKS_CONFIG_FILE: '/nonexistent/cfg' }, cwd: '/nonexistent' }), /DATABRICKS_CONFIG_FILE: \/nonexistent\/cfg does not exist/);
+    assert.deepEqual(
+      loadConfig({ env: { HOME: home }, cwd: '/nonexistent' }).routes.map((r) => r.name),
+      ['home'],
+    );
+    assert.throws(
+      () => loadConfig({ env: { HOME: home, DATABRICKS_CONFIG_FILE: '/nonexistent/cfg' }, cwd: '/nonexistent' }),
+      /DATABRICKS_CONFIG_FILE: \/nonexistent\/cfg does not exist/,
+    );
   });
 });

@@ -42,6 +42,7 @@ describe('loadConfig', () => {
     assert.equal(gov?.upstream.origin, 'https://accounts.azuredatabricks.us');
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ${VAR} is the config file's syntax under test
   it('reads the YAML file, expands ${VAR} from the environment, and lets flags and env win', () => {
     const { dir, file } = tempConfig(`
 listen: { host: 127.0.0.1, port: 9000 }
@@ -149,11 +150,16 @@ routes:
   });
   it('refuses two flags that name the same route, instead of the last one winning', () => {
     assert.throws(
-      () => loadConfig({ flags: { workspace: ['prod=https://adb-1.1.azuredatabricks.net', 'prod=https://adb-2.2.azuredatabricks.net'], noProfiles: true }, env: {}, cwd: '/nonexistent' }),
+      () =>
+        loadConfig({
+          flags: { workspace: ['prod=https://adb-1.1.azuredatabricks.net', 'prod=https://adb-2.2.azuredatabricks.net'], noProfiles: true },
+          env: {},
+          cwd: '/nonexistent',
+        }),
       /--workspace prod=https:\/\/adb-2\.2\.azuredatabricks\.net: route prod is already given by --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/,
     );
   });
-  it('reports every problem at once, in the contract\'s words, with the fix', () => {
+  it("reports every problem at once, in the contract's words, with the fix", () => {
     const { file } = tempConfig(`
 routes:
   prod:
@@ -185,7 +191,10 @@ listn: {}
 
   it('validates credential settings in the same pass as the file', () => {
     const { file } = tempConfig('routes:\n  sp: { host: https://adb-3.3.azuredatabricks.net, credential: { type: azure-client-secret } }\n');
-    assert.throws(() => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }), /routes\.sp\.credential \(.*\): azure-client-secret needs tenantId/);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }),
+      /routes\.sp\.credential \(.*\): azure-client-secret needs tenantId/,
+    );
   });
 
   it('says a profile route has no ~/.databrickscfg, whatever else is wrong', () => {
@@ -203,6 +212,9 @@ listn: {}
 
   it('shows the offending line of a YAML syntax error', () => {
     const { file } = tempConfig('routes:\n  prod: {host: x\n   bad\n');
-    assert.throws(() => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }), /YAML syntax: .*at line \d+, column \d+:[\s\S]*bad/);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true } }),
+      /YAML syntax: .*at line \d+, column \d+:[\s\S]*bad/,
+    );
   });
 });

@@ -3,13 +3,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { ServiceAccount, ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { fileURLToPath } from 'node:url';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { needs } from '../helpers/tools.js';
 
@@ -26,7 +26,12 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
 };
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: unknown };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: unknown;
+};
 
 function render(dir: string): K8sObject[] {
   const out = execFileSync('kubectl', ['kustomize', join(ROOT, dir)], { encoding: 'utf8' });
@@ -48,7 +53,15 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
     const find = <T = K8sObject>(kind: string) => objects.find((o) => o.kind === kind) as T & K8sObject;
 
     it('renders the objects an operator expects, each valid against its Kubernetes schema', () => {
-      assert.deepEqual(objects.map((o) => o.kind).sort(), ['ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount']);
+      assert.deepEqual(objects.map((o) => o.kind).sort(), [
+        'ConfigMap',
+        'Deployment',
+        'NetworkPolicy',
+        'PodDisruptionBudget',
+        'Secret',
+        'Service',
+        'ServiceAccount',
+      ]);
       for (const o of objects) {
         const Model = MODELS[`${o.apiVersion}/${o.kind}`];
         assert.ok(Model, `no schema for ${o.apiVersion} ${o.kind}`);
@@ -70,7 +83,23 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
       assert.equal(config.listen.host, '0.0.0.0');
       assert.ok(config.inboundKeys.length > 0, 'listening beyond loopback needs inbound keys');
       assert.ok(config.allowedHosts.includes('dbx-gateway'), 'the Service name is an allowed Host');
-      const deployment = find<{ spec: { template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; containers: Array<{ ports: Array<{ name: string; containerPort: number }>; readinessProbe: { httpGet: { path: string; port: string; httpHeaders: Array<{ name: string; value: string }> } }; livenessProbe: { httpGet: { path: string } }; securityContext: { readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean }; envFrom: Array<{ secretRef: { name: string } }> }> } } } }>('Deployment');
+      const deployment = find<{
+        spec: {
+          template: {
+            metadata: { labels: Record<string, string> };
+            spec: {
+              serviceAccountName: string;
+              containers: Array<{
+                ports: Array<{ name: string; containerPort: number }>;
+                readinessProbe: { httpGet: { path: string; port: string; httpHeaders: Array<{ name: string; value: string }> } };
+                livenessProbe: { httpGet: { path: string } };
+                securityContext: { readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean };
+                envFrom: Array<{ secretRef: { name: string } }>;
+              }>;
+            };
+          };
+        };
+      }>('Deployment');
       const container = deployment.spec.template.spec.containers[0]!;
       const http = container.ports.find((p) => p.name === 'http')!;
       assert.equal(http.containerPort, config.listen.port);
@@ -87,7 +116,9 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
       for (const [k, v] of Object.entries(service.spec.selector)) assert.equal(podLabels[k], v, 'the Service selects the pods');
       const pdb = find<{ spec: { selector: { matchLabels: Record<string, string> } } }>('PodDisruptionBudget');
       for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(podLabels[k], v, 'the PDB selects the pods');
-      const policy = find<{ spec: { podSelector: { matchLabels: Record<string, string> }; ingress: Array<{ ports: Array<{ port: number }> }> } }>('NetworkPolicy');
+      const policy = find<{ spec: { podSelector: { matchLabels: Record<string, string> }; ingress: Array<{ ports: Array<{ port: number }> }> } }>(
+        'NetworkPolicy',
+      );
       for (const [k, v] of Object.entries(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v, 'the NetworkPolicy selects the pods');
       assert.equal(policy.spec.ingress[0]?.ports[0]?.port, config.listen.port);
       const sa = find('ServiceAccount');
@@ -107,7 +138,12 @@ describe('docker-compose.yml', () => {
   it('is valid for docker-compose (config, no engine needed)', { skip: needs('docker-compose') }, () => {
     const res = spawnSync('docker-compose', ['config'], { cwd: dir, encoding: 'utf8', env: { ...process.env, DBX_GATEWAY_KEY: 'dgw_example' } });
     assert.equal(res.status, 0, res.stderr);
-    const config = parseYaml(res.stdout) as { services: Record<string, { read_only?: boolean; init?: boolean; environment?: Record<string, string>; depends_on?: Record<string, { condition: string }> }> };
+    const config = parseYaml(res.stdout) as {
+      services: Record<
+        string,
+        { read_only?: boolean; init?: boolean; environment?: Record<string, string>; depends_on?: Record<string, { condition: string }> }
+      >;
+    };
     const gateway = config.services['dbx-gateway']!;
     assert.equal(gateway.read_only, true);
     assert.equal(gateway.init, true);
@@ -124,7 +160,10 @@ describe('docker-compose.yml', () => {
     const res = spawnSync(process.execPath, [BIN, 'keys', 'add', 'alice', '--config', join(dir, 'dbx-gateway.yaml')], { encoding: 'utf8' });
     assert.equal(res.status, 0, res.stderr);
     const config = loadGatewayConfig(readFileSync(join(dir, 'dbx-gateway.yaml'), 'utf8'), {});
-    assert.deepEqual(config.inboundKeys.map((k) => k.name), ['alice']);
+    assert.deepEqual(
+      config.inboundKeys.map((k) => k.name),
+      ['alice'],
+    );
     assert.ok(config.allowedHosts.includes('dbx-gateway'));
     assert.equal(config.routes.find((r) => r.name === 'prod')?.port, 8081, 'the port the dev container uses');
   });

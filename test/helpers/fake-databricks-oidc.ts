@@ -81,7 +81,9 @@ export async function startFakeDatabricksOidc(options: FakeDatabricksOidcOptions
           json(status, value);
         };
         if (form.grant_type === 'client_credentials') {
-          const [id, secret] = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString().split(':');
+          const [id, secret] = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64')
+            .toString()
+            .split(':');
           if (!id || options.m2mClients?.[decodeURIComponent(id)] !== decodeURIComponent(secret ?? '')) {
             return reply(401, { error: 'invalid_client', error_description: 'Client authentication failed' });
           }
@@ -97,7 +99,9 @@ export async function startFakeDatabricksOidc(options: FakeDatabricksOidcOptions
         if (form.grant_type === 'authorization_code') {
           const grant = codes.get(form.code ?? '');
           codes.delete(form.code ?? '');
-          const pkce = createHash('sha256').update(form.code_verifier ?? '').digest('base64url');
+          const pkce = createHash('sha256')
+            .update(form.code_verifier ?? '')
+            .digest('base64url');
           if (!grant || grant.challenge !== pkce || grant.redirectUri !== form.redirect_uri || grant.clientId !== form.client_id) {
             return reply(400, { error: 'invalid_grant', error_description: 'PKCE verification failed or the code is unknown' });
           }

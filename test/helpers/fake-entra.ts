@@ -1,4 +1,4 @@
-import { createPublicKey, createVerify, verify as verifySignature, constants } from 'node:crypto';
+import { constants, createPublicKey, createVerify, verify as verifySignature } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -53,7 +53,12 @@ export function jwtClaims(token: string | undefined): Record<string, unknown> {
 
 /** The resource a v2 scope names: "<resource>/.default" -> "<resource>". */
 function resourceOf(scope: string): string {
-  return scope.split(' ').find((s) => s.endsWith('/.default'))?.replace(/\/\.default$/, '') ?? scope;
+  return (
+    scope
+      .split(' ')
+      .find((s) => s.endsWith('/.default'))
+      ?.replace(/\/\.default$/, '') ?? scope
+  );
 }
 
 /**

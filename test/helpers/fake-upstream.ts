@@ -33,9 +33,7 @@ export async function startFakeUpstream(handler: Handler = defaultHandler, optio
   };
   const tls = options.tls ?? true;
   const pki = testPki();
-  const server: Server | ReturnType<typeof createServer> = tls
-    ? createHttpsServer({ key: pki.key, cert: pki.cert }, listener)
-    : createServer(listener);
+  const server: Server | ReturnType<typeof createServer> = tls ? createHttpsServer({ key: pki.key, cert: pki.cert }, listener) : createServer(listener);
   server.on(tls ? 'secureConnection' : 'connection', () => connections++);
   server.requestTimeout = 0;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

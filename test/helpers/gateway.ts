@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config/load.js';
-import type { CliFlags } from '../../src/config/types.js';
-import type { GatewayConfig } from '../../src/config/types.js';
+import type { CliFlags, GatewayConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { testPki } from './tls.js';
 import { type RunningGateway, startGateway } from '../../src/runtime/server.js';
+import { testPki } from './tls.js';
 
 export interface TestGateway extends RunningGateway {
   /** Every log line written so far, parsed. */

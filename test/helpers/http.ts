@@ -11,14 +11,12 @@ export interface SimpleResponse {
 }
 
 /** A plain request over a fresh socket (no agent pooling between tests). */
-export function request(
-  url: string,
-  options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer } = {},
-): Promise<SimpleResponse> {
+export function request(url: string, options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer } = {}): Promise<SimpleResponse> {
   // A body gets its Content-Length (Node sends DELETE/OPTIONS bodies with neither length nor chunking).
-  const headers = options.body !== undefined && options.headers?.['content-length'] === undefined
-    ? { ...options.headers, 'content-length': Buffer.byteLength(options.body) }
-    : options.headers;
+  const headers =
+    options.body !== undefined && options.headers?.['content-length'] === undefined
+      ? { ...options.headers, 'content-length': Buffer.byteLength(options.body) }
+      : options.headers;
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];

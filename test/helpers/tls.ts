@@ -37,9 +37,41 @@ export function serverPki(part: string, caName: string, san: string[]): TestPki 
   if (!dir) {
     dir = mkdtempSync(join(tmpdir(), 'dbxgw-pki-'));
     const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
-      '-days', '2', '-subj', `/CN=${caName}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-    run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${san[0]?.replace(/^\w+:/, '')}`);
+    run(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${caName}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    );
+    run(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+      '-subj',
+      `/CN=${san[0]?.replace(/^\w+:/, '')}`,
+    );
     writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=${san.join(',')}\nextendedKeyUsage=serverAuth\n`);
     run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
   }
@@ -65,7 +97,11 @@ export function testClientCertificate(): { pemFile: string; certPem: string } {
     return clientCert;
   }
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-sp-cert-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'sp.key', '-out', 'sp.crt', '-days', '2', '-subj', '/CN=dbx-gateway test service principal'], { cwd: dir, stdio: 'pipe' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'sp.key', '-out', 'sp.crt', '-days', '2', '-subj', '/CN=dbx-gateway test service principal'],
+    { cwd: dir, stdio: 'pipe' },
+  );
   const certPem = readFileSync(join(dir, 'sp.crt'), 'utf8');
   const pemFile = join(dir, 'sp.pem');
   writeFileSync(pemFile, readFileSync(join(dir, 'sp.key'), 'utf8') + certPem);

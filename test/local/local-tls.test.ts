@@ -6,8 +6,8 @@ import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { DBSQLClient } from '@databricks/sql';
 import { LEAF_RENEW_BEFORE_MS, localCertificate } from '../../src/local/local-tls.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
@@ -32,7 +32,7 @@ function tlsGet(url: string, ca: string, headers: Record<string, string> = {}): 
   });
 }
 
-describe('local TLS: listen.tls auto (--tls) with the gateway\'s own CA', () => {
+describe("local TLS: listen.tls auto (--tls) with the gateway's own CA", () => {
   const home = mkdtempSync(join(tmpdir(), 'dbxgw-tls-home-'));
   const env = { HOME: home, XDG_CONFIG_HOME: join(home, '.config') };
   let upstream: FakeUpstream;
@@ -144,7 +144,7 @@ describe('local TLS: the leaf certificate', () => {
   });
 });
 
-describe('local TLS: listen.tls with an operator\'s certFile and keyFile', () => {
+describe("local TLS: listen.tls with an operator's certFile and keyFile", () => {
   it('serves that certificate', async () => {
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-tls-files-'));
     const pki = testPki();
@@ -167,7 +167,10 @@ describe('local TLS: listen.tls with an operator\'s certFile and keyFile', () =>
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-tls-missing-'));
     const config = join(home, 'gw.yaml');
     writeFileSync(config, 'listen: { tls: { certFile: /nonexistent/cert.pem, keyFile: /nonexistent/key.pem } }\n');
-    const res = spawnSync(process.execPath, [BIN, '--config', config, '--no-profiles'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home } });
+    const res = spawnSync(process.execPath, [BIN, '--config', config, '--no-profiles'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '', HOME: home },
+    });
     assert.equal(res.status, 2);
     assert.match(res.stderr, /listen\.tls\.certFile: \/nonexistent\/cert\.pem does not exist/);
   });

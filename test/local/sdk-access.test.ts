@@ -23,7 +23,11 @@ describe('per-route ports and the metadata service', () => {
   before(async () => {
     upstream = await startFakeUpstream();
     gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`, `dev=${upstream.url.origin.replace('127.0.0.1', 'localhost')}`], credential: 'pat', metadataService: true },
+      flags: {
+        workspace: [`prod=${upstream.url.origin}`, `dev=${upstream.url.origin.replace('127.0.0.1', 'localhost')}`],
+        credential: 'pat',
+        metadataService: true,
+      },
       env: { DATABRICKS_TOKEN: PAT, DBX_GATEWAY_METADATA_SECRET: SECRET },
       configure: (config) => {
         trustCa(testPki().caFile)(config);
@@ -112,7 +116,10 @@ describe('per-route ports and the metadata service', () => {
 
     it('refuses absolute-form and dot-segment targets that would reach it, so its URL never reaches the log', async () => {
       for (const target of [`http://localhost/metadata/${SECRET}`, `/x/../metadata/${SECRET}`, `/x/%2e%2e/metadata/${SECRET}`]) {
-        const reply = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: localhost\r\nX-Databricks-Metadata-Version: 1\r\nX-Databricks-Host: ${upstream.url.origin}\r\nConnection: close\r\n\r\n`);
+        const reply = await rawRequest(
+          gw.port,
+          `GET ${target} HTTP/1.1\r\nHost: localhost\r\nX-Databricks-Metadata-Version: 1\r\nX-Databricks-Host: ${upstream.url.origin}\r\nConnection: close\r\n\r\n`,
+        );
         assert.match(reply, /^HTTP\/1\.1 400 /, target);
       }
     });

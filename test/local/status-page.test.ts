@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import { fileURLToPath } from 'node:url';
+import { type Browser, chromium } from 'playwright-core';
 import { escapeHtml } from '../../src/local/html.js';
 import { renderStatusPage, type StatusData } from '../../src/local/status-page.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
@@ -46,7 +46,17 @@ function routeRow(routes: string, name: string): string {
 
 interface StatusJson {
   status: string;
-  routes: Array<{ name: string; upstream: string; credential: string; reason: string; token: string; expires_on: number | null; last_error: string | null; requests: number; errors: number }>;
+  routes: Array<{
+    name: string;
+    upstream: string;
+    credential: string;
+    reason: string;
+    token: string;
+    expires_on: number | null;
+    last_error: string | null;
+    requests: number;
+    errors: number;
+  }>;
   recent_errors: Array<{ route: string; status: number; error?: string }>;
 }
 
@@ -100,7 +110,7 @@ describe('status page at /', () => {
     assert.match(csp, /script-src 'sha256-[A-Za-z0-9+/]+={0,2}'(;|$)/);
     assert.match(csp, /style-src 'sha256-[A-Za-z0-9+/]+={0,2}'(;|$)/);
     assert.ok(!csp.includes('unsafe-inline') && !csp.includes('unsafe-eval'), csp);
-    assert.equal(res.text.match(/<script/g)?.length, 1, 'one script: the page\'s own');
+    assert.equal(res.text.match(/<script/g)?.length, 1, "one script: the page's own");
   });
 
   it('renders the first state on the server: a plain GET (curl, no JavaScript) says what is going on', async () => {
@@ -159,14 +169,25 @@ describe('status page at /', () => {
       uptime_s: 60,
       routes: [
         {
-          name: `n${evil}`, prefix: `/ws/${evil}`, upstream: `https://${evil}`, port: 8081, source: 'flag', credential: evil, reason: evil,
-          token: 'ready', expires_on: 1_750_000_600, last_error: evil, failures: 1, requests: 1, errors: 0,
+          name: `n${evil}`,
+          prefix: `/ws/${evil}`,
+          upstream: `https://${evil}`,
+          port: 8081,
+          source: 'flag',
+          credential: evil,
+          reason: evil,
+          token: 'ready',
+          expires_on: 1_750_000_600,
+          last_error: evil,
+          failures: 1,
+          requests: 1,
+          errors: 0,
         },
       ],
       recent_errors: [{ at: new Date(1_750_000_000_000).toISOString(), route: evil, method: 'GET', path: `/${evil}`, status: 502, error: evil }],
     };
     const html = renderStatusPage(data);
-    assert.equal(html.match(/<script/g)?.length, 1, 'only the page\'s own script tag');
+    assert.equal(html.match(/<script/g)?.length, 1, "only the page's own script tag");
     assert.ok(!html.includes('alert("'), 'nothing unescaped');
     const escaped = '&lt;script&gt;alert(&quot;x&amp;y&#39;s&quot;)&lt;/script&gt;';
     assert.ok(html.includes(`data-route="n${escaped}"`), 'in attributes');
@@ -225,7 +246,10 @@ describe('status page at /', () => {
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: `${ARTIFACTS}status-page.png`, fullPage: true });
       assert.ok(existsSync(`${ARTIFACTS}status-page.png`));
-      assert.ok(requested.every((u) => u.startsWith(gw.url)), `only the gateway was contacted: ${requested.join(', ')}`);
+      assert.ok(
+        requested.every((u) => u.startsWith(gw.url)),
+        `only the gateway was contacted: ${requested.join(', ')}`,
+      );
       assert.deepEqual(problems, []);
     });
 
@@ -237,7 +261,28 @@ describe('status page at /', () => {
           const now = Math.floor(Date.now() / 1000);
           await route.fulfill({
             contentType: 'application/json',
-            body: JSON.stringify({ status: 'serving', version: 'x', now, uptime_s: 1, recent_errors: [], routes: [{ name: 'p', prefix: '/ws/p', upstream: 'https://x', credential: 'azure-cli', reason: 'r', token: 'ready', expires_on: now + 600, last_error: null, failures: 0, requests: 0, errors: 0 }] }),
+            body: JSON.stringify({
+              status: 'serving',
+              version: 'x',
+              now,
+              uptime_s: 1,
+              recent_errors: [],
+              routes: [
+                {
+                  name: 'p',
+                  prefix: '/ws/p',
+                  upstream: 'https://x',
+                  credential: 'azure-cli',
+                  reason: 'r',
+                  token: 'ready',
+                  expires_on: now + 600,
+                  last_error: null,
+                  failures: 0,
+                  requests: 0,
+                  errors: 0,
+                },
+              ],
+            }),
           });
         } else await route.continue();
       });
@@ -263,7 +308,10 @@ describe('status page at /', () => {
         const rows = await page.locator('#routes tr').allInnerTexts();
         assert.equal(rows.length, 2);
         assert.match(rows.find((r) => r.includes('/ws/prod/')) ?? '', /prod[\s\S]*pat[\s\S]*ready[\s\S]*does not expire/);
-        assert.match(rows.find((r) => r.includes('/ws/broken/')) ?? '', /broken[\s\S]*databricks-cli[\s\S]*failing[\s\S]*Last error: .*Databricks CLI was not found/);
+        assert.match(
+          rows.find((r) => r.includes('/ws/broken/')) ?? '',
+          /broken[\s\S]*databricks-cli[\s\S]*failing[\s\S]*Last error: .*Databricks CLI was not found/,
+        );
         assert.match(await page.locator('#meta').innerText(), /^Status: serving - version \S+ - up \d+ min - as of \d\d:\d\d:\d\d UTC$/);
         assert.match(await page.locator('#errors').innerText(), /broken[\s\S]*GET \/api\/2\.0\/clusters\/list[\s\S]*503[\s\S]*GATEWAY_TOKEN_UNAVAILABLE/);
         assert.match(await page.locator('#errors').innerText(), /GET \/api\/2\.0\/<b>x<\/b>&"'/, 'the escaped path reads as the text it was');

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
+import { createServer as createHttpsServer, type Server } from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { bypassesProxy, parseProxyUrl, resolveProxy, withoutCredentials } from '../../src/proxy/egress-proxy.js';
@@ -100,7 +100,10 @@ describe('egress proxy: which proxy a target uses (resolveProxy)', () => {
 
   it('prefers the lower-case variables (https_proxy, http_proxy, no_proxy) over the upper-case ones', () => {
     assert.equal(resolveProxy(target, { https_proxy: 'http://lower:1', HTTPS_PROXY: 'http://upper:2' })?.display, 'http://lower:1');
-    assert.equal(resolveProxy(u('http://adb-1.7.azuredatabricks.net'), { http_proxy: 'http://lower:1', HTTP_PROXY: 'http://upper:2' })?.display, 'http://lower:1');
+    assert.equal(
+      resolveProxy(u('http://adb-1.7.azuredatabricks.net'), { http_proxy: 'http://lower:1', HTTP_PROXY: 'http://upper:2' })?.display,
+      'http://lower:1',
+    );
     assert.equal(resolveProxy(target, { HTTPS_PROXY: 'http://upper:2' })?.display, 'http://upper:2');
     // no_proxy (not matching) wins over NO_PROXY (matching): proxied.
     assert.equal(resolveProxy(target, { HTTPS_PROXY: 'http://p:1', no_proxy: 'other.net', NO_PROXY: 'azuredatabricks.net' })?.display, 'http://p:1');
@@ -115,7 +118,15 @@ describe('egress proxy: which proxy a target uses (resolveProxy)', () => {
 
   it('never proxies loopback hosts or the managed-identity endpoint 169.254.169.254, even with a route proxy', () => {
     const env = { HTTPS_PROXY: 'http://p:1', HTTP_PROXY: 'http://p:1' };
-    for (const host of ['https://127.0.0.1:8443', 'https://127.5.6.7', 'https://localhost:9000', 'https://[::1]:8443', 'http://127.0.0.1', 'http://169.254.169.254', 'https://169.254.169.254']) {
+    for (const host of [
+      'https://127.0.0.1:8443',
+      'https://127.5.6.7',
+      'https://localhost:9000',
+      'https://[::1]:8443',
+      'http://127.0.0.1',
+      'http://169.254.169.254',
+      'https://169.254.169.254',
+    ]) {
       assert.equal(resolveProxy(u(host), env), undefined, host);
       assert.equal(resolveProxy(u(host), {}, 'http://route-proxy:3128'), undefined, `${host} with a route proxy`);
     }
@@ -154,11 +165,14 @@ describe('egress proxy: proxy URLs (parseProxyUrl, withoutCredentials)', () => {
   });
 
   it('refuses other schemes without quoting the credentials', () => {
-    assert.throws(() => parseProxyUrl('socks5://bob:hunter2@proxy:1080'), (err: Error) => {
-      assert.match(err.message, /only http:\/\/ and https:\/\/ proxies are supported/);
-      assert.doesNotMatch(err.message, /hunter2|bob/);
-      return true;
-    });
+    assert.throws(
+      () => parseProxyUrl('socks5://bob:hunter2@proxy:1080'),
+      (err: Error) => {
+        assert.match(err.message, /only http:\/\/ and https:\/\/ proxies are supported/);
+        assert.doesNotMatch(err.message, /hunter2|bob/);
+        return true;
+      },
+    );
   });
 
   it('withoutCredentials strips userinfo from every URL in a message', () => {
@@ -211,7 +225,9 @@ async function startNamedUpstream(): Promise<NamedUpstream> {
       socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
-    const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
+    const accept = createHash('sha1')
+      .update(key + WS_GUID)
+      .digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
     socket.on('data', (d: Buffer) => socket.write(d));
     socket.on('end', () => socket.end());
@@ -360,7 +376,9 @@ describe('egress proxy: the gateway through a real CONNECT proxy', () => {
       socket = await sendUpgrade(gw.port, key);
       const { head, rest } = await readHead(socket);
       assert.match(head, /^HTTP\/1\.1 101 /, `${head}\r\n\r\n${rest.toString()}`);
-      const expectedAccept = createHash('sha1').update(key + WS_GUID).digest('base64');
+      const expectedAccept = createHash('sha1')
+        .update(key + WS_GUID)
+        .digest('base64');
       assert.match(head, new RegExp(`\\r\\nsec-websocket-accept: ${expectedAccept.replace(/[+/=]/g, '\\$&')}(\\r\\n|$)`, 'i'));
       assert.match(head, /\r\nupgrade: websocket/i);
 
@@ -509,7 +527,12 @@ describe('egress proxy: the gateway through a real CONNECT proxy', () => {
     assert.ok(metrics.text.length > 0);
     assert.ok([200, 503].includes(readyz.status));
     for (const secret of secrets) {
-      for (const [where, text] of [['response', responseText], ['log', gw.logText()], ['/readyz', readyz.text], ['/metrics', metrics.text]] as const) {
+      for (const [where, text] of [
+        ['response', responseText],
+        ['log', gw.logText()],
+        ['/readyz', readyz.text],
+        ['/metrics', metrics.text],
+      ] as const) {
         assert.ok(!text.includes(secret), `${where} contains ${JSON.stringify(secret)}`);
       }
     }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
-import { createAdmission } from '../../src/security/admission.js';
+import { loadConfig } from '../../src/config/load.js';
 import { DEFAULT_LIMITS } from '../../src/config/types.js';
 import { createApp } from '../../src/local/app.js';
-import { loadConfig } from '../../src/config/load.js';
-import { createGatewayCore } from '../../src/runtime/core.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { createGatewayCore } from '../../src/runtime/core.js';
+import { createAdmission } from '../../src/security/admission.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startTestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
@@ -146,7 +146,11 @@ describe('local endpoints', () => {
       admission: createAdmission({ allowedHosts: [], allowedOrigins: [], inboundKeys: [], limits: DEFAULT_LIMITS }),
       isDraining: () => true,
     });
-    const res = await app.request('http://localhost/readyz', { headers: { host: 'localhost' } }, { incoming: { headers: { host: 'localhost' } }, outgoing: { once() {} } });
+    const res = await app.request(
+      'http://localhost/readyz',
+      { headers: { host: 'localhost' } },
+      { incoming: { headers: { host: 'localhost' } }, outgoing: { once() {} } },
+    );
     assert.equal(res.status, 503);
     assert.equal(((await res.json()) as { status: string }).status, 'draining');
     await core.close();

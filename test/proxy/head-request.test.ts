@@ -36,7 +36,10 @@ describe('HEAD requests', () => {
     assert.equal(res.body.length, 0);
     assert.equal(upstream.seen.at(-1)?.method, 'HEAD');
     await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(uncaught.map((e) => e.message), []);
+    assert.deepEqual(
+      uncaught.map((e) => e.message),
+      [],
+    );
   });
 
   it('answers HEAD on local endpoints without a body', async () => {

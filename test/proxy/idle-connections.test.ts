@@ -21,17 +21,19 @@ describe('thousands of idle client connections', { skip: process.platform !== 'l
       const port = Number(new URL(gw.url).port);
       for (let i = 0; i < count; i += 200) {
         await Promise.all(
-          Array.from({ length: Math.min(200, count - i) }, (_, j) =>
-            new Promise<void>((resolve, reject) => {
-              // Spread over three loopback addresses, each under limits.maxConnectionsPerClient.
-              const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + ((i + j) % 3)}` }, () => {
-                // Half the clients even start a request and stall (slowloris-style).
-                if ((i + j) % 2) s.write('GET /ws/demo/api/2.0/clusters/list HTTP/1.1\r\nHost: localhost\r\n');
-                resolve();
-              });
-              s.on('error', reject);
-              sockets.push(s);
-            }),
+          Array.from(
+            { length: Math.min(200, count - i) },
+            (_, j) =>
+              new Promise<void>((resolve, reject) => {
+                // Spread over three loopback addresses, each under limits.maxConnectionsPerClient.
+                const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + ((i + j) % 3)}` }, () => {
+                  // Half the clients even start a request and stall (slowloris-style).
+                  if ((i + j) % 2) s.write('GET /ws/demo/api/2.0/clusters/list HTTP/1.1\r\nHost: localhost\r\n');
+                  resolve();
+                });
+                s.on('error', reject);
+                sockets.push(s);
+              }),
           ),
         );
       }
@@ -43,7 +45,9 @@ describe('thousands of idle client connections', { skip: process.platform !== 'l
       assert.equal(res.status, 200);
       assert.ok(ms < 2000, `a real request still got through quickly (${ms.toFixed(0)} ms)`);
       const perConnectionKiB = ((during - before) * 1024) / count;
-      t.diagnostic(`${count} idle connections: RSS ${before.toFixed(1)} -> ${during.toFixed(1)} MiB (${perConnectionKiB.toFixed(1)} KiB each); a request took ${ms.toFixed(0)} ms`);
+      t.diagnostic(
+        `${count} idle connections: RSS ${before.toFixed(1)} -> ${during.toFixed(1)} MiB (${perConnectionKiB.toFixed(1)} KiB each); a request took ${ms.toFixed(0)} ms`,
+      );
       assert.ok(during - before < 64, `${count} idle connections grew RSS by ${(during - before).toFixed(1)} MiB (${perConnectionKiB.toFixed(1)} KiB each)`);
     } finally {
       for (const s of sockets) s.destroy();

@@ -80,14 +80,16 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
   it('downloads 1 GiB in flat memory', async (t) => {
     const started = process.hrtime.bigint();
     const received = await new Promise<number>((resolve, reject) => {
-      http.get(`${url}/ws/big/api/2.0/fs/files/big.bin`, { agent: false }, (res) => {
-        let n = 0;
-        res.on('data', (c: Buffer) => {
-          n += c.length;
-        });
-        res.on('end', () => resolve(n));
-        res.on('error', reject);
-      }).on('error', reject);
+      http
+        .get(`${url}/ws/big/api/2.0/fs/files/big.bin`, { agent: false }, (res) => {
+          let n = 0;
+          res.on('data', (c: Buffer) => {
+            n += c.length;
+          });
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+        })
+        .on('error', reject);
     });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const peak = peakRssMiB(gateway.pid ?? 0);

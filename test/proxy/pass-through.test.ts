@@ -69,13 +69,20 @@ describe('pass-through', () => {
     const body = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0x00, 0x10, 0x80]);
     upstream.handle((_req, res) => {
       res.writeHead(207, 'Multi Custom', [
-        'Content-Encoding', 'gzip',
-        'Content-Length', String(body.length),
-        'Set-Cookie', 'a=1; Path=/; HttpOnly',
-        'Set-Cookie', 'b=2; Path=/',
-        'X-Databricks-Org-Id', '1234567890123456',
-        'X-Multi', 'one',
-        'X-Multi', 'two',
+        'Content-Encoding',
+        'gzip',
+        'Content-Length',
+        String(body.length),
+        'Set-Cookie',
+        'a=1; Path=/; HttpOnly',
+        'Set-Cookie',
+        'b=2; Path=/',
+        'X-Databricks-Org-Id',
+        '1234567890123456',
+        'X-Multi',
+        'one',
+        'X-Multi',
+        'two',
       ]);
       res.end(body);
     });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Route } from '../../src/routing/route-table.js';
-import { RouteTable } from '../../src/routing/route-table.js';
 import { forwardableResponseHeaders, forwardedRequestHeaders, hasNoBody, isValidStatus } from '../../src/proxy/headers.js';
 import { rewriteLocation } from '../../src/proxy/location.js';
 import { responseHeaderPass } from '../../src/proxy/response-pass.js';
+import type { Route } from '../../src/routing/route-table.js';
+import { RouteTable } from '../../src/routing/route-table.js';
 import { assertLocalTarget, assertSafeTarget, percentDecode } from '../../src/security/path-check.js';
 import { canonicalPath } from '../../src/security/route-policy.js';
 
@@ -16,20 +16,34 @@ const route = { name: 'prod', prefix: '/ws/prod', target: UPSTREAM, config: { na
 describe('request header pass', () => {
   it('drops hop-by-hop, client credentials, spoofable headers and what undici frames, keeping names and repeats', () => {
     const out = forwardedRequestHeaders([
-      'Host', 'localhost:8080',
-      'Connection', 'keep-alive, X-Drop-Me, Content-Length',
-      'X-Drop-Me', '1',
-      'Content-Length', '4',
-      'Transfer-Encoding', 'chunked',
-      'Expect', '100-continue',
-      'Authorization', 'Bearer client',
-      'X-Dbx-Gateway-Key', 'dgw_x',
-      'X-Databricks-Azure-SP-Management-Token', 'spoof',
-      'X-Forwarded-Host', 'evil',
-      'Forwarded', 'host=evil',
-      'Cookie', 'a=1',
-      'Cookie', 'b=2',
-      'X-Custom', 'kept',
+      'Host',
+      'localhost:8080',
+      'Connection',
+      'keep-alive, X-Drop-Me, Content-Length',
+      'X-Drop-Me',
+      '1',
+      'Content-Length',
+      '4',
+      'Transfer-Encoding',
+      'chunked',
+      'Expect',
+      '100-continue',
+      'Authorization',
+      'Bearer client',
+      'X-Dbx-Gateway-Key',
+      'dgw_x',
+      'X-Databricks-Azure-SP-Management-Token',
+      'spoof',
+      'X-Forwarded-Host',
+      'evil',
+      'Forwarded',
+      'host=evil',
+      'Cookie',
+      'a=1',
+      'Cookie',
+      'b=2',
+      'X-Custom',
+      'kept',
     ]);
     assert.deepEqual(out, ['Content-Length', '4', 'Cookie', 'a=1', 'Cookie', 'b=2', 'X-Custom', 'kept']);
   });
@@ -45,8 +59,14 @@ describe('request header pass', () => {
 describe('response header pass', () => {
   it('drops hop-by-hop and Connection-listed headers, keeps repeats, and keeps the handshake on a 101', () => {
     const raw = ['Connection', 'close, X-Hop', 'X-Hop', '1', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Transfer-Encoding', 'chunked', 'Upgrade', 'websocket'];
-    assert.deepEqual(forwardableResponseHeaders(raw, (_n, v) => v), ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2']);
-    assert.deepEqual(forwardableResponseHeaders(raw, (_n, v) => v, true), ['Connection', 'close, X-Hop', 'X-Hop', '1', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Upgrade', 'websocket']);
+    assert.deepEqual(
+      forwardableResponseHeaders(raw, (_n, v) => v),
+      ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'],
+    );
+    assert.deepEqual(
+      forwardableResponseHeaders(raw, (_n, v) => v, true),
+      ['Connection', 'close, X-Hop', 'X-Hop', '1', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Upgrade', 'websocket'],
+    );
   });
 
   it('drops upstream CORS, makes a Location to the upstream local, and sandboxes active content only', () => {
@@ -92,10 +112,24 @@ describe('route table', () => {
 
 describe('path checks and canonical paths', () => {
   it('refuses absolute-form targets, dot-dot segments, bad escapes and encoded separators', () => {
-    for (const bad of ['http://evil/x', '//evil/x', '/ws/prod/../x', '/ws/prod/%2e%2E/x', '/x%', '/x%zz', '/x%ff', '/x%c0%ae', '/x%3f', '/x%23', '/x%00', '/x%5c']) {
+    for (const bad of [
+      'http://evil/x',
+      '//evil/x',
+      '/ws/prod/../x',
+      '/ws/prod/%2e%2E/x',
+      '/x%',
+      '/x%zz',
+      '/x%ff',
+      '/x%c0%ae',
+      '/x%3f',
+      '/x%23',
+      '/x%00',
+      '/x%5c',
+    ]) {
       assert.throws(() => assertSafeTarget(bad), /GATEWAY_BAD_REQUEST|must be a path|not forwarded|hex digits|UTF-8/, bad);
     }
-    for (const good of ['/ws/prod/api/2.0/x', '/ws/prod/caf%C3%A9', '/ws/prod/a%2Fb', '/ws/prod/x?q=%3f']) assert.doesNotThrow(() => assertSafeTarget(good), good);
+    for (const good of ['/ws/prod/api/2.0/x', '/ws/prod/caf%C3%A9', '/ws/prod/a%2Fb', '/ws/prod/x?q=%3f'])
+      assert.doesNotThrow(() => assertSafeTarget(good), good);
     assert.throws(() => assertLocalTarget('/%6detadata/x'), /no percent-encoded/);
   });
   it('decodes bytewise without throwing, and canonicalises spellings', () => {

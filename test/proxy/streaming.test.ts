@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -132,12 +132,14 @@ describe('streaming', () => {
       setTimeout(() => res.socket?.destroy(), 20);
     });
     const outcome = await new Promise<string>((resolve) => {
-      http.get(`${gw.url}/ws/prod/reset`, { agent: false }, (res) => {
-        res.on('data', () => {});
-        res.on('end', () => resolve('end'));
-        res.on('error', () => resolve('error'));
-        res.on('aborted', () => resolve('error'));
-      }).on('error', () => resolve('error'));
+      http
+        .get(`${gw.url}/ws/prod/reset`, { agent: false }, (res) => {
+          res.on('data', () => {});
+          res.on('end', () => resolve('end'));
+          res.on('error', () => resolve('error'));
+          res.on('aborted', () => resolve('error'));
+        })
+        .on('error', () => resolve('error'));
     });
     assert.equal(outcome, 'error');
   });

@@ -28,12 +28,20 @@ describe('attacks from browsers and DNS rebinding', () => {
     await upstream.close();
   });
 
-  const get = (headers: Record<string, string>, path = '/ws/prod/api/2.0/clusters/list', method = 'GET') =>
-    request(`${gw.url}${path}`, { method, headers });
+  const get = (headers: Record<string, string>, path = '/ws/prod/api/2.0/clusters/list', method = 'GET') => request(`${gw.url}${path}`, { method, headers });
 
   it('refuses Host names that are not loopback or allowed, with anchored matching', async () => {
     const before = forwarded();
-    for (const host of ['evil.example', 'localhost.evil.example', 'evil-localhost', '127.0.0.1.nip.io', 'dbx-gateway.evil.example', 'xdbx-gateway', '0.0.0.0', '127.0.0.2']) {
+    for (const host of [
+      'evil.example',
+      'localhost.evil.example',
+      'evil-localhost',
+      '127.0.0.1.nip.io',
+      'dbx-gateway.evil.example',
+      'xdbx-gateway',
+      '0.0.0.0',
+      '127.0.0.2',
+    ]) {
       const res = await get({ host });
       assert.equal(res.status, 403, host);
       assert.equal(res.json<{ error_code: string }>().error_code, 'GATEWAY_FORBIDDEN');
@@ -68,7 +76,11 @@ describe('attacks from browsers and DNS rebinding', () => {
   });
 
   it('lets same-origin pages, typed URLs and non-browser clients through, without CORS headers', async () => {
-    const cases: Array<Record<string, string>> = [{}, { 'sec-fetch-site': 'none' }, { origin: `http://127.0.0.1:${gw.port}`, 'sec-fetch-site': 'same-origin', host: `127.0.0.1:${gw.port}` }];
+    const cases: Array<Record<string, string>> = [
+      {},
+      { 'sec-fetch-site': 'none' },
+      { origin: `http://127.0.0.1:${gw.port}`, 'sec-fetch-site': 'same-origin', host: `127.0.0.1:${gw.port}` },
+    ];
     for (const headers of cases) {
       const res = await get(headers);
       assert.equal(res.status, 200, JSON.stringify(headers));

@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
@@ -63,7 +63,12 @@ describe('inbound keys (shared dev containers)', () => {
 
   it('answers 401 with WWW-Authenticate without a key or with a wrong one, forwarding nothing', async () => {
     const before = upstream.seen.length;
-    for (const headers of [{}, { authorization: 'Bearer dgw_wrong' }, { 'x-dbx-gateway-key': `${alice}x` }, { authorization: `Basic ${Buffer.from(`admin:${alice}`).toString('base64')}` }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer dgw_wrong' },
+      { 'x-dbx-gateway-key': `${alice}x` },
+      { authorization: `Basic ${Buffer.from(`admin:${alice}`).toString('base64')}` },
+    ]) {
       const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`, { headers });
       assert.equal(res.status, 401, JSON.stringify(headers));
       assert.equal(res.json<{ error_code: string }>().error_code, 'GATEWAY_UNAUTHENTICATED');
@@ -143,8 +148,8 @@ describe('request rate per key', () => {
   it('answers 429 with Retry-After past the budget', async () => {
     const upstream = await startFakeUpstream();
     const gw = await startPatGateway(upstream, PAT, (c) => {
-        c.limits.requestsPerMinutePerKey = 3;
-      });
+      c.limits.requestsPerMinutePerKey = 3;
+    });
     try {
       const statuses = [];
       for (let i = 0; i < 4; i++) statuses.push((await request(`${gw.url}/ws/prod/x`)).status);

@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startYamlGateway, type TestGateway } from '../helpers/gateway.js';
@@ -60,13 +60,19 @@ describe('every TCP listener obeys the loopback-or-keys rule', () => {
     const upstream = await startFakeUpstream();
     const file = join(home, 'team.yaml');
     const ca = testPki().caFile;
-    writeFileSync(file, `listen: { host: 0.0.0.0 }\nroutes:\n  prod: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${PAT} } }\ninboundKeys:\n  alice: ${sha(ALICE)}\n`);
+    writeFileSync(
+      file,
+      `listen: { host: 0.0.0.0 }\nroutes:\n  prod: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${PAT} } }\ninboundKeys:\n  alice: ${sha(ALICE)}\n`,
+    );
     const gw = await spawnGateway(['--config', file], { HOME: home }, home);
     try {
       const url = gw.url.replace('0.0.0.0', '127.0.0.1');
       assert.equal((await request(`${url}/ws/prod/x`)).status, 401);
       const mark = gw.stdout().length;
-      writeFileSync(file, `listen: { host: 127.0.0.1 }\nroutes:\n  prod: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${PAT} } }\n`);
+      writeFileSync(
+        file,
+        `listen: { host: 127.0.0.1 }\nroutes:\n  prod: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${PAT} } }\n`,
+      );
       gw.child.kill('SIGHUP');
       await waitFor(() => /reload was refused/.test(gw.stdout().slice(mark)), 'the refused reload in the log');
       assert.match(gw.stdout().slice(mark), /"level":50.*bound to 0\.0\.0\.0:\d+.*no inboundKeys/);
@@ -84,7 +90,12 @@ describe('--socket PATH only ever replaces a socket', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dbxgw-sockfile-'));
     const path = join(dir, 'notes.txt');
     writeFileSync(path, 'precious');
-    const res = spawnSync(process.execPath, [BIN, '--socket', path, '--demo'], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH ?? '', HOME: dir }, cwd: dir });
+    const res = spawnSync(process.execPath, [BIN, '--socket', path, '--demo'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { PATH: process.env.PATH ?? '', HOME: dir },
+      cwd: dir,
+    });
     assert.equal(res.status, 2, res.stderr);
     assert.match(res.stderr, /not a socket is in the way/);
     assert.ok(existsSync(path));
@@ -128,7 +139,12 @@ describe('the metadata service honours keys and policy', () => {
     upstream = await startFakeUpstream();
     const port = upstream.url.port;
     // Four routes to one fake upstream, told apart by host name.
-    Object.assign(hosts, { prod: `https://127.0.0.1:${port}`, dev: `https://localhost:${port}`, locked: `https://127.0.0.2:${port}`, opted: `https://127.0.0.3:${port}` });
+    Object.assign(hosts, {
+      prod: `https://127.0.0.1:${port}`,
+      dev: `https://localhost:${port}`,
+      locked: `https://127.0.0.2:${port}`,
+      opted: `https://127.0.0.3:${port}`,
+    });
     gw = await startYamlGateway(
       `routes:
   prod: { host: ${hosts.prod}, credential: pat }
@@ -211,7 +227,10 @@ describe('config check of the loopback rule', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dbxgw-rule-'));
     const file = join(dir, 'c.yaml');
     writeFileSync(file, 'routes:\n  prod: { host: https://adb-1.1.azuredatabricks.net, credential: pat, port: 8123 }\n');
-    assert.throws(() => loadConfig({ flags: { config: file, socket: join(dir, 's'), host: '0.0.0.0', noProfiles: true }, env: {}, cwd: dir }), /reachable from other machines/);
+    assert.throws(
+      () => loadConfig({ flags: { config: file, socket: join(dir, 's'), host: '0.0.0.0', noProfiles: true }, env: {}, cwd: dir }),
+      /reachable from other machines/,
+    );
     assert.doesNotThrow(() => loadConfig({ flags: { config: file, socket: join(dir, 's'), host: '127.0.0.1', noProfiles: true }, env: {}, cwd: dir }));
   });
 });

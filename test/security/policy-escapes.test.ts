@@ -14,10 +14,9 @@ describe('policy canonicalisation never gives up', () => {
   let gw: TestGateway;
   before(async () => {
     upstream = await startFakeUpstream();
-    gw = await startYamlGateway(
-      `routes:\n  prod:\n    host: ${upstream.url.origin}\n    credential: pat\n    denyPaths: ["/api/2\\\\.0/secrets/.*"]\n`,
-      { env: { DATABRICKS_TOKEN: PAT } },
-    );
+    gw = await startYamlGateway(`routes:\n  prod:\n    host: ${upstream.url.origin}\n    credential: pat\n    denyPaths: ["/api/2\\\\.0/secrets/.*"]\n`, {
+      env: { DATABRICKS_TOKEN: PAT },
+    });
   });
   after(async () => {
     await gw.shutdown(100);
@@ -47,7 +46,17 @@ describe('policy canonicalisation never gives up', () => {
 
   it('refuses invalid and overlong escapes and encoded ?, #, NUL and \\ in the path (400)', async () => {
     const before = upstream.seen.length;
-    for (const path of ['/api/2.0/x%', '/api/2.0/x%g1', '/api/2.0/x%ff', '/api/2.0/%c0%afx', '/api/2.0/%e0%80%aex', '/api/2.0/x%3fy', '/api/2.0/x%23y', '/api/2.0/x%00', '/api/2.0/x%5Cy']) {
+    for (const path of [
+      '/api/2.0/x%',
+      '/api/2.0/x%g1',
+      '/api/2.0/x%ff',
+      '/api/2.0/%c0%afx',
+      '/api/2.0/%e0%80%aex',
+      '/api/2.0/x%3fy',
+      '/api/2.0/x%23y',
+      '/api/2.0/x%00',
+      '/api/2.0/x%5Cy',
+    ]) {
       const res = await request(`${gw.url}/ws/prod${path}`);
       assert.equal(res.status, 400, path);
       assert.equal(res.json<{ error_code: string }>().error_code, 'GATEWAY_BAD_REQUEST');
@@ -188,7 +197,11 @@ describe('a refused request frees its connection', () => {
     const held: net.Socket[] = [];
     try {
       for (let i = 0; i < 4; i++) {
-        held.push(await new Promise<net.Socket>((r) => { const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' }, () => r(s)); }));
+        held.push(
+          await new Promise<net.Socket>((r) => {
+            const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' }, () => r(s));
+          }),
+        );
       }
       const over = await new Promise<string>((resolve) => {
         const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' });

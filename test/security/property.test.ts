@@ -32,10 +32,54 @@ describe('property: no client input moves the token to another host', () => {
   it('holds for random targets and headers (fast-check)', async () => {
     const evil = [elsewhere.url.host, elsewherePlain.url.host];
     const piece = fc.constantFrom(
-      'a', 'api', '2.0', '/', '//', '.', '..', '%2e', '%2E%2e', '%2f', '%2F', '%5c', '\\', '@', ':', '?', '#', '&', '=', ';',
-      '~', '%00', '%25', '%', ' ', 'http:', 'https:',
+      'a',
+      'api',
+      '2.0',
+      '/',
+      '//',
+      '.',
+      '..',
+      '%2e',
+      '%2E%2e',
+      '%2f',
+      '%2F',
+      '%5c',
+      '\\',
+      '@',
+      ':',
+      '?',
+      '#',
+      '&',
+      '=',
+      ';',
+      '~',
+      '%00',
+      '%25',
+      '%',
+      ' ',
+      'http:',
+      'https:',
       // Invalid, non-UTF-8 and overlong escapes, and encoded separators (red team, issue 11).
-      '%ff', '%c0', '%c0%ae', '%c0%af', '%e0%80%ae', '%g1', '%3f', '%3F', '%23', '%5c', '%5C', '%2563', 'token', 'create', `${evil[0]}`, `//${evil[1]}`, `@${evil[0]}`, 'ws', 'prod', 'acct',
+      '%ff',
+      '%c0',
+      '%c0%ae',
+      '%c0%af',
+      '%e0%80%ae',
+      '%g1',
+      '%3f',
+      '%3F',
+      '%23',
+      '%5c',
+      '%5C',
+      '%2563',
+      'token',
+      'create',
+      `${evil[0]}`,
+      `//${evil[1]}`,
+      `@${evil[0]}`,
+      'ws',
+      'prod',
+      'acct',
     );
     const target = fc.oneof(
       fc.array(piece, { maxLength: 12 }).map((p) => `/ws/prod${p.join('')}`),
@@ -72,7 +116,14 @@ describe('property: no client input moves the token to another host', () => {
           const path = seen.url.split('?', 1)[0] ?? '';
           assert.doesNotMatch(path, /%(3f|23|00|5c)|%(?![0-9a-f]{2})/i, seen.url);
           assert.doesNotThrow(() => new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(percentDecode(path), 'latin1')), seen.url);
-          for (const spoof of ['x-forwarded-host', 'x-forwarded-proto', 'forwarded', 'x-original-url', 'x-rewrite-url', 'x-databricks-azure-workspace-resource-id']) {
+          for (const spoof of [
+            'x-forwarded-host',
+            'x-forwarded-proto',
+            'forwarded',
+            'x-original-url',
+            'x-rewrite-url',
+            'x-databricks-azure-workspace-resource-id',
+          ]) {
             assert.equal(seen.headers[spoof], undefined, spoof);
           }
           const tail = t.slice('/ws/prod'.length);

@@ -5,8 +5,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
@@ -56,7 +56,7 @@ describe('request smuggling and malformed requests', () => {
 });
 
 describe('smuggling through Connection-listed framing headers', () => {
-  it('keeps the body framed: a GET body never becomes a second request with the gateway\'s token', async () => {
+  it("keeps the body framed: a GET body never becomes a second request with the gateway's token", async () => {
     const upstream = await startFakeUpstream();
     const gw = await startPatGateway(upstream, PAT, (c) => {
       c.routes[0]!.readOnly = true;
@@ -71,8 +71,14 @@ describe('smuggling through Connection-listed framing headers', () => {
       );
       // The next request would complete a smuggled prefix left on the pooled upstream connection.
       await rawRequest(gw.port, 'GET /ws/prod/api/2.0/clusters/get HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
-      assert.ok(upstream.seen.every((s) => s.method === 'GET' && !s.url.includes('token/create')), JSON.stringify(upstream.seen.map((s) => `${s.method} ${s.url}`)));
-      assert.deepEqual(upstream.seen.map((s) => s.url), ['/api/2.0/clusters/list', '/api/2.0/clusters/get']);
+      assert.ok(
+        upstream.seen.every((s) => s.method === 'GET' && !s.url.includes('token/create')),
+        JSON.stringify(upstream.seen.map((s) => `${s.method} ${s.url}`)),
+      );
+      assert.deepEqual(
+        upstream.seen.map((s) => s.url),
+        ['/api/2.0/clusters/list', '/api/2.0/clusters/get'],
+      );
     } finally {
       await gw.shutdown(100);
       await upstream.close();
@@ -92,7 +98,9 @@ describe('connection limits and idle clients', () => {
         const s = net.connect(gw.port, '127.0.0.1');
         s.on('error', () => {});
         // A client that never closes its side.
-        s.write('GET /ws/prod/x HTTP/1.1\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+        s.write(
+          'GET /ws/prod/x HTTP/1.1\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        );
         held.push(s);
       }
       await new Promise((r) => setTimeout(r, 300));
@@ -108,9 +116,9 @@ describe('connection limits and idle clients', () => {
   it('answers 503 past limits.maxConnections and closes idle client sockets', async () => {
     const upstream = await startFakeUpstream();
     const gw = await startPatGateway(upstream, PAT, (c) => {
-        c.limits.maxConnections = 2;
-        Object.assign(c.timeouts, { idleMs: 300, connectMs: 100, headersMs: 100 });
-      });
+      c.limits.maxConnections = 2;
+      Object.assign(c.timeouts, { idleMs: 300, connectMs: 100, headersMs: 100 });
+    });
     try {
       const open = () =>
         new Promise<net.Socket>((resolve) => {
@@ -140,7 +148,10 @@ describe('where it listens', () => {
   it('refuses a non-loopback address without inbound keys, saying what to do', () => {
     const res = run(['--host', '0.0.0.0', '--port', '0']);
     assert.equal(res.status, 2);
-    assert.match(res.stderr, /listen\.host: 0\.0\.0\.0 is reachable from other machines.*configure inboundKeys \(dbx-gateway keys add NAME\) or pass --allow-unauthenticated-network/);
+    assert.match(
+      res.stderr,
+      /listen\.host: 0\.0\.0\.0 is reachable from other machines.*configure inboundKeys \(dbx-gateway keys add NAME\) or pass --allow-unauthenticated-network/,
+    );
   });
 
   it('starts with --allow-unauthenticated-network, with a warning', async () => {

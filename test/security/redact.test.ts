@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createCredential, CredentialSetupError } from '../../src/auth/credentials/index.js';
+import { CredentialSetupError, createCredential } from '../../src/auth/credentials/index.js';
 import type { CredentialSpec, RouteConfig } from '../../src/config/types.js';
 import { scrubSecrets } from '../../src/security/redact.js';
 
@@ -112,7 +112,10 @@ describe('scrubSecrets', () => {
 
   it('does not mangle help text that names secrets and tokens in prose', () => {
     const texts = helpTexts();
-    assert.ok(texts.some((t) => t.includes('azure-client-secret: tenantId, clientId and clientSecret')), 'the default chain message is among them');
+    assert.ok(
+      texts.some((t) => t.includes('azure-client-secret: tenantId, clientId and clientSecret')),
+      'the default chain message is among them',
+    );
     for (const text of texts) assert.equal(scrubSecrets(text), text);
   });
 

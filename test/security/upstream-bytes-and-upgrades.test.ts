@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawRequest, request } from '../helpers/http.js';
@@ -54,7 +54,10 @@ describe('upgrade smuggling: an upgrade that declares a body', () => {
       // The exploit: the next request's first 30 bytes would have become the upgrade's "body".
       await request(`${gw.url}/ws/prod/api/2.0/clusters/get`);
       await request(`${gw.url}/ws/prod/api/2.0/clusters/get`);
-      assert.deepEqual(upstream.seen.slice(before).map((s) => `${s.method} ${s.url}`), ['GET /api/2.0/clusters/get', 'GET /api/2.0/clusters/get']);
+      assert.deepEqual(
+        upstream.seen.slice(before).map((s) => `${s.method} ${s.url}`),
+        ['GET /api/2.0/clusters/get', 'GET /api/2.0/clusters/get'],
+      );
     });
   }
 });
@@ -135,18 +138,20 @@ describe('no upstream byte sequence crashes the process', () => {
       current = raw;
       const reply = await rawRequest(gw.port, 'GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
       assert.match(reply, new RegExp(`^HTTP/1\\.1 ${status} [A-Za-z_ ]*\\r\\n`), JSON.stringify(reply));
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the control bytes are what the test looks for
       assert.ok(!/[\x01\x7f]/.test(reply), 'no control byte of the upstream is relayed');
       if (status === 502) assert.match(reply, /invalid HTTP status/);
       // The same bytes on a refused WebSocket upgrade.
       const upgrade = await rawRequest(gw.port, `GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}\r\n`, 1000);
       assert.match(upgrade, new RegExp(`^HTTP/1\\.1 ${status} [A-Za-z_ ]*\\r\\n`), JSON.stringify(upgrade));
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the control bytes are what the test looks for
       assert.ok(!/[\x01\x7f]/.test(upgrade));
       assert.equal((await request(`${gw.url}/healthz`)).status, 200);
     });
   }
 });
 
-describe('HTML from a workspace never runs on the gateway\'s origin', () => {
+describe("HTML from a workspace never runs on the gateway's origin", () => {
   let upstream: FakeUpstream;
   let gw: TestGateway;
   before(async () => {

@@ -96,10 +96,7 @@ describe('starting the Databricks CLI on Windows', () => {
     assert.equal(file, 'C:\\Windows\\system32\\cmd.exe');
     assert.deepEqual(options, { windowsVerbatimArguments: true });
     assert.deepEqual(args.slice(0, 3), ['/d', '/s', '/c']);
-    assert.equal(
-      args[3],
-      '"C:\\Program^ Files\\db\\databricks.CMD ^"auth^" ^"token^" ^"--profile^" ^"a^&b^|c^ ^%x^%^ ^(y^)^""',
-    );
+    assert.equal(args[3], '"C:\\Program^ Files\\db\\databricks.CMD ^"auth^" ^"token^" ^"--profile^" ^"a^&b^|c^ ^%x^%^ ^(y^)^""');
   });
 
   it('doubles trailing backslashes and refuses quotes and line breaks', () => {

@@ -19,8 +19,7 @@ export const azureCliProvider: CredentialProvider = {
   },
   create(spec, ctx, reason): Credential {
     const tenantId = setting(spec, 'tenantId', ctx);
-    const cli = (identity: AzureIdentity) =>
-      new identity.AzureCliCredential({ ...(tenantId ? { tenantId } : {}), processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS });
+    const cli = (identity: AzureIdentity) => new identity.AzureCliCredential({ ...(tenantId ? { tenantId } : {}), processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS });
     return entraCredential(cli, {
       type: 'azure-cli',
       id: `azure-cli:${tenantId ?? 'default-tenant'}`,

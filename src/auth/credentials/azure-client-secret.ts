@@ -1,8 +1,8 @@
+import type { CredentialSpec } from '../../config/types.js';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
 import { type AzureIdentity, entraCredential, identityOptions } from './entra.js';
 import { type CredentialContext, type CredentialProvider, digest, setting } from './provider.js';
-import type { CredentialSpec } from '../../config/types.js';
 
 /** Entra ID service principal settings, with the env names the Databricks SDKs and Azure SDKs use. */
 function read(spec: CredentialSpec, ctx: CredentialContext) {
@@ -11,13 +11,7 @@ function read(spec: CredentialSpec, ctx: CredentialContext) {
     clientId: setting(spec, 'clientId', ctx, 'ARM_CLIENT_ID', 'AZURE_CLIENT_ID'),
     clientSecret: setting(spec, 'clientSecret', ctx, 'ARM_CLIENT_SECRET', 'AZURE_CLIENT_SECRET'),
     certificatePath: setting(spec, 'clientCertificatePath', ctx, 'ARM_CLIENT_CERTIFICATE_PATH', 'AZURE_CLIENT_CERTIFICATE_PATH'),
-    certificatePassword: setting(
-      spec,
-      'clientCertificatePassword',
-      ctx,
-      'ARM_CLIENT_CERTIFICATE_PASSWORD',
-      'AZURE_CLIENT_CERTIFICATE_PASSWORD',
-    ),
+    certificatePassword: setting(spec, 'clientCertificatePassword', ctx, 'ARM_CLIENT_CERTIFICATE_PASSWORD', 'AZURE_CLIENT_CERTIFICATE_PASSWORD'),
   };
 }
 

@@ -1,8 +1,8 @@
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
+import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 import { type AzureIdentity, entraCredential, identityOptions } from './entra.js';
 import { type CredentialProvider, setting } from './provider.js';
-import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 
 /**
  * @azure/identity's DefaultAzureCredential (environment, workload identity, managed identity,
@@ -17,12 +17,13 @@ export const azureDefaultProvider: CredentialProvider = {
     const tenantId = setting(spec, 'tenantId', ctx);
     const clientId = setting(spec, 'clientId', ctx);
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
-    const source = (identity: AzureIdentity) => new identity.DefaultAzureCredential({
-      ...identityOptions(environment, ctx.env),
-      ...(tenantId ? { tenantId } : {}),
-      ...(clientId ? { managedIdentityClientId: clientId, workloadIdentityClientId: clientId } : {}),
-      processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS,
-    });
+    const source = (identity: AzureIdentity) =>
+      new identity.DefaultAzureCredential({
+        ...identityOptions(environment, ctx.env),
+        ...(tenantId ? { tenantId } : {}),
+        ...(clientId ? { managedIdentityClientId: clientId, workloadIdentityClientId: clientId } : {}),
+        processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS,
+      });
     return entraCredential(source, {
       type: 'azure-default',
       id: `azure-default:${tenantId ?? ''}:${clientId ?? ''}`,

@@ -22,8 +22,7 @@ export const azureMsiProvider: CredentialProvider = {
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
     // The gateway's HTTP client: it never sends IMDS or a loopback IDENTITY_ENDPOINT through a proxy.
     const transport = { httpClient: egressHttpClient(ctx.env) };
-    const source = (identity: AzureIdentity) =>
-      new identity.ManagedIdentityCredential({ ...(clientId ? { clientId } : {}), ...transport });
+    const source = (identity: AzureIdentity) => new identity.ManagedIdentityCredential({ ...(clientId ? { clientId } : {}), ...transport });
     const where = ctx.env.IDENTITY_ENDPOINT ? 'the App Service / Container Apps identity endpoint' : 'the instance metadata service (IMDS)';
     return entraCredential(source, {
       type: 'azure-msi',

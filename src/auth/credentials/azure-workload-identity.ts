@@ -1,8 +1,8 @@
+import type { CredentialSpec } from '../../config/types.js';
 import { resolveAzureEnvironment } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
 import { type AzureIdentity, entraCredential, identityOptions } from './entra.js';
 import { type CredentialContext, type CredentialProvider, setting } from './provider.js';
-import type { CredentialSpec } from '../../config/types.js';
 
 function read(spec: CredentialSpec, ctx: CredentialContext) {
   return {

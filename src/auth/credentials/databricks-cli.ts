@@ -62,7 +62,12 @@ function run(cli: string, args: string[], env: NodeJS.ProcessEnv, loginCommand: 
         if (e.killed) {
           return reject(new Error(`\`databricks ${args.join(' ')}\` did not finish within ${TOKEN_FETCH_TIMEOUT_MS / 1000} s`));
         }
-        const said = stderr.replace(/^Error:\s*/i, '').replace(/\s+/g, ' ').trim().slice(0, 500) || `exit code ${String(e.code)}`;
+        const said =
+          stderr
+            .replace(/^Error:\s*/i, '')
+            .replace(/\s+/g, ' ')
+            .trim()
+            .slice(0, 500) || `exit code ${String(e.code)}`;
         if (/refresh token|invalid_grant|expired|log ?in|not found|no token|cannot find/i.test(said)) {
           return reject(new Error(`the Databricks CLI has no valid login for this route (${said}); run ${loginCommand}`));
         }

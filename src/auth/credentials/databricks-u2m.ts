@@ -1,6 +1,6 @@
 import type { RouteConfig } from '../../config/types.js';
 import type { AccessToken, Credential } from '../credential.js';
-import { oidcEndpoints, OAuthError, postTokenForm } from '../databricks-oidc.js';
+import { OAuthError, oidcEndpoints, postTokenForm } from '../databricks-oidc.js';
 import { loginFile, readLogin, writeLogin } from '../login-store.js';
 import type { CredentialProvider } from './provider.js';
 

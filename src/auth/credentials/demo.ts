@@ -1,5 +1,5 @@
-import type { CredentialProvider } from './provider.js';
 import { databricksClientCredentials } from './databricks-m2m.js';
+import type { CredentialProvider } from './provider.js';
 
 /**
  * The built-in demo workspace's own token source: Databricks OAuth M2M against its embedded

@@ -1,8 +1,8 @@
 import type { TokenCredential } from '@azure/identity';
 import type { AzureEnvironment } from '../azure-cloud.js';
 import { azureScope } from '../azure-cloud.js';
-import { egressHttpClient } from '../egress-http-client.js';
 import type { Credential } from '../credential.js';
+import { egressHttpClient } from '../egress-http-client.js';
 
 export interface EntraCredentialOptions {
   type: string;
@@ -80,5 +80,8 @@ export function describeEntraError(err: unknown): string {
   let text = code && description ? `Entra ID error ${code}: ${description}` : err.message;
   if (correlationId && !text.includes(correlationId)) text += ` (Correlation ID: ${correlationId})`;
   // Collapse the multi-line help text @azure/identity appends (troubleshooting links stay).
-  return text.replace(/\s*\n\s*/g, ' ').replace(/,$/, '').trim();
+  return text
+    .replace(/\s*\n\s*/g, ' ')
+    .replace(/,$/, '')
+    .trim();
 }

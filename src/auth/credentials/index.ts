@@ -1,5 +1,5 @@
-import { CREDENTIAL_TYPE_NAMES } from './names.js';
 import type { CredentialSpec } from '../../config/types.js';
+import { errorMessage } from '../../errors.js';
 import type { Credential } from '../credential.js';
 import { azureCliProvider } from './azure-cli.js';
 import { azureClientSecretProvider } from './azure-client-secret.js';
@@ -10,9 +10,9 @@ import { databricksCliProvider } from './databricks-cli.js';
 import { databricksM2mProvider } from './databricks-m2m.js';
 import { databricksU2mProvider } from './databricks-u2m.js';
 import { demoProvider } from './demo.js';
+import { CREDENTIAL_TYPE_NAMES } from './names.js';
 import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
-import { errorMessage } from '../../errors.js';
 
 /**
  * The `default` chain, in the contract's order. It follows Databricks unified client

@@ -50,5 +50,8 @@ export function isTruthy(value: string | undefined): boolean {
 
 /** A short, stable digest for identity ids: never the secret itself. */
 export function digest(...parts: Array<string | undefined>): string {
-  return createHash('sha256').update(parts.map((p) => p ?? '').join('\u0000')).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(parts.map((p) => p ?? '').join('\u0000'))
+    .digest('hex')
+    .slice(0, 16);
 }
