@@ -121,6 +121,15 @@ Examples:
       result.code = import('./tls.js').then((m) => m.tlsCommand([what], o.pem === true));
     });
   program
+    .command('status')
+    .description('what the running gateway serves: routes, token states, request counts, recent errors')
+    .option('-o, --output <format>', 'text or json', 'text')
+    .option('--url <url>', 'the running gateway (default: the one found in its run file)')
+    .addHelpText('after', "\nExamples:\n  dbx-gateway status\n  dbx-gateway status --output json     # the status page's data")
+    .action((o: { output: string; url?: string }) => {
+      result.code = import('./status.js').then((m) => m.statusCommand(o.url, o.output));
+    });
+  program
     .command('reload')
     .description('make the running gateway re-read its configuration (what SIGHUP does; works on Windows)')
     .option('--url <url>', 'the running gateway (default: the one found in its run file)')

@@ -4,6 +4,7 @@ import type { TokenCache } from '../auth/token-cache.js';
 import { GatewayError } from '../errors.js';
 import type { RouteTable } from '../routing/route-table.js';
 import { sameSecret } from '../security/same-secret.js';
+import type { StatusData } from './status-page.js';
 
 /** The header the commands of the same user send the run file's control secret in. */
 export const CONTROL_HEADER = 'x-dbx-gateway-control';
@@ -23,6 +24,8 @@ export interface ControlOptions {
   tokens: TokenCache;
   /** Problems that did not stop the gateway (skipped profiles), for doctor. */
   warnings: () => string[];
+  /** The status page's data, for `dbx-gateway status`. */
+  status: () => StatusData;
 }
 
 /**
@@ -32,6 +35,7 @@ export interface ControlOptions {
  *   POST /-/reload        reload the configuration (where there is no SIGHUP: Windows)
  *   GET  /-/token/NAME    the token the gateway holds for route NAME (no second az call)
  *   GET  /-/doctor        doctor's checks of the routes this gateway serves
+ *   GET  /-/status        the status page's data, with the process's pid (dbx-gateway status)
  */
 export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
@@ -58,6 +62,7 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
     const rows = await diagnose({ routes: options.routes(), tokens: options.tokens });
     return c.json({ ok: rows.every((r) => r.ok), text: formatDoctor(rows), warnings: options.warnings() }, 200, { 'cache-control': 'no-store' });
   });
+  app.get('/-/status', (c) => c.json({ ...options.status(), pid: process.pid }, 200, { 'cache-control': 'no-store' }));
   app.get('/-/token/:name', async (c) => {
     const name = c.req.param('name');
     const route = options.routes().routes.find((r) => r.name === name);

@@ -29,8 +29,9 @@ interface Exchange {
 /**
  * Forwards requests over undici (`Pool.dispatch`, the lowest-level and cheapest undici API: no
  * fetch Request/Response, no promise per chunk), attaching the route's token. The response side
- * is a short list of passes: 401 replay, status check, the header pass (response-pass.ts), then
- * the body, written as it arrives with backpressure. WebSocket upgrades go through upgrade.ts.
+ * is an ordered list of passes (ResponseHandler.onHeaders): 401 replay, status check, the header
+ * pass (response-pass.ts), the head; then the body, written as it arrives with backpressure.
+ * WebSocket upgrades go through upgrade.ts.
  */
 export class Forwarder {
   constructor(
@@ -76,12 +77,8 @@ export class Forwarder {
         // The client may have gone while the token was fetched: send nothing upstream then.
         if (!exchange.res.destroyed && !exchange.req.socket.destroyed) this.#dispatch(exchange, fetched);
       },
-      (err: unknown) => {
-        const gatewayError = toGatewayError(err, exchange.route.target.origin);
-        exchange.record.error = gatewayError.code;
-        exchange.record.reason = gatewayError.message;
-        writeGatewayError(exchange.res, gatewayError, { close: true });
-      },
+      // Refused before anything was forwarded: the connection closes (contract, "Security defaults").
+      (err: unknown) => answerWith(exchange, toGatewayError(err, exchange.route.target.origin), true),
     );
   }
 
@@ -137,47 +134,68 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     if (this.exchange.res.destroyed) abort(new Error('client closed the connection'));
   }
 
+  /** The response passes, in order; each returns false once it has answered the client itself. */
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (this.#replayAfterRejection(status)) return true;
+    if (!this.#checkStatus(status)) return false;
+    if (!this.#writeHead(status, this.#headerPass(rawHeaders))) return false;
+    this.exchange.res.on('drain', resume);
+    return true;
+  }
+
+  /**
+   * 1. A rejected token is dropped, and the request replayed once with a new one (the cached one
+   * may have been revoked early), unless the cache is backing off: then the 401 is the answer.
+   */
+  #replayAfterRejection(status: number): boolean {
     const { exchange } = this;
-    const { res, route, record } = exchange;
-    // A rejected token is dropped, and the request replayed once with a new one (the cached one
-    // may have been revoked early), unless the cache is backing off: then the 401 is the answer.
-    if (status === 401 && this.tokens.reject(route.credential, 'databricks', this.token) && exchange.replayable) {
-      exchange.replayable = false;
-      record.replayed = true;
-      this.#replay = true;
-      return true;
-    }
-    if (!isValidStatus(status)) {
-      record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
-      this.#finish();
-      this.#abort?.(new Error('invalid status'));
-      writeGatewayError(res, invalidStatus(status, route.target.origin), { close: !exchange.req.complete });
-      return false;
-    }
+    if (status !== 401 || !this.tokens.reject(exchange.route.credential, 'databricks', this.token) || !exchange.replayable) return false;
+    exchange.replayable = false;
+    exchange.record.replayed = true;
+    this.#replay = true;
+    return true;
+  }
+
+  /** 2. A status outside 100-599 (or 101 to a plain request) is an upstream fault: 502. */
+  #checkStatus(status: number): boolean {
+    if (isValidStatus(status)) return true;
+    this.#giveUp(new Error('invalid status'), invalidStatus(status, this.exchange.route.target.origin));
+    return false;
+  }
+
+  /** 3. The header pass (response-pass.ts), plus the gateway's CORS headers for an allowed origin. */
+  #headerPass(rawHeaders: Buffer[]): string[] {
+    const { route, prefix, record } = this.exchange;
     const raw: string[] = new Array(rawHeaders.length);
     for (let i = 0; i < rawHeaders.length; i++) raw[i] = (rawHeaders[i] as Buffer).toString('latin1');
-    const headers = responseHeaderPass(raw, route, exchange.prefix);
+    const headers = responseHeaderPass(raw, route, prefix);
     if (record.corsOrigin) {
       const cors = corsHeaders(record.corsOrigin);
       for (const name in cors) headers.push(name, cors[name] as string);
     }
+    return headers;
+  }
+
+  /** 4. The head, with Node's own reason phrase: never the upstream's free text, whose control bytes would make writeHead throw. */
+  #writeHead(status: number, headers: string[]): boolean {
+    const { res, route } = this.exchange;
     // The upstream's Date (if any) passes through; do not add a second one.
     res.sendDate = false;
     try {
-      // Node's own reason phrase, never the upstream's: free text nothing needs, whose control
-      // bytes would make writeHead throw.
       res.writeHead(status, headers);
+      return true;
     } catch (err) {
       // Whatever Node still refuses of upstream bytes must not escape the response path.
-      record.error = 'GATEWAY_UPSTREAM_UNREACHABLE';
-      this.#finish();
-      this.#abort?.(err as Error);
-      writeGatewayError(res, toGatewayError(err, route.target.origin), { close: !exchange.req.complete });
+      this.#giveUp(err as Error, toGatewayError(err, route.target.origin));
       return false;
     }
-    res.on('drain', resume);
-    return true;
+  }
+
+  /** Abort the upstream exchange and answer the client with the gateway's error instead. */
+  #giveUp(cause: Error, answer: GatewayError): void {
+    this.#finish();
+    this.#abort?.(cause);
+    answerWith(this.exchange, answer);
   }
 
   onData(chunk: Buffer): boolean {
@@ -204,17 +222,24 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
       if (!exchange.res.headersSent) exchange.record.error = 'CLIENT_ABORTED';
       return;
     }
-    const gatewayError = toGatewayError(err, exchange.route.target.origin, this.timeouts);
-    exchange.record.error = gatewayError.code;
-    exchange.record.reason = gatewayError.message;
-    // Mid-stream (headers sent), writeGatewayError aborts the response: an upstream reset reaches
-    // the client as a reset, never as a silently short body.
-    writeGatewayError(exchange.res, gatewayError, { close: !exchange.req.complete });
+    // Mid-stream (headers sent), the answer aborts the response: an upstream reset reaches the
+    // client as a reset, never as a silently short body.
+    answerWith(exchange, toGatewayError(err, exchange.route.target.origin, this.timeouts));
   }
 
   #finish(): void {
     this.#done = true;
   }
+}
+
+/**
+ * The gateway's own answer, noted on the record. The connection closes when asked, and whenever
+ * the client's request was not read whole (its body must not be parsed as the next request).
+ */
+function answerWith(exchange: Exchange, answer: GatewayError, close = false): void {
+  exchange.record.error = answer.code;
+  exchange.record.reason = answer.message;
+  writeGatewayError(exchange.res, answer, { close: close || !exchange.req.complete });
 }
 
 /**

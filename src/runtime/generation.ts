@@ -4,6 +4,7 @@ import { getRequestListener } from '@hono/node-server';
 import type { GatewayConfig } from '../config/types.js';
 import { createApp } from '../local/app.js';
 import type { ControlOptions } from '../local/control.js';
+import { statusJson } from '../local/status-page.js';
 import type { Logger } from '../observability/logger.js';
 import { Forwarder } from '../proxy/forward.js';
 import { createFrontDoor, type FrontDoor } from '../proxy/handler.js';
@@ -37,6 +38,7 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   const { logger, routePorts, tunnels } = context;
   const forwarder = new Forwarder(core.tokens, config.timeouts);
   const admission = createAdmission(config);
+  const status = { routes: core.routes, tokens: core.tokens, metrics: core.metrics, isDraining: context.isDraining, routePorts: () => routePorts };
   const app = createApp({
     ...(config.metadataService
       ? {
@@ -49,7 +51,17 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
           },
         }
       : {}),
-    ...(context.control ? { control: { ...context.control, routes: () => core.routes, tokens: core.tokens, warnings: () => core.warnings } } : {}),
+    ...(context.control
+      ? {
+          control: {
+            ...context.control,
+            routes: () => core.routes,
+            tokens: core.tokens,
+            warnings: () => core.warnings,
+            status: () => statusJson({ ...status, version: context.version }),
+          },
+        }
+      : {}),
     routes: core.routes,
     tokens: core.tokens,
     metrics: core.metrics,

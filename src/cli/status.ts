@@ -1,0 +1,69 @@
+import type { RouteStatus, StatusData } from '../local/status-page.js';
+import { controlRequest, runningOrReport } from './running.js';
+
+/**
+ * `status`: what the running gateway serves and how it is doing (its status page, through the
+ * control endpoint): one line per route with its local URL, upstream, credential, token state and
+ * counts, then the recent errors. `--output json` prints the data as the status page serves it.
+ */
+export async function statusCommand(url: string | undefined, output: string): Promise<number> {
+  if (output !== 'text' && output !== 'json') {
+    process.stderr.write(`dbx-gateway: --output ${output}: use text or json\n`);
+    return 2;
+  }
+  const running = await runningOrReport(url);
+  if (running === null) return 2;
+  if (!running) {
+    process.stderr.write(
+      `dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve (dbx-gateway config check shows what it would serve)\n`,
+    );
+    return 1;
+  }
+  const res = await controlRequest(running, 'GET', '/-/status');
+  if (res.status !== 200) {
+    process.stderr.write(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
+    return 1;
+  }
+  const data = JSON.parse(res.body) as StatusData & { pid: number };
+  if (output === 'json') {
+    process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write(formatStatus(data, running.url));
+  return 0;
+}
+
+export function formatStatus(data: StatusData & { pid: number }, url: string): string {
+  const lines = [`dbx-gateway ${data.version} at ${url} (pid ${data.pid}): ${data.status} for ${duration(data.uptime_s)}`, ''];
+  const local = (r: RouteStatus) => {
+    const main = `${url.replace(/\/$/, '')}${r.prefix}/`;
+    if (r.port === undefined || url.startsWith('unix:')) return main;
+    const own = new URL(url);
+    own.port = String(r.port);
+    return `${main} ${own.origin}/`;
+  };
+  const rows = [
+    ['ROUTE', 'LOCAL', 'UPSTREAM', 'CREDENTIAL', 'TOKEN', 'REQUESTS', 'ERRORS'],
+    ...data.routes.map((r) => [r.name, local(r), r.upstream, r.credential, tokenText(r, data.now), String(r.requests), String(r.errors)]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  for (const row of rows) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+  for (const r of data.routes) if (r.last_error) lines.push(`  ${r.name}: ${r.last_error}`);
+  if (data.recent_errors.length > 0) {
+    lines.push('', 'Recent errors:');
+    for (const e of data.recent_errors.slice(-5)) lines.push(`  ${e.at} ${e.route} ${e.method} ${e.path} ${e.status}${e.error ? ` ${e.error}` : ''}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function tokenText(r: RouteStatus, now: number): string {
+  if (r.expires_on === null || (r.token !== 'ready' && r.token !== 'expiring')) return r.token;
+  return `${r.token} (${duration(r.expires_on - now)} left)`;
+}
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
