@@ -343,33 +343,13 @@ async function main(): Promise<void> {
       nginx: `${nginxUrl}/ws/prod`,
     };
     const receivedBefore = upstream.bytesReceived();
+    // The client sends the same token to every system (node-limit and nginx inject theirs); -w follows.
+    const transferArgs = ['--cacert', pki.caFile, '-H', `Authorization: Bearer ${TOKEN}`, '-o', '/dev/null', '-w'];
     for (const system of SYSTEMS) {
-      const d = await curl([
-        '--cacert',
-        pki.caFile,
-        '-H',
-        `Authorization: Bearer ${TOKEN}`,
-        '-o',
-        '/dev/null',
-        '-w',
-        '%{time_total} %{size_download}',
-        `${tUrls[system]}/big?bytes=${sizes.transferBytes}`,
-      ]);
+      const d = await curl([...transferArgs, '%{time_total} %{size_download}', `${tUrls[system]}/big?bytes=${sizes.transferBytes}`]);
       if (Number(d.split(' ')[1]) !== sizes.transferBytes) throw new Error(`download: ${system} delivered ${d.split(' ')[1]} of ${sizes.transferBytes} bytes`);
       down[system] = mb / Number(d.split(' ')[0]);
-      const u = await curl([
-        '--cacert',
-        pki.caFile,
-        '-H',
-        `Authorization: Bearer ${TOKEN}`,
-        '-o',
-        '/dev/null',
-        '-w',
-        '%{time_total}',
-        '-T',
-        big,
-        `${tUrls[system]}/upload`,
-      ]);
+      const u = await curl([...transferArgs, '%{time_total}', '-T', big, `${tUrls[system]}/upload`]);
       up[system] = mb / Number(u);
     }
     if (upstream.bytesReceived() - receivedBefore !== SYSTEMS.length * sizes.transferBytes) {

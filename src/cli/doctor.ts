@@ -1,6 +1,5 @@
 import type { CliFlags } from '../config/types.js';
-import { controlRequest, runningOrReport } from './running.js';
-import { createCore, load } from './shared.js';
+import { controlRequest, runningOrReport, withOwnCore } from './running.js';
 
 /**
  * Per route: where it came from, which credential and why, the token and its expiry, whether the
@@ -23,22 +22,11 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
     process.stdout.write(body.text ?? '');
     return body.ok ? 0 : 1;
   }
-  if (url) {
-    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
-    return 1;
-  }
-  process.stderr.write('dbx-gateway: no gateway is running: checking the configuration directly\n');
-  const config = await load(flags);
-  if (!config) return 2;
-  const core = await createCore(config);
-  if (!core) return 2;
-  try {
+  return withOwnCore(flags, url, 'checking the configuration directly', async (core) => {
     for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
     const { diagnose, formatDoctor } = await import('../runtime/diagnose.js');
     const rows = await diagnose(core);
     process.stdout.write(formatDoctor(rows));
     return rows.every((r) => r.ok) ? 0 : 1;
-  } finally {
-    await core.close();
-  }
+  });
 }

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
+import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import type { RunFile } from '../local/run-file.js';
+import type { GatewayCore } from '../runtime/core.js';
+import { createCore, load } from './shared.js';
 
 /** The running gateway of this user (its run file), by URL or the only one; undefined if none. */
 export async function findRunning(url: string | undefined): Promise<RunFile | undefined> {
@@ -51,4 +54,26 @@ export async function controlRequest(run: RunFile, method: string, path: string)
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * The fallback of `token` and `doctor` when no gateway runs: said on stderr (`doing`), then `use`
+ * runs on a core built from the configuration, closed afterwards. With --url naming a gateway that
+ * is not there, nothing is built: exit 1.
+ */
+export async function withOwnCore(flags: CliFlags, url: string | undefined, doing: string, use: (core: GatewayCore) => Promise<number>): Promise<number> {
+  if (url) {
+    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
+    return 1;
+  }
+  process.stderr.write(`dbx-gateway: no gateway is running: ${doing}\n`);
+  const config = await load(flags);
+  if (!config) return 2;
+  const core = await createCore(config);
+  if (!core) return 2;
+  try {
+    return await use(core);
+  } finally {
+    await core.close();
+  }
 }

@@ -7,41 +7,34 @@ import { ConfigError } from '../errors.js';
 // `--help` load no config, credential or server code (zod, yaml, hono, undici, pino are most of the
 // start-up time).
 
-/** What commander collects for the options every configuration-reading command takes. */
-export interface ConfigOptions {
-  config?: string;
-  host?: string;
-  port?: string;
-  workspace?: string[];
-  account?: string[];
-  credential?: string;
-  demo?: boolean;
-  profiles?: boolean;
-  metadataService?: boolean;
-  allowUnauthenticatedNetwork?: boolean;
-  socket?: string;
-  tls?: boolean;
-  logFormat?: string;
-  profile?: string;
-}
+/** What commander collects for the configuration options: CliFlags, with --no-profiles as `profiles: false`. */
+export type ConfigOptions = Omit<CliFlags, 'noProfiles'> & { profiles?: boolean };
 
-export function toFlags(o: ConfigOptions): CliFlags {
-  return {
-    ...(o.config !== undefined ? { config: o.config } : {}),
-    ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.port !== undefined ? { port: o.port } : {}),
-    ...(o.workspace ? { workspace: o.workspace } : {}),
-    ...(o.account ? { account: o.account } : {}),
-    ...(o.credential !== undefined ? { credential: o.credential } : {}),
-    ...(o.demo ? { demo: true } : {}),
-    ...(o.profiles === false ? { noProfiles: true } : {}),
-    ...(o.metadataService ? { metadataService: true } : {}),
-    ...(o.allowUnauthenticatedNetwork ? { allowUnauthenticatedNetwork: true } : {}),
-    ...(o.socket !== undefined ? { socket: o.socket } : {}),
-    ...(o.tls ? { tls: true } : {}),
-    ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
-    ...(o.profile !== undefined ? { profile: o.profile } : {}),
-  };
+const FLAG_KEYS = [
+  'config',
+  'host',
+  'port',
+  'workspace',
+  'account',
+  'credential',
+  'demo',
+  'metadataService',
+  'allowUnauthenticatedNetwork',
+  'socket',
+  'tls',
+  'logFormat',
+  'profile',
+] as const satisfies ReadonlyArray<keyof ConfigOptions>;
+
+/** The flags a command was given (commander's other options, such as --output, are left out). */
+export function toFlags(options: ConfigOptions): CliFlags {
+  const flags: Record<string, unknown> = {};
+  for (const key of FLAG_KEYS) {
+    const value = options[key];
+    if (value !== undefined && value !== false) flags[key] = value;
+  }
+  if (options.profiles === false) flags.noProfiles = true;
+  return flags as CliFlags;
 }
 
 /** Runs a setup step; a ConfigError is printed for the user and becomes undefined (exit 2). */

@@ -1,7 +1,6 @@
 import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
-import { controlRequest, runningOrReport } from './running.js';
-import { createCore, load } from './shared.js';
+import { controlRequest, runningOrReport, withOwnCore } from './running.js';
 
 export const TOKEN_OUTPUTS = ['json', 'env', 'raw', 'powershell', 'cmd'] as const;
 type TokenOutput = (typeof TOKEN_OUTPUTS)[number];
@@ -38,36 +37,27 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
     process.stdout.write(formatToken(JSON.parse(res.body) as PrintedToken, output as TokenOutput));
     return 0;
   }
-  if (url) {
-    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
-    return 1;
-  }
-  process.stderr.write('dbx-gateway: no gateway is running: fetching the token from the configuration directly\n');
-  const config = await load(flags);
-  if (!config) return 2;
-  const core = await createCore(config);
-  if (!core) return 2;
-  try {
+  return withOwnCore(flags, url, 'fetching the token from the configuration directly', async (core) => {
     const route = core.routes.routes.find((r) => r.name === name);
     if (!route) {
       process.stderr.write(`dbx-gateway: ${core.routes.notFound(`/ws/${name}`).message}\n`);
       return 2;
     }
-    const token = await core.tokens.get(route.credential, 'databricks');
-    const printed: PrintedToken = {
-      access_token: token.token,
-      expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
-      host: route.target.origin,
-      ...(route.config.accountId ? { account_id: route.config.accountId } : {}),
-    };
-    process.stdout.write(formatToken(printed, output as TokenOutput));
-    return 0;
-  } catch (err) {
-    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
-    return 1;
-  } finally {
-    await core.close();
-  }
+    try {
+      const token = await core.tokens.get(route.credential, 'databricks');
+      const printed: PrintedToken = {
+        access_token: token.token,
+        expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
+        host: route.target.origin,
+        ...(route.config.accountId ? { account_id: route.config.accountId } : {}),
+      };
+      process.stdout.write(formatToken(printed, output as TokenOutput));
+      return 0;
+    } catch (err) {
+      process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
+      return 1;
+    }
+  });
 }
 
 function formatToken(token: PrintedToken, output: TokenOutput): string {

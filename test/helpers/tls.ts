@@ -37,14 +37,11 @@ export function serverPki(part: string, caName: string, san: string[]): TestPki 
   if (!dir) {
     dir = mkdtempSync(join(tmpdir(), 'dbxgw-pki-'));
     const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    const newEcKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
     run(
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
+      ...newEcKey,
       '-keyout',
       'ca.key',
       '-out',
@@ -58,20 +55,7 @@ export function serverPki(part: string, caName: string, san: string[]): TestPki 
       '-addext',
       'keyUsage=critical,keyCertSign',
     );
-    run(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.csr',
-      '-subj',
-      `/CN=${san[0]?.replace(/^\w+:/, '')}`,
-    );
+    run('req', ...newEcKey, '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${san[0]?.replace(/^\w+:/, '')}`);
     writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=${san.join(',')}\nextendedKeyUsage=serverAuth\n`);
     run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
   }
