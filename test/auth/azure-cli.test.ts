@@ -6,6 +6,7 @@ import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.j
 import { startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The real @azure/identity AzureCliCredential runs `az` from PATH: put the fake first.
 const az: FakeAz = installFakeAz();
@@ -38,6 +39,8 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     await gw.shutdown(100);
     await upstream.close();
   });
+  /** The token cache's state for route prod's credential. */
+  const prodToken = () => gw.tokens.status(gw.routes.routes.find((r) => r.name === 'prod')!.credential, 'databricks');
 
   it('is chosen by the default chain when az is on PATH, and says why', async () => {
     const ready = await request(`${gw.url}/readyz`);
@@ -85,7 +88,10 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     const second = await request(`${gw.url}/ws/prod/b`);
     assert.equal(second.status, 200);
     assert.equal(second.json<{ auth: string }>().auth, token);
-    await new Promise((r) => setTimeout(r, 500)); // let the failing background az run finish
+    // The background refresh the second request started fails; its az run ends before the next test.
+    await waitFor(() => prodToken().failures > 0, { what: 'the failed background refresh to be recorded' });
+    assert.match(prodToken().lastError ?? '', /AADSTS700082/);
+    assert.equal(prodToken().token?.token, token.replace(/^Bearer /, ''), 'the cached token stays');
   });
 
   it('refreshes a short-lived token before it expires', async () => {
@@ -95,7 +101,8 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     assert.equal(first, `Bearer ${fakeAzToken(before)}`);
     clock.offsetMs = 26_000; // past the refresh point (25 s after issue for a 90 s token)
     await request(`${gw.url}/ws/prod/b`);
-    await new Promise((r) => setTimeout(r, 1500)); // let the background az run finish
+    // The second request started a background refresh: wait until its token is in the cache.
+    await waitFor(() => prodToken().token?.token === fakeAzToken(before + 1), { what: 'the background refresh to cache a new token' });
     const third = (await request(`${gw.url}/ws/prod/c`)).json<{ auth: string }>().auth;
     assert.equal(az.calls() - before, 1);
     assert.equal(third, `Bearer ${fakeAzToken(before + 1)}`);

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { oidcEndpoints } from '../../src/auth/databricks-oidc.js';
+import { errorMessage } from '../../src/errors.js';
+import { type ChildOutput, watchOutput } from '../helpers/child-output.js';
 import { type FakeDatabricksOidc, startFakeDatabricksOidc } from '../helpers/fake-databricks-oidc.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
@@ -15,9 +17,8 @@ import { testPki } from '../helpers/tls.js';
 
 const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
 
-interface LoginRun {
+interface LoginRun extends ChildOutput {
   child: ChildProcess;
-  stderr: () => string;
   authorizeUrl: Promise<string>;
   exit: Promise<number | null>;
 }
@@ -25,18 +26,16 @@ interface LoginRun {
 /** `dbx-gateway login NAME --no-browser`; resolves the authorize URL it prints. */
 function startLogin(args: string[], env: NodeJS.ProcessEnv): LoginRun {
   const child = spawn(process.execPath, [BIN, 'login', ...args, '--no-browser'], { env });
-  let err = '';
-  const authorizeUrl = new Promise<string>((resolve, reject) => {
-    child.stderr?.on('data', (d) => {
-      err += d;
-      const m = /^ {2}(https:\/\/\S+\/oidc\/v1\/authorize\?\S+)$/m.exec(err);
-      if (m?.[1]) resolve(m[1]);
+  const output = watchOutput(child);
+  const authorizeUrl = output
+    .waitForOutput('stderr', /^ {2}(https:\/\/\S+\/oidc\/v1\/authorize\?\S+)$/m)
+    .then((m) => m[1]!)
+    .catch((err: unknown) => {
+      throw new Error(`login did not print the authorize URL: ${errorMessage(err)}`);
     });
-    child.once('exit', () => reject(new Error(`login exited before printing the URL:\n${err}`)));
-  });
   authorizeUrl.catch(() => {});
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stderr: () => err, authorizeUrl, exit };
+  return { ...output, child, authorizeUrl, exit };
 }
 
 /** What the browser does with the authorize URL: follow the fake's redirect back to the callback. */
@@ -124,10 +123,10 @@ describe('databricks-u2m: dbx-gateway login (PKCE) and the serving gateway', () 
       assert.match(missing.text, /ignored/);
 
       assert.equal((await request(`${real.origin}/favicon.ico`)).status, 404);
-      await new Promise((r) => setTimeout(r, 200));
+      // The login says it ignored the forged callback (and fails the wait if it exited instead).
+      await run.waitForOutput('stderr', /ignored a request to the sign-in callback whose state does not match/);
       assert.ok(!exited(), `the login must still be waiting:\n${run.stderr()}`);
       assert.throws(() => readdirSync(logins), 'nothing is stored before the real callback');
-      assert.match(run.stderr(), /ignored a request to the sign-in callback whose state does not match/);
 
       // The browser's real callback still completes the login.
       const page = await request(real.href);

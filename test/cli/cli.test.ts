@@ -102,7 +102,7 @@ describe('dbx-gateway CLI', () => {
     const gw = await spawnGateway(['--metadata-service'], cleanEnv, EMPTY_DIR);
     try {
       // stderr and stdout are separate pipes: the exports may arrive after the listening line.
-      for (let i = 0; i < 250 && !gw.stderr().includes('DATABRICKS_AUTH_TYPE'); i++) await new Promise((r) => setTimeout(r, 20));
+      await gw.waitForOutput('stderr', /export DATABRICKS_AUTH_TYPE=\S+\n/);
       const host = /export DATABRICKS_HOST=(\S+)/.exec(gw.stderr())?.[1];
       const url = /export DATABRICKS_METADATA_SERVICE_URL=(http:\/\/127\.0\.0\.1:\d+\/metadata\/([0-9a-f-]{36}))\n/.exec(gw.stderr());
       assert.ok(host && url?.[1] && url[2], gw.stderr());

@@ -11,14 +11,6 @@ import { spawnGateway } from '../helpers/spawn-gateway.js';
 
 const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 describe('saying what it is doing', () => {
   it('formats a request as one line: method, path, status, time and size', () => {
     const line = formatEvent(
@@ -69,11 +61,11 @@ describe('saying what it is doing', () => {
     );
     const gw = await spawnGateway(['--config', config, '--no-profiles', '--log-format', 'text', '--demo'], { HOME: home, NO_COLOR: '1' }, home);
     try {
-      await until(() => /WARN +route broken has no token yet: .*databricks/.test(gw.stdout()), 'the startup warning');
+      await gw.waitForOutput('stdout', /WARN +route broken has no token yet: .*databricks/);
       assert.match(gw.stdout(), new RegExp(`INFO  config file: ${config.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
       await request(`${gw.url.replace(/\/$/, '')}/ws/demo/api/2.0/clusters/list`);
       await request(`${gw.url}/ws/broken/api/2.0/clusters/list`);
-      await until(() => /GET \/ws\/broken\/api\/2\.0\/clusters\/list 503/.test(gw.stdout()), 'the failed request line');
+      await gw.waitForOutput('stdout', /GET \/ws\/broken\/api\/2\.0\/clusters\/list 503/);
       const lines = gw.stdout().split('\n');
       const ok = lines.filter((l) => /GET \/ws\/demo\/api\/2\.0\/clusters\/list 200 [\d.]+ms \d+B$/.test(l));
       assert.equal(ok.length, 1, gw.stdout());

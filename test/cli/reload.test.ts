@@ -13,14 +13,6 @@ const ca = testPki().caFile;
 const route = (name: string, upstream: FakeUpstream, token: string) =>
   `  ${name}: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${token} } }\n`;
 
-async function waitForLog(gw: SpawnedGateway, pattern: RegExp, after: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (pattern.test(gw.stdout().slice(after))) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`no log line ${pattern} in:\n${gw.stdout().slice(after)}`);
-}
-
 describe('SIGHUP reloads the configuration without dropping connections', () => {
   let one: FakeUpstream;
   let two: FakeUpstream;
@@ -59,12 +51,13 @@ describe('SIGHUP reloads the configuration without dropping connections', () => 
       });
     assert.match((await get('/ws/a/x')).body, /dapi-old/);
     const slow = request(`${gw.url}/ws/a/slow`);
-    await new Promise((r) => setTimeout(r, 100));
+    // In flight: the upstream has it and holds its answer for 1.5 s.
+    await one.requested((r) => r.url === '/slow');
 
     const mark = gw.stdout().length;
     writeFileSync(file, `timeouts: { drainMs: 300 }\nroutes:\n${route('a', one, 'dapi-new')}${route('b', two, 'dapi-b')}`);
     gw.child.kill('SIGHUP');
-    await waitForLog(gw, /configuration reloaded: 2 routes/, mark);
+    await gw.waitForOutput('stdout', /configuration reloaded: 2 routes/, { since: mark });
 
     assert.match((await slow).text, /dapi-old/, 'the request in flight finished on the old configuration');
     const after = await get('/ws/a/x');
@@ -77,7 +70,9 @@ describe('SIGHUP reloads the configuration without dropping connections', () => 
     const mark = gw.stdout().length;
     writeFileSync(file, `routes:\n  a: { host: not-a-url }\n`);
     gw.child.kill('SIGHUP');
-    await waitForLog(gw, /the new configuration is invalid, so the previous one stays in use: .*routes\.a\.host: \\"not-a-url\\" is not a URL/, mark);
+    await gw.waitForOutput('stdout', /the new configuration is invalid, so the previous one stays in use: .*routes\.a\.host: \\"not-a-url\\" is not a URL/, {
+      since: mark,
+    });
     const res = await request(`${gw.url}/ws/b/x`);
     assert.equal(res.status, 200, 'route b from the last good configuration still serves');
     assert.equal(gw.child.exitCode, null);

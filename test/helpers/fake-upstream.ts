@@ -1,7 +1,9 @@
+import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { testPki } from './tls.js';
+import { within } from './wait.js';
 
 export interface SeenRequest {
   method: string;
@@ -17,6 +19,11 @@ export interface FakeUpstream {
   seen: SeenRequest[];
   /** Replace the handler for the next requests. */
   handle(handler: Handler): void;
+  /**
+   * Resolves with the first request (from `seen[since]` on) that `match` accepts, as soon as it
+   * arrives; fails after the timeout. The request may still be waiting for its answer.
+   */
+  requested(match?: (request: SeenRequest) => boolean, options?: { since?: number; timeoutMs?: number }): Promise<SeenRequest>;
   /** TCP connections accepted so far (keep-alive check). */
   connections(): number;
   close(): Promise<void>;
@@ -27,8 +34,10 @@ export async function startFakeUpstream(handler: Handler = defaultHandler, optio
   const seen: SeenRequest[] = [];
   let current = handler;
   let connections = 0;
+  const arrivals = new EventEmitter();
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
+    arrivals.emit('request');
     current(req, res);
   };
   const tls = options.tls ?? true;
@@ -43,6 +52,24 @@ export async function startFakeUpstream(handler: Handler = defaultHandler, optio
     seen,
     handle(h) {
       current = h;
+    },
+    requested(match = () => true, options = {}) {
+      const since = options.since ?? 0;
+      const found = () => seen.slice(since).find(match);
+      const arrived = new Promise<SeenRequest>((resolve) => {
+        const check = () => {
+          const request = found();
+          if (!request) return;
+          arrivals.off('request', check);
+          resolve(request);
+        };
+        arrivals.on('request', check);
+        check();
+      });
+      return within(arrived, {
+        timeoutMs: options.timeoutMs ?? 5_000,
+        what: () => `the request to reach the upstream; it got: ${JSON.stringify(seen.slice(since).map((r) => `${r.method} ${r.url}`))}`,
+      });
     },
     connections: () => connections,
     close: () =>

@@ -125,7 +125,7 @@ describe('local endpoints', () => {
       configure: trustCa(testPki().caFile),
     });
     const inFlight = request(`${gw.url}/ws/prod/slow`);
-    while (upstream.seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+    await upstream.requested((r) => r.url === '/slow');
     const stopped = gw.shutdown(5000);
     await assert.rejects(request(`${gw.url}/healthz`), 'no new connections while draining');
     release();

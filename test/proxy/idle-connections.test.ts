@@ -5,8 +5,29 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
+import { waitFor } from '../helpers/wait.js';
 
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+
+/**
+ * The kernel's view of the listener's side of `port` (/proc/net/tcp): connections established, and
+ * what the process has not taken yet (connections waiting in the accept queue, request bytes unread).
+ */
+function serverSide(port: number): { established: number; pending: number } {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let established = 0;
+  let pending = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const [, local, , state, queues] = line.trim().split(/\s+/);
+      if (!local?.endsWith(hex)) continue;
+      // rx_queue: the accept backlog of a LISTEN (0A) socket, the unread bytes of an ESTABLISHED (01) one.
+      pending += Number.parseInt(queues?.split(':')[1] ?? '0', 16);
+      if (state === '01') established++;
+    }
+  }
+  return { established, pending };
+}
 
 describe('thousands of idle client connections', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {
   it('hold bounded memory, and the gateway keeps answering', async (t) => {
@@ -37,7 +58,14 @@ describe('thousands of idle client connections', { skip: process.platform !== 'l
           ),
         );
       }
-      await new Promise((r) => setTimeout(r, 500));
+      // Measured once the gateway holds them all: every connection accepted, every byte sent read.
+      await waitFor(
+        () => {
+          const { established, pending } = serverSide(port);
+          return established >= count && pending === 0;
+        },
+        { what: () => `the gateway to take up ${count} connections (${JSON.stringify(serverSide(port))})`, timeoutMs: 10_000, intervalMs: 25 },
+      );
       const during = rssMiB(gw.child.pid!);
       const started = performance.now();
       const res = await request(`${gw.url}/ws/demo/api/2.0/clusters/list`);

@@ -3,9 +3,8 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { after, before, describe, it } from 'node:test';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startPatGateway, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { describe, it } from 'node:test';
+import { startTestGateway, type TestGateway, usePatGateway } from '../helpers/gateway.js';
 import { streamRequest } from '../helpers/http.js';
 
 const PAT = 'dapi00000000000000000000000000000000';
@@ -27,21 +26,11 @@ async function openUpgrade(gwPort: number, extraHeaders = ''): Promise<net.Socke
 }
 
 describe('streaming', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startPatGateway(upstream, PAT);
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
-  });
+  const ctx = usePatGateway({ pat: PAT });
 
   /** Upstream that hashes the request body and reports what it saw. */
   function hashingUpstream() {
-    upstream.handle((req, res) => {
+    ctx.upstream.handle((req, res) => {
       const hash = createHash('sha256');
       let bytes = 0;
       req.on('data', (c: Buffer) => {
@@ -63,7 +52,7 @@ describe('streaming', () => {
       const expected = createHash('sha256');
       for (let i = 0; i < chunks; i++) expected.update(chunk);
       const body = await streamRequest(
-        `${gw.url}/ws/prod/api/2.0/fs/files/Volumes/x`,
+        `${ctx.gw.url}/ws/prod/api/2.0/fs/files/Volumes/x`,
         {
           method: 'PUT',
           headers: { 'transfer-encoding': 'chunked', authorization: 'Bearer client-placeholder', ...(expectContinue ? { expect: '100-continue' } : {}) },
@@ -86,12 +75,12 @@ describe('streaming', () => {
 
   it('flushes chunked and server-sent-event responses as they arrive', async () => {
     let sendNext: (() => void) | undefined;
-    upstream.handle((_req, res) => {
+    ctx.upstream.handle((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write('data: first\n\n');
       sendNext = () => res.end('data: second\n\n');
     });
-    const res = await new Promise<http.IncomingMessage>((resolve) => http.get(`${gw.url}/ws/prod/sse`, { agent: false }, resolve));
+    const res = await new Promise<http.IncomingMessage>((resolve) => http.get(`${ctx.gw.url}/ws/prod/sse`, { agent: false }, resolve));
     const [first] = (await once(res, 'data')) as [Buffer];
     // The first event arrived while the upstream still holds the response open.
     assert.equal(first.toString(), 'data: first\n\n');
@@ -108,7 +97,7 @@ describe('streaming', () => {
     const closed = new Promise<void>((resolve) => {
       upstreamClosed = resolve;
     });
-    upstream.handle((req, res) => {
+    ctx.upstream.handle((req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       const timer = setInterval(() => res.write(Buffer.alloc(1024)), 5);
       res.on('close', () => {
@@ -117,7 +106,7 @@ describe('streaming', () => {
       });
       req.resume();
     });
-    const socket = net.connect(gw.port, '127.0.0.1');
+    const socket = net.connect(ctx.gw.port, '127.0.0.1');
     await once(socket, 'connect');
     socket.write('GET /ws/prod/download HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await once(socket, 'data');
@@ -126,14 +115,14 @@ describe('streaming', () => {
   });
 
   it('aborts the client response when the upstream resets mid-stream', async () => {
-    upstream.handle((_req, res) => {
+    ctx.upstream.handle((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       res.write(Buffer.alloc(1000));
       setTimeout(() => res.socket?.destroy(), 20);
     });
     const outcome = await new Promise<string>((resolve) => {
       http
-        .get(`${gw.url}/ws/prod/reset`, { agent: false }, (res) => {
+        .get(`${ctx.gw.url}/ws/prod/reset`, { agent: false }, (res) => {
           res.on('data', () => {});
           res.on('end', () => resolve('end'));
           res.on('error', () => resolve('error'));

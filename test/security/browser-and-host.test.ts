@@ -1,34 +1,26 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startYamlGateway, type TestGateway } from '../helpers/gateway.js';
+import { describe, it } from 'node:test';
+import { usePatGateway } from '../helpers/gateway.js';
 import { rawRequest, request } from '../helpers/http.js';
 
 const PAT = 'dapi5555555555555555555555555555aaaa';
 
 describe('attacks from browsers and DNS rebinding', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  const forwarded = () => upstream.seen.length;
-
-  before(async () => {
-    upstream = await startFakeUpstream((req, res) => {
+  const ctx = usePatGateway({
+    pat: PAT,
+    handler: (req, res) => {
       req.resume();
       // An upstream that itself allows any origin: the gateway must not pass that on.
       res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' });
       res.end('{}');
-    });
-    gw = await startYamlGateway(
+    },
+    yaml: (upstream) =>
       `routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\nallowedHosts: [dbx-gateway]\nallowedOrigins: ["http://localhost:3000"]\n`,
-      { env: { DATABRICKS_TOKEN: PAT } },
-    );
   });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
-  });
+  const forwarded = () => ctx.upstream.seen.length;
 
-  const get = (headers: Record<string, string>, path = '/ws/prod/api/2.0/clusters/list', method = 'GET') => request(`${gw.url}${path}`, { method, headers });
+  const get = (headers: Record<string, string>, path = '/ws/prod/api/2.0/clusters/list', method = 'GET') =>
+    request(`${ctx.gw.url}${path}`, { method, headers });
 
   it('refuses Host names that are not loopback or allowed, with anchored matching', async () => {
     const before = forwarded();
@@ -47,7 +39,7 @@ describe('attacks from browsers and DNS rebinding', () => {
       assert.equal(res.json<{ error_code: string }>().error_code, 'GATEWAY_FORBIDDEN');
     }
     // Userinfo tricks never parse as a Host: Node or the guard refuse them.
-    const userinfo = await rawRequest(gw.port, 'GET /ws/prod/x HTTP/1.1\r\nHost: evil.example:8080@localhost\r\nConnection: close\r\n\r\n');
+    const userinfo = await rawRequest(ctx.gw.port, 'GET /ws/prod/x HTTP/1.1\r\nHost: evil.example:8080@localhost\r\nConnection: close\r\n\r\n');
     assert.match(userinfo, /^HTTP\/1\.1 (400|403)/);
     assert.equal(forwarded(), before, 'nothing was forwarded');
     for (const host of ['localhost', 'LOCALHOST:1234', '127.0.0.1:9', '[::1]:8080', 'dbx-gateway', 'dbx-gateway:8080']) {
@@ -64,7 +56,7 @@ describe('attacks from browsers and DNS rebinding', () => {
       { origin: 'http://localhost:3000.evil.example' },
       { 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-site': 'same-site' },
-      { origin: `http://127.0.0.1:${gw.port}`, 'sec-fetch-site': 'cross-site', host: 'localhost' },
+      { origin: `http://127.0.0.1:${ctx.gw.port}`, 'sec-fetch-site': 'cross-site', host: 'localhost' },
     ];
     for (const headers of attacks) {
       const res = await get(headers, '/ws/prod/api/2.0/jobs/run-now', 'POST');
@@ -79,7 +71,7 @@ describe('attacks from browsers and DNS rebinding', () => {
     const cases: Array<Record<string, string>> = [
       {},
       { 'sec-fetch-site': 'none' },
-      { origin: `http://127.0.0.1:${gw.port}`, 'sec-fetch-site': 'same-origin', host: `127.0.0.1:${gw.port}` },
+      { origin: `http://127.0.0.1:${ctx.gw.port}`, 'sec-fetch-site': 'same-origin', host: `127.0.0.1:${ctx.gw.port}` },
     ];
     for (const headers of cases) {
       const res = await get(headers);
@@ -94,7 +86,7 @@ describe('attacks from browsers and DNS rebinding', () => {
     assert.equal(res.headers['access-control-allow-origin'], 'http://localhost:3000');
     assert.match(String(res.headers.vary), /Origin/);
     const before = forwarded();
-    const preflight = await request(`${gw.url}/ws/prod/api/2.0/clusters/create`, {
+    const preflight = await request(`${ctx.gw.url}/ws/prod/api/2.0/clusters/create`, {
       method: 'OPTIONS',
       headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
     });
@@ -102,13 +94,13 @@ describe('attacks from browsers and DNS rebinding', () => {
     assert.equal(preflight.headers['access-control-allow-methods'], 'POST');
     assert.equal(preflight.headers['access-control-allow-headers'], 'content-type');
     assert.equal(forwarded(), before, 'the preflight is answered locally');
-    const local = await request(`${gw.url}/healthz`, { headers: { origin: 'http://localhost:3000' } });
+    const local = await request(`${ctx.gw.url}/healthz`, { headers: { origin: 'http://localhost:3000' } });
     assert.equal(local.headers['access-control-allow-origin'], 'http://localhost:3000');
   });
 
   it('refuses a cross-site WebSocket upgrade (cross-site WebSocket hijacking)', async () => {
     const reply = await rawRequest(
-      gw.port,
+      ctx.gw.port,
       'GET /ws/prod/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nOrigin: https://evil.example\r\n' +
         'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
     );

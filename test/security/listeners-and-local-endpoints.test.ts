@@ -4,11 +4,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.js';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startYamlGateway, type TestGateway } from '../helpers/gateway.js';
+import { startFakeUpstream } from '../helpers/fake-upstream.js';
+import { startYamlGateway, usePatGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
@@ -18,14 +18,6 @@ const PAT = 'dapi3333333333333333333333333333abab';
 const ALICE = 'dgw_alice-0000000000000000000000000000000000000';
 const BOB = 'dgw_bob-00000000000000000000000000000000000000000';
 const sha = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
-
-async function waitFor(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('every TCP listener obeys the loopback-or-keys rule', () => {
   const home = mkdtempSync(join(tmpdir(), 'dbxgw-listen-'));
@@ -74,7 +66,7 @@ describe('every TCP listener obeys the loopback-or-keys rule', () => {
         `listen: { host: 127.0.0.1 }\nroutes:\n  prod: { host: ${upstream.url.origin}, caFile: ${ca}, credential: { type: pat, token: ${PAT} } }\n`,
       );
       gw.child.kill('SIGHUP');
-      await waitFor(() => /reload was refused/.test(gw.stdout().slice(mark)), 'the refused reload in the log');
+      await gw.waitForOutput('stdout', /reload was refused/, { since: mark });
       assert.match(gw.stdout().slice(mark), /"level":50.*bound to 0\.0\.0\.0:\d+.*no inboundKeys/);
       assert.equal((await request(`${url}/ws/prod/x`)).status, 401, 'the listener still needs a key');
       assert.equal(upstream.seen.length, 0);
@@ -104,49 +96,38 @@ describe('--socket PATH only ever replaces a socket', () => {
 });
 
 describe('with inbound keys, the status page and /metrics need a key', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startYamlGateway(`routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\ninboundKeys:\n  alice: ${sha(ALICE)}\n`, {
-      env: { DATABRICKS_TOKEN: PAT },
-    });
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
+  const ctx = usePatGateway({
+    pat: PAT,
+    yaml: (upstream) => `routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\ninboundKeys:\n  alice: ${sha(ALICE)}\n`,
   });
 
   it('answers 401 without a key and 200 with one; probes stay open', async () => {
     for (const path of ['/', '/metrics']) {
-      const anonymous = await request(`${gw.url}${path}`, { headers: { accept: 'application/json' } });
+      const anonymous = await request(`${ctx.gw.url}${path}`, { headers: { accept: 'application/json' } });
       assert.equal(anonymous.status, 401, path);
-      assert.ok(!anonymous.text.includes(upstream.url.host), 'no upstream is shown without a key');
-      const keyed = await request(`${gw.url}${path}`, { headers: { accept: 'application/json', authorization: `Bearer ${ALICE}` } });
+      assert.ok(!anonymous.text.includes(ctx.upstream.url.host), 'no upstream is shown without a key');
+      const keyed = await request(`${ctx.gw.url}${path}`, { headers: { accept: 'application/json', authorization: `Bearer ${ALICE}` } });
       assert.equal(keyed.status, 200, path);
     }
-    assert.equal((await request(`${gw.url}/healthz`)).status, 200);
-    assert.equal((await request(`${gw.url}/readyz`)).status, 200);
+    assert.equal((await request(`${ctx.gw.url}/healthz`)).status, 200);
+    assert.equal((await request(`${ctx.gw.url}/readyz`)).status, 200);
   });
 });
 
 describe('the metadata service honours keys and policy', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
   const secret = 'b7a1c2b4-5d6e-4f70-8a9b-0c1d2e3f4a5b';
   const hosts = { prod: '', dev: '', locked: '', opted: '' };
-  before(async () => {
-    upstream = await startFakeUpstream();
-    const port = upstream.url.port;
-    // Four routes to one fake upstream, told apart by host name.
-    Object.assign(hosts, {
-      prod: `https://127.0.0.1:${port}`,
-      dev: `https://localhost:${port}`,
-      locked: `https://127.0.0.2:${port}`,
-      opted: `https://127.0.0.3:${port}`,
-    });
-    gw = await startYamlGateway(
-      `routes:
+  const ctx = usePatGateway({
+    pat: PAT,
+    yaml: ({ url: { port } }) => {
+      // Four routes to one fake upstream, told apart by host name.
+      Object.assign(hosts, {
+        prod: `https://127.0.0.1:${port}`,
+        dev: `https://localhost:${port}`,
+        locked: `https://127.0.0.2:${port}`,
+        opted: `https://127.0.0.3:${port}`,
+      });
+      return `routes:
   prod: { host: ${hosts.prod}, credential: pat }
   dev: { host: ${hosts.dev}, credential: pat }
   locked: { host: ${hosts.locked}, credential: pat, readOnly: true }
@@ -156,17 +137,12 @@ inboundKeys:
   bob: { hash: ${sha(BOB)}, routes: [dev] }
 allowedOrigins: [http://app.example]
 metadataService: { secret: ${secret} }
-`,
-      { env: { DATABRICKS_TOKEN: PAT } },
-    );
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
+`;
+    },
   });
 
   const ask = (path: string, host: string, headers: Record<string, string> = {}) =>
-    request(`${gw.url}/metadata/${path}`, { headers: { 'x-databricks-metadata-version': '1', 'x-databricks-host': host, ...headers } });
+    request(`${ctx.gw.url}/metadata/${path}`, { headers: { 'x-databricks-metadata-version': '1', 'x-databricks-host': host, ...headers } });
 
   it('needs a key: the per-start secret alone gets no token', async () => {
     const res = await ask(secret, hosts.prod);

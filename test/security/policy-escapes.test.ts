@@ -1,26 +1,19 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { canonicalPath } from '../../src/security/route-policy.js';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startYamlGateway, type TestGateway } from '../helpers/gateway.js';
+import { startFakeUpstream } from '../helpers/fake-upstream.js';
+import { responsesClosed, startYamlGateway, usePatGateway } from '../helpers/gateway.js';
 import { rawRequest, request } from '../helpers/http.js';
 
 const PAT = 'dapi4444444444444444444444444444ffff';
 
 describe('policy canonicalisation never gives up', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startYamlGateway(`routes:\n  prod:\n    host: ${upstream.url.origin}\n    credential: pat\n    denyPaths: ["/api/2\\\\.0/secrets/.*"]\n`, {
-      env: { DATABRICKS_TOKEN: PAT },
-    });
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
+  const ctx = usePatGateway({
+    pat: PAT,
+    yaml: (upstream) => `routes:\n  prod:\n    host: ${upstream.url.origin}\n    credential: pat\n    denyPaths: ["/api/2\\\\.0/secrets/.*"]\n`,
   });
 
   it('decodes bytewise: an escape that is not UTF-8 cannot keep the path encoded', () => {
@@ -37,15 +30,15 @@ describe('policy canonicalisation never gives up', () => {
     ['POST', '/api/2.0/token/create%c0%ae'],
   ] as const) {
     it(`never forwards ${method} ${path}`, async () => {
-      const before = upstream.seen.length;
-      const res = await request(`${gw.url}/ws/prod${path}`, { method, ...(method === 'POST' ? { body: '{}' } : {}) });
+      const before = ctx.upstream.seen.length;
+      const res = await request(`${ctx.gw.url}/ws/prod${path}`, { method, ...(method === 'POST' ? { body: '{}' } : {}) });
       assert.ok(res.status === 400 || res.status === 403, `${res.status} ${res.text}`);
-      assert.equal(upstream.seen.length, before);
+      assert.equal(ctx.upstream.seen.length, before);
     });
   }
 
   it('refuses invalid and overlong escapes and encoded ?, #, NUL and \\ in the path (400)', async () => {
-    const before = upstream.seen.length;
+    const before = ctx.upstream.seen.length;
     for (const path of [
       '/api/2.0/x%',
       '/api/2.0/x%g1',
@@ -57,31 +50,23 @@ describe('policy canonicalisation never gives up', () => {
       '/api/2.0/x%00',
       '/api/2.0/x%5Cy',
     ]) {
-      const res = await request(`${gw.url}/ws/prod${path}`);
+      const res = await request(`${ctx.gw.url}/ws/prod${path}`);
       assert.equal(res.status, 400, path);
       assert.equal(res.json<{ error_code: string }>().error_code, 'GATEWAY_BAD_REQUEST');
     }
-    assert.equal(upstream.seen.length, before);
+    assert.equal(ctx.upstream.seen.length, before);
     // UTF-8 that is valid (a workspace path with an accent) still goes through, byte-for-byte.
-    assert.equal((await request(`${gw.url}/ws/prod/api/2.0/workspace/get-status?path=/Users/x/caf%C3%A9`)).status, 200);
-    assert.equal((await request(`${gw.url}/ws/prod/api/2.0/files/caf%C3%A9.txt`)).status, 200);
-    assert.equal(upstream.seen.at(-1)?.url, '/api/2.0/files/caf%C3%A9.txt');
+    assert.equal((await request(`${ctx.gw.url}/ws/prod/api/2.0/workspace/get-status?path=/Users/x/caf%C3%A9`)).status, 200);
+    assert.equal((await request(`${ctx.gw.url}/ws/prod/api/2.0/files/caf%C3%A9.txt`)).status, 200);
+    assert.equal(ctx.upstream.seen.at(-1)?.url, '/api/2.0/files/caf%C3%A9.txt');
   });
 });
 
 describe('token minting is denied by pattern', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startYamlGateway(
+  const ctx = usePatGateway({
+    pat: PAT,
+    yaml: (upstream) =>
       `routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\n  minting: { host: ${upstream.url.origin.replace('127.0.0.1', 'localhost')}, credential: pat, allowTokenCreation: true }\n`,
-      { env: { DATABRICKS_TOKEN: PAT } },
-    );
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
   });
 
   const minting = [
@@ -98,75 +83,56 @@ describe('token minting is denied by pattern', () => {
   ];
   for (const path of minting) {
     it(`denies POST ${path} unless allowTokenCreation`, async () => {
-      const before = upstream.seen.length;
-      const denied = await request(`${gw.url}/ws/prod${path}`, { method: 'POST', body: '{}' });
+      const before = ctx.upstream.seen.length;
+      const denied = await request(`${ctx.gw.url}/ws/prod${path}`, { method: 'POST', body: '{}' });
       assert.equal(denied.status, 403);
       assert.match(denied.json<{ message: string }>().message, /allowTokenCreation: true/);
-      assert.equal(upstream.seen.length, before);
-      assert.equal((await request(`${gw.url}/ws/minting${path}`, { method: 'POST', body: '{}' })).status, 200);
+      assert.equal(ctx.upstream.seen.length, before);
+      assert.equal((await request(`${ctx.gw.url}/ws/minting${path}`, { method: 'POST', body: '{}' })).status, 200);
     });
   }
 
   it('leaves reads and neighbouring calls alone', async () => {
-    assert.equal((await request(`${gw.url}/ws/prod/api/2.0/accounts/servicePrincipals/1234/credentials/secrets`)).status, 200);
-    assert.equal((await request(`${gw.url}/ws/prod/api/2.0/token/list`, { method: 'POST', body: '{}' })).status, 200);
-    assert.equal((await request(`${gw.url}/ws/prod/api/2.0/secrets/put`, { method: 'POST', body: '{}' })).status, 200);
+    assert.equal((await request(`${ctx.gw.url}/ws/prod/api/2.0/accounts/servicePrincipals/1234/credentials/secrets`)).status, 200);
+    assert.equal((await request(`${ctx.gw.url}/ws/prod/api/2.0/token/list`, { method: 'POST', body: '{}' })).status, 200);
+    assert.equal((await request(`${ctx.gw.url}/ws/prod/api/2.0/secrets/put`, { method: 'POST', body: '{}' })).status, 200);
   });
 });
 
 describe('TRACE, TRACK and CONNECT are refused', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startYamlGateway(`routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\n`, { env: { DATABRICKS_TOKEN: PAT } });
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
-  });
+  const ctx = usePatGateway({ pat: PAT, yaml: (upstream) => `routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\n` });
 
   for (const method of ['TRACE', 'TRACK']) {
     it(`answers ${method} with 405 and forwards nothing`, async () => {
-      const before = upstream.seen.length;
+      const before = ctx.upstream.seen.length;
       for (const path of ['/ws/prod/api/2.0/clusters/list', '/healthz']) {
-        const reply = await rawRequest(gw.port, `${method} ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`, 1000);
+        const reply = await rawRequest(ctx.gw.port, `${method} ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`, 1000);
         assert.match(reply, /^HTTP\/1\.1 405 /, reply);
         assert.match(reply, /GATEWAY_METHOD_NOT_ALLOWED/);
       }
-      assert.equal(upstream.seen.length, before);
+      assert.equal(ctx.upstream.seen.length, before);
     });
   }
 
   it('answers CONNECT with 405 and closes', async () => {
-    const reply = await rawRequest(gw.port, `CONNECT ${upstream.url.host} HTTP/1.1\r\nHost: ${upstream.url.host}\r\n\r\n`, 1000);
+    const reply = await rawRequest(ctx.gw.port, `CONNECT ${ctx.upstream.url.host} HTTP/1.1\r\nHost: ${ctx.upstream.url.host}\r\n\r\n`, 1000);
     assert.match(reply, /^HTTP\/1\.1 405 /, reply);
   });
 });
 
 describe('a refused request frees its connection', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
   const key = 'dgw_refusal-test-key-000000000000000000000000';
-  before(async () => {
-    upstream = await startFakeUpstream();
-    const { createHash } = await import('node:crypto');
-    const hash = createHash('sha256').update(key).digest('hex');
-    gw = await startYamlGateway(
-      `routes:\n  prod: { host: ${upstream.url.origin}, credential: pat, readOnly: true }\ninboundKeys:\n  alice: sha256:${hash}\nlimits: { maxConnectionsPerClient: 4 }\n`,
-      { env: { DATABRICKS_TOKEN: PAT } },
-    );
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
+  const ctx = usePatGateway({
+    pat: PAT,
+    yaml: (upstream) =>
+      `routes:\n  prod: { host: ${upstream.url.origin}, credential: pat, readOnly: true }\ninboundKeys:\n  alice: sha256:${createHash('sha256').update(key).digest('hex')}\nlimits: { maxConnectionsPerClient: 4 }\n`,
   });
 
   /** Starts a chunked upload and keeps trickling a byte every 100 ms; resolves with what came back once the server closes. */
   function trickle(head: string): Promise<{ reply: string; closedAfterMs: number }> {
     return new Promise((resolve) => {
       const started = Date.now();
-      const socket = net.connect(gw.port, '127.0.0.1', () => socket.write(`${head}Transfer-Encoding: chunked\r\n\r\n`));
+      const socket = net.connect(ctx.gw.port, '127.0.0.1', () => socket.write(`${head}Transfer-Encoding: chunked\r\n\r\n`));
       let reply = '';
       socket.on('data', (d) => {
         reply += d;
@@ -199,12 +165,12 @@ describe('a refused request frees its connection', () => {
       for (let i = 0; i < 4; i++) {
         held.push(
           await new Promise<net.Socket>((r) => {
-            const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' }, () => r(s));
+            const s = net.connect({ port: ctx.gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' }, () => r(s));
           }),
         );
       }
       const over = await new Promise<string>((resolve) => {
-        const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+        const s = net.connect({ port: ctx.gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
         let out = '';
         s.on('data', (d) => {
           out += d;
@@ -215,7 +181,7 @@ describe('a refused request frees its connection', () => {
       assert.match(over, /^HTTP\/1\.1 503 /);
       assert.match(over, /limits\.maxConnectionsPerClient/);
       // Another address still gets in.
-      assert.equal((await request(`${gw.url}/healthz`)).status, 200);
+      assert.equal((await request(`${ctx.gw.url}/healthz`)).status, 200);
     } finally {
       for (const s of held) s.destroy();
     }
@@ -230,12 +196,14 @@ describe('secrets are redacted on the decoded path', () => {
       env: { DATABRICKS_TOKEN: PAT },
     });
     try {
+      // Every line about a request is written by the time its response closes.
+      const logged = responsesClosed(gw.server, 3);
       for (const path of [`/%6detadata/${secret}`, `/metadata/%${secret.charCodeAt(0).toString(16)}${secret.slice(1)}`, '/%68ealthz']) {
         const res = await request(`${gw.url}${path}`, { headers: { 'x-databricks-metadata-version': '1', 'x-databricks-host': upstream.url.origin } });
         assert.equal(res.status, 400, path);
         assert.ok(!res.text.includes(PAT));
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await logged;
       assert.ok(!gw.logText().includes(secret.slice(1)), 'the secret reached the log');
     } finally {
       await gw.shutdown(100);

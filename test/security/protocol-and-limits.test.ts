@@ -5,10 +5,10 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
+import { startFakeUpstream } from '../helpers/fake-upstream.js';
+import { connectionsClosed, startPatGateway, usePatGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
@@ -16,17 +16,7 @@ const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
 const PAT = 'dapi8888888888888888888888888888dddd';
 
 describe('request smuggling and malformed requests', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startPatGateway(upstream, PAT);
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
-  });
+  const ctx = usePatGateway({ pat: PAT });
 
   const head = 'POST /ws/prod/api/2.0/jobs/run-now HTTP/1.1\r\nHost: localhost\r\n';
   const attacks: Record<string, string> = {
@@ -40,16 +30,16 @@ describe('request smuggling and malformed requests', () => {
   };
   for (const [name, payload] of Object.entries(attacks)) {
     it(`refuses ${name} with 400 and forwards nothing`, async () => {
-      const before = upstream.seen.length;
-      const reply = await rawRequest(gw.port, payload, 1000);
+      const before = ctx.upstream.seen.length;
+      const reply = await rawRequest(ctx.gw.port, payload, 1000);
       assert.match(reply, /^HTTP\/1\.1 400 /, reply);
       assert.match(reply, /"error_code":"GATEWAY_BAD_REQUEST"/);
-      assert.equal(upstream.seen.length, before);
+      assert.equal(ctx.upstream.seen.length, before);
     });
   }
 
   it('answers 431 with a clear message for an oversized request head', async () => {
-    const reply = await rawRequest(gw.port, `GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\nCookie: ${'a'.repeat(40 * 1024)}\r\n\r\n`, 1000);
+    const reply = await rawRequest(ctx.gw.port, `GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\nCookie: ${'a'.repeat(40 * 1024)}\r\n\r\n`, 1000);
     assert.match(reply, /^HTTP\/1\.1 431 /);
     assert.match(reply, /limits\.maxHeaderBytes/);
   });
@@ -93,17 +83,19 @@ describe('connection limits and idle clients', () => {
       c.limits.maxConnections = 3;
     });
     const held: net.Socket[] = [];
+    // The gateway refuses each upgrade (Host is not loopback) and must close the connection itself.
+    const closed = connectionsClosed(gw.server, 3);
     try {
       for (let i = 0; i < 3; i++) {
         const s = net.connect(gw.port, '127.0.0.1');
         s.on('error', () => {});
-        // A client that never closes its side.
+        // A client that never closes its side (nor reads the answer).
         s.write(
           'GET /ws/prod/x HTTP/1.1\r\nHost: evil.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
         );
         held.push(s);
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await closed;
       const health = await rawRequest(gw.port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
       assert.match(health, /^HTTP\/1\.1 200/);
     } finally {

@@ -1,19 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startYamlGateway, type TestGateway } from '../helpers/gateway.js';
+import { describe, it } from 'node:test';
+import { usePatGateway } from '../helpers/gateway.js';
 import { rawRequest, request } from '../helpers/http.js';
 
 const PAT = 'dapi7777777777777777777777777777cccc';
 
 describe('route policy: allowMethods, denyPaths, token minting, bypass attempts', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startYamlGateway(
-      `routes:
+  const ctx = usePatGateway({
+    pat: PAT,
+    yaml: (upstream) => `routes:
   prod:
     host: ${upstream.url.origin}
     credential: pat
@@ -24,16 +19,10 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
     credential: pat
     allowTokenCreation: true
 `,
-      { env: { DATABRICKS_TOKEN: PAT } },
-    );
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
   });
 
   const call = (method: string, path: string, headers: Record<string, string> = {}) =>
-    request(`${gw.url}/ws/prod${path}`, { method, headers, ...(method === 'GET' || method === 'HEAD' ? {} : { body: '{}' }) });
+    request(`${ctx.gw.url}/ws/prod${path}`, { method, headers, ...(method === 'GET' || method === 'HEAD' ? {} : { body: '{}' }) });
 
   it('forwards only allowMethods', async () => {
     assert.equal((await call('POST', '/api/2.0/clusters/start')).status, 200);
@@ -43,7 +32,7 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
   });
 
   it('denies denyPaths, anchored, including case, slash, encoding and matrix variants', async () => {
-    const before = upstream.seen.length;
+    const before = ctx.upstream.seen.length;
     for (const path of [
       '/api/2.0/secrets/list',
       '/API/2.0/Secrets/List',
@@ -58,7 +47,7 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
       assert.equal(res.status, 403, path);
       assert.match(res.json<{ message: string }>().message, /denyPaths/);
     }
-    assert.equal(upstream.seen.length, before, 'none was forwarded');
+    assert.equal(ctx.upstream.seen.length, before, 'none was forwarded');
     // Anchored: a pattern names whole paths, never a part of another.
     assert.equal((await call('GET', '/api/2.0/workspace/delete-history')).status, 200);
     assert.equal((await call('GET', '/x/api/2.0/secrets/list')).status, 200);
@@ -81,7 +70,7 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
       assert.match(res.json<{ message: string }>().message, /mints a long-lived credential .*set routes\.prod\.allowTokenCreation: true/);
     }
     assert.equal((await call('GET', '/api/2.0/token/list')).status, 200, 'reading tokens is not minting');
-    const allowed = await request(`${gw.url}/ws/minting/api/2.0/token/create`, { method: 'POST', body: '{}' });
+    const allowed = await request(`${ctx.gw.url}/ws/minting/api/2.0/token/create`, { method: 'POST', body: '{}' });
     assert.equal(allowed.status, 200, 'allowTokenCreation: true lets it through');
   });
 
@@ -95,15 +84,15 @@ describe('route policy: allowMethods, denyPaths, token minting, bypass attempts'
 
   it('refuses encoded slashes and dots in the route prefix with 400', async () => {
     for (const target of ['/ws%2Fprod/api/2.0/clusters/list', '/ws%5cprod/x', '/ws/pr%6fd/x', '/ws/prod%2F..%2Fother/x', '/ws/%2e%2e/x']) {
-      const reply = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      const reply = await rawRequest(ctx.gw.port, `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
       assert.match(reply, /^HTTP\/1\.1 400 /, target);
     }
   });
 
   it('applies to the raw method: lower-case or unknown methods do not slip past', async () => {
-    const reply = await rawRequest(gw.port, 'delete /ws/prod/api/2.0/clusters/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const reply = await rawRequest(ctx.gw.port, 'delete /ws/prod/api/2.0/clusters/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     assert.match(reply, /^HTTP\/1\.1 (400|403|405)/);
-    const unknown = await rawRequest(gw.port, 'PURGE /ws/prod/api/2.0/clusters/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const unknown = await rawRequest(ctx.gw.port, 'PURGE /ws/prod/api/2.0/clusters/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
     assert.match(unknown, /^HTTP\/1\.1 (400|403|405)/);
   });
 });

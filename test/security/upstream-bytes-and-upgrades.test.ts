@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import tls from 'node:tls';
-import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
-import { startPatGateway, type TestGateway } from '../helpers/gateway.js';
+import { startFakeUpstream } from '../helpers/fake-upstream.js';
+import { startPatGateway, usePatGateway } from '../helpers/gateway.js';
 import { rawRequest, request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
 
@@ -32,30 +32,24 @@ async function startRawUpstream(answer: () => string): Promise<{ url: URL; close
 }
 
 describe('upgrade smuggling: an upgrade that declares a body', () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startFakeUpstream();
-    gw = await startPatGateway(upstream, PAT, (c) => {
+  const ctx = usePatGateway({
+    pat: PAT,
+    configure: (c) => {
       c.routes[0]!.readOnly = true;
-    });
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
+    },
   });
 
   for (const framing of ['Content-Length: 30\r\n', 'Transfer-Encoding: chunked\r\n']) {
     it(`is refused with 400 and forwards nothing (${framing.trim()})`, async () => {
-      const before = upstream.seen.length;
-      const reply = await rawRequest(gw.port, `GET /ws/prod/api/2.0/clusters/list HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}${framing}\r\n`, 1000);
+      const before = ctx.upstream.seen.length;
+      const reply = await rawRequest(ctx.gw.port, `GET /ws/prod/api/2.0/clusters/list HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}${framing}\r\n`, 1000);
       assert.match(reply, /^HTTP\/1\.1 400 /, reply);
       assert.match(reply, /must not carry a body/);
       // The exploit: the next request's first 30 bytes would have become the upgrade's "body".
-      await request(`${gw.url}/ws/prod/api/2.0/clusters/get`);
-      await request(`${gw.url}/ws/prod/api/2.0/clusters/get`);
+      await request(`${ctx.gw.url}/ws/prod/api/2.0/clusters/get`);
+      await request(`${ctx.gw.url}/ws/prod/api/2.0/clusters/get`);
       assert.deepEqual(
-        upstream.seen.slice(before).map((s) => `${s.method} ${s.url}`),
+        ctx.upstream.seen.slice(before).map((s) => `${s.method} ${s.url}`),
         ['GET /api/2.0/clusters/get', 'GET /api/2.0/clusters/get'],
       );
     });
@@ -122,55 +116,40 @@ describe('no upstream byte sequence crashes the process', () => {
     'status 600': { raw: 'HTTP/1.1 600 Hi\r\ncontent-length: 2\r\n\r\nok', status: 502 },
   };
   let current = '';
-  let upstream: Awaited<ReturnType<typeof startRawUpstream>>;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startRawUpstream(() => current);
-    gw = await startPatGateway(upstream, PAT);
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
-  });
+  const ctx = usePatGateway({ pat: PAT, upstream: () => startRawUpstream(() => current) });
 
   for (const [name, { raw, status }] of Object.entries(answers)) {
     it(`answers ${status} for ${name}, relays no reason phrase, and keeps serving`, async () => {
       current = raw;
-      const reply = await rawRequest(gw.port, 'GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
+      const reply = await rawRequest(ctx.gw.port, 'GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 1000);
       assert.match(reply, new RegExp(`^HTTP/1\\.1 ${status} [A-Za-z_ ]*\\r\\n`), JSON.stringify(reply));
       // biome-ignore lint/suspicious/noControlCharactersInRegex: the control bytes are what the test looks for
       assert.ok(!/[\x01\x7f]/.test(reply), 'no control byte of the upstream is relayed');
       if (status === 502) assert.match(reply, /invalid HTTP status/);
       // The same bytes on a refused WebSocket upgrade.
-      const upgrade = await rawRequest(gw.port, `GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}\r\n`, 1000);
+      const upgrade = await rawRequest(ctx.gw.port, `GET /ws/prod/x HTTP/1.1\r\nHost: localhost\r\n${UPGRADE}\r\n`, 1000);
       assert.match(upgrade, new RegExp(`^HTTP/1\\.1 ${status} [A-Za-z_ ]*\\r\\n`), JSON.stringify(upgrade));
       // biome-ignore lint/suspicious/noControlCharactersInRegex: the control bytes are what the test looks for
       assert.ok(!/[\x01\x7f]/.test(upgrade));
-      assert.equal((await request(`${gw.url}/healthz`)).status, 200);
+      assert.equal((await request(`${ctx.gw.url}/healthz`)).status, 200);
     });
   }
 });
 
 describe("HTML from a workspace never runs on the gateway's origin", () => {
-  let upstream: FakeUpstream;
-  let gw: TestGateway;
-  before(async () => {
-    upstream = await startFakeUpstream((req, res) => {
+  const ctx = usePatGateway({
+    pat: PAT,
+    handler: (req, res) => {
       req.resume();
       const type = new URL(req.url ?? '/', 'http://x').searchParams.get('type') ?? 'application/json';
       res.writeHead(200, { 'content-type': type });
       res.end(type.includes('html') ? '<script>fetch("/ws/prod/api/2.0/token/create",{method:"POST"})</script>' : '{}');
-    });
-    gw = await startPatGateway(upstream, PAT);
-  });
-  after(async () => {
-    await gw.shutdown(100);
-    await upstream.close();
+    },
   });
 
   for (const type of ['text/html; charset=utf-8', 'TEXT/HTML', 'application/xhtml+xml', 'image/svg+xml']) {
     it(`sandboxes ${type} with Content-Security-Policy: sandbox and nosniff`, async () => {
-      const res = await request(`${gw.url}/ws/prod/files/export?type=${encodeURIComponent(type)}`);
+      const res = await request(`${ctx.gw.url}/ws/prod/files/export?type=${encodeURIComponent(type)}`);
       assert.equal(res.headers['content-security-policy'], 'sandbox');
       assert.equal(res.headers['x-content-type-options'], 'nosniff');
       assert.equal(res.headers['content-type'], type);
@@ -179,7 +158,7 @@ describe("HTML from a workspace never runs on the gateway's origin", () => {
 
   it('passes JSON and every other type unchanged', async () => {
     for (const type of ['application/json', 'text/plain', 'application/octet-stream']) {
-      const res = await request(`${gw.url}/ws/prod/x?type=${encodeURIComponent(type)}`);
+      const res = await request(`${ctx.gw.url}/ws/prod/x?type=${encodeURIComponent(type)}`);
       assert.equal(res.headers['content-security-policy'], undefined, type);
       assert.equal(res.headers['x-content-type-options'], undefined, type);
     }
