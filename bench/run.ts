@@ -17,7 +17,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installFakeAz } from '../test/helpers/fake-az.js';
 import { testPki } from '../test/helpers/tls.js';
+import { startFakeSpark } from '../test/spark/fixtures/spark-grpc.js';
 import { type Bar, ratioChart } from './lib/chart.js';
+import { directClient, gatewayClient, measureGrpc } from './lib/grpc.js';
 import { ensureTool, type Nginx, startNginx } from './lib/nginx.js';
 import { cpuMeter, memoryMiB, sampleRss } from './lib/proc.js';
 import { startRelay } from './lib/relay.js';
@@ -484,7 +486,34 @@ async function main(): Promise<void> {
       target: '',
     });
 
-    // 7. Start-up and footprint of the CLI: median of `startRuns` runs, spawn to exit. The
+    // 7. Spark Connect (gRPC): a server stream and unary calls, direct (TLS) vs through the
+    // gateway's h2c Spark Connect port. node-limit and nginx do not speak it: no column for them.
+    const spark = await startFakeSpark(pki);
+    const sparkPort = await freePort();
+    const sparkGateway = await startGateway(`routes:\n${routeYaml('spark', spark.port)}    sparkConnect: { port: ${sparkPort} }\n`, dir);
+    extra.push(sparkGateway);
+    const grpcSizes = QUICK
+      ? { count: 16, size: 64 << 10, seconds: 0.5, concurrency: 8 }
+      : { count: 1024, size: 256 << 10, seconds: sizes.seconds, concurrency: 32 };
+    const direct = directClient(spark.port, pki.ca);
+    const through = gatewayClient(sparkPort);
+    try {
+      const d = await measureGrpc(direct, grpcSizes);
+      const g = await measureGrpc(through, grpcSizes);
+      answered.push('spark-connect');
+      const grpcRow = (scenario: string, dv: number, gv: number, digits: number) =>
+        rows.push({ scenario, direct: fmt(dv, digits), limit: '-', gateway: fmt(gv, digits), nginx: '-', ratio: `${x(gv / dv)} direct`, target: '' });
+      grpcRow(`Spark Connect ExecutePlan stream (MB/s, ${grpcSizes.count} x ${grpcSizes.size >> 10} KiB)`, d.streamMBps, g.streamMBps, 0);
+      grpcRow('Spark Connect ExecutePlan stream (messages/s)', d.messagesPerSecond, g.messagesPerSecond, 0);
+      grpcRow(`Spark Connect AnalyzePlan (calls/s, ${grpcSizes.concurrency} concurrent)`, d.unaryPerSecond, g.unaryPerSecond, 0);
+    } finally {
+      direct.close();
+      through.close();
+      await sparkGateway.stop();
+      await spark.close();
+    }
+
+    // 8. Start-up and footprint of the CLI: median of `startRuns` runs, spawn to exit. The
     // node-limit column holds `node -e 0`, the floor of any Node program.
     const tokenFile = join(dir, 'token.yaml');
     writeFileSync(tokenFile, `routes:\n  prod:\n    host: https://127.0.0.1:${upstream.port}\n    credential: { type: pat, token: ${TOKEN} }\n`);

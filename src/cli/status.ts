@@ -37,10 +37,11 @@ export function formatStatus(data: StatusData & { pid: number }, url: string): s
   const lines = [`dbx-gateway ${data.version} at ${url} (pid ${data.pid}): ${data.status} for ${duration(data.uptime_s)}`, ''];
   const local = (r: RouteStatus) => {
     const main = `${url.replace(/\/$/, '')}${r.prefix}/`;
-    if (r.port === undefined || url.startsWith('unix:')) return main;
+    const spark = r.spark_connect_port !== undefined ? ` sc://localhost:${r.spark_connect_port}` : '';
+    if (r.port === undefined || url.startsWith('unix:')) return `${main}${spark}`;
     const own = new URL(url);
     own.port = String(r.port);
-    return `${main} ${own.origin}/`;
+    return `${main} ${own.origin}/${spark}`;
   };
   const rows = [
     ['ROUTE', 'LOCAL', 'UPSTREAM', 'CREDENTIAL', 'TOKEN', 'REQUESTS', 'ERRORS'],

@@ -155,6 +155,7 @@ function buildFileRoute(
     readOnly: route.readOnly ?? false,
     ...policySettings(route, field, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
+    ...sparkConnectSetting(route, upstream, kind, field, problems),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...proxySetting(route, field, problems),
     ...(azureResourceId !== undefined ? { azureResourceId } : {}),
@@ -182,6 +183,24 @@ function profileBase(name: string, route: FileRoute, profile: string, profiles: 
   const base = profileRoute(profile, cfg, (host) => parseProfileHost(route.host ?? host));
   if (!base.route) problems.push(`${field}: ${base.problem}`);
   return base.route;
+}
+
+/**
+ * `sparkConnect: { port }`, for workspace routes without a policy: a Spark Connect call carries a
+ * whole query plan, which readOnly, allowMethods and denyPaths cannot see into.
+ */
+function sparkConnectSetting(route: FileRoute, upstream: URL, kind: RouteConfig['kind'], field: string, problems: string[]): Pick<RouteConfig, 'sparkConnect'> {
+  if (route.sparkConnect === undefined) return {};
+  if (upstream.protocol !== 'https:') problems.push(`${field}.sparkConnect: Spark Connect goes to the workspace over HTTP/2 + TLS; the host must be https://`);
+  if (kind === 'account') problems.push(`${field}.sparkConnect: Spark Connect is served by workspaces, not the accounts console; set it on a workspace route`);
+  const policy = (['readOnly', 'allowMethods', 'denyPaths'] as const).filter((k) => route[k] !== undefined && route[k] !== false);
+  if (policy.length > 0) {
+    problems.push(
+      `${field}.sparkConnect: the route has ${policy.join(', ')}, which Spark Connect calls cannot be held to (a call carries a whole query plan); ` +
+        'serve Spark Connect from a route of its own without a policy',
+    );
+  }
+  return { sparkConnect: { port: route.sparkConnect.port } };
 }
 
 /** `proxy: http://host:port` (credentials allowed in the URL) or `proxy: none`. */

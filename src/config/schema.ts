@@ -35,6 +35,7 @@ export const routeSchema = z.strictObject({
   denyPaths: z.array(z.string()).optional(),
   allowTokenCreation: z.boolean().optional(),
   metadataService: z.boolean().optional(),
+  sparkConnect: z.strictObject({ port }).optional(),
 });
 
 /** `alice: sha256:<hex>` or `alice: { hash: sha256:<hex>, routes: [dev] }`. */

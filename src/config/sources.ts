@@ -111,12 +111,15 @@ const TYPE_WORDS: Record<string, string> = {
 
 /** The settings allowed at a place of the config file, for "did you mean". */
 function knownKeys(path: PropertyKey[]): string[] {
-  const shapeOf = (schema: unknown): string[] => Object.keys((schema as { shape?: Record<string, unknown> }).shape ?? {});
-  if (path.length === 0) return shapeOf(fileConfigSchema);
-  if (path[0] === 'routes' && path.length === 2) return shapeOf(routeSchema);
-  const top = (fileConfigSchema.shape as Record<string, unknown>)[String(path[0])];
-  const inner = (top as { unwrap?: () => unknown } | undefined)?.unwrap?.() ?? top;
-  return shapeOf(inner);
+  type Node = { shape?: Record<string, Node>; valueType?: Node; unwrap?: () => Node };
+  // Down the schema along the path: optional wrappers unwrapped, a record's key stands for its values.
+  let node: Node | undefined = fileConfigSchema as unknown as Node;
+  for (const segment of path) {
+    while (node?.unwrap) node = node.unwrap();
+    node = node?.valueType ?? node?.shape?.[String(segment)];
+  }
+  while (node?.unwrap) node = node.unwrap();
+  return Object.keys(node?.shape ?? {});
 }
 
 /** `${VAR}` in any string value is read from the environment, so secrets stay out of the file. */

@@ -34,6 +34,8 @@ export interface RouteConfig {
    * (readOnly, allowMethods, denyPaths): a raw token bypasses every policy, so this is opt-in.
    */
   metadataService?: boolean;
+  /** An HTTP/2 listener on this port for Spark Connect (gRPC) clients, forwarded to the workspace. */
+  sparkConnect?: { port: number };
   /** The ~/.databrickscfg profile the route came from (databricks-cli logs in with it). */
   profile?: string;
   /** Where the route came from, for startup output and doctor. */

@@ -100,17 +100,17 @@ export function parsePort(text: string, problems: string[]): number {
 }
 
 export function checkPortClashes(routes: RouteConfig[], problems: string[], mainPort?: number): void {
+  // Every port a route opens: its own (HTTP) and its Spark Connect (HTTP/2) listener.
+  const ports = routes.flatMap((r) => [
+    ...(r.port !== undefined ? [{ port: r.port, field: `routes.${r.name}.port`, owner: `route ${r.name}` }] : []),
+    ...(r.sparkConnect ? [{ port: r.sparkConnect.port, field: `routes.${r.name}.sparkConnect.port`, owner: `route ${r.name}'s Spark Connect` }] : []),
+  ]);
   const seen = new Map<number, string>();
-  for (const r of routes) {
-    if (r.port !== undefined && r.port === mainPort) {
-      problems.push(`routes.${r.name}.port: ${r.port} is the main port (listen.port); give the route another port, e.g. ${mainPort + 1}`);
-    }
-  }
-  for (const r of routes) {
-    if (r.port === undefined) continue;
-    const other = seen.get(r.port);
-    if (other) problems.push(`routes.${r.name}.port: ${r.port} is already used by route ${other}; give each route its own port`);
-    seen.set(r.port, r.name);
+  for (const { port, field, owner } of ports) {
+    if (port === mainPort) problems.push(`${field}: ${port} is the main port (listen.port); give it another port, e.g. ${mainPort + 1}`);
+    const other = seen.get(port);
+    if (other) problems.push(`${field}: ${port} is already used by ${other}; give each listener its own port`);
+    seen.set(port, owner);
   }
 }
 
@@ -123,7 +123,7 @@ export function checkExposure(
   allowed: boolean,
   problems: string[],
 ): void {
-  const tcp = socket === undefined || routes.some((r) => r.port !== undefined);
+  const tcp = socket === undefined || routes.some((r) => r.port !== undefined || r.sparkConnect !== undefined);
   if (tcp && !isLoopbackHost(host) && !keyed && !allowed) {
     problems.push(
       `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ${OPEN_LISTENER_FIX}`,

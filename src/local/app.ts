@@ -23,6 +23,7 @@ export interface AppDeps {
   isDraining: () => boolean;
   version?: string;
   routePorts?: () => Map<string, number>;
+  sparkPorts?: () => Map<string, number>;
   /** Set when the metadata service is on (--metadata-service). */
   metadataService?: MetadataServiceOptions;
   /** Set by `serve`: the /-/ control endpoints (run file secret). */

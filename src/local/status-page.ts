@@ -13,6 +13,8 @@ export interface StatusOptions {
   isDraining: () => boolean;
   /** Local port per route with `port` (shown on the page). */
   routePorts?: () => Map<string, number>;
+  /** Spark Connect port per route with `sparkConnect`. */
+  sparkPorts?: () => Map<string, number>;
   version: string;
 }
 
@@ -28,6 +30,8 @@ export interface RouteStatus {
   prefix: string;
   upstream: string;
   port?: number;
+  /** The route's Spark Connect (gRPC) port: sc://localhost:PORT. */
+  spark_connect_port?: number;
   source: string;
   credential: string;
   reason: string;
@@ -79,19 +83,22 @@ export function statusPage(options: StatusOptions): Hono {
   return app;
 }
 
-export function statusJson({ routes, tokens, metrics, isDraining, routePorts, version }: StatusOptions, now = Date.now()): StatusData {
+export function statusJson({ routes, tokens, metrics, isDraining, routePorts, sparkPorts, version }: StatusOptions, now = Date.now()): StatusData {
   const ports = routePorts?.() ?? new Map<string, number>();
+  const spark = sparkPorts?.() ?? new Map<string, number>();
   const list = routes.routes.map((route): RouteStatus => {
     const status = tokens.status(route.credential, 'databricks');
     const token = status.token;
     const usable = token !== undefined && now < cutoffMs(token);
     const counts = metrics.stats.counts(route.name);
     const port = ports.get(route.name);
+    const sparkPort = spark.get(route.name);
     return {
       name: route.name,
       prefix: route.prefix,
       upstream: route.target.origin,
       ...(port !== undefined ? { port } : {}),
+      ...(sparkPort !== undefined ? { spark_connect_port: sparkPort } : {}),
       source: route.config.source,
       credential: route.credential.type,
       reason: route.credential.reason,
@@ -151,7 +158,9 @@ function expiresHtml(r: RouteStatus): string {
 }
 
 function routeRowHtml(r: RouteStatus, nowMs: number): string {
-  const port = r.port !== undefined ? `<div class="why">port ${escapeHtml(r.port)}</div>` : '';
+  const port =
+    (r.port !== undefined ? `<div class="why">port ${escapeHtml(r.port)}</div>` : '') +
+    (r.spark_connect_port !== undefined ? `<div class="why">Spark Connect: sc://localhost:${escapeHtml(r.spark_connect_port)}</div>` : '');
   const lastError = r.last_error ? `<div class="err">Last error: ${escapeHtml(r.last_error)}</div>` : '';
   return (
     `<tr data-route="${escapeHtml(r.name)}">` +
@@ -263,6 +272,7 @@ function routeRow(r) {
   const tr = el("tr"); tr.dataset.route = r.name;
   const name = el("th"); name.scope = "row"; name.append(el("div", r.name, "name"), el("code", r.prefix + "/"));
   if (r.port !== undefined && r.port !== null) name.append(el("div", "port " + r.port, "why"));
+  if (r.spark_connect_port !== undefined) name.append(el("div", "Spark Connect: sc://localhost:" + r.spark_connect_port, "why"));
   const cred = el("td"); cred.append(el("div", r.credential), el("div", r.reason, "why"));
   const tok = el("td"); tok.append(el("span", r.token, stateClass(r.token)));
   if (r.last_error) tok.append(el("div", "Last error: " + r.last_error, "err"));

@@ -20,11 +20,20 @@ export interface GatewayMetrics {
   tokenFetches: Counter<'credential' | 'audience'>;
   tokenFailures: Counter<'credential' | 'audience'>;
   tokenExpiry: Gauge<'route'>;
+  /** Spark Connect (gRPC) calls by route, method path (bounded: see grpcMethodLabel) and grpc-status. */
+  grpcCalls: Counter<'route' | 'method' | 'grpc_status' | 'key'>;
+  grpcDuration: Histogram<'route'>;
+  /** A client-chosen method path as a label: well-formed and among the first 64 seen, else "other". */
+  grpcMethodLabel(method: string): string;
   /** Counts and recent errors for the status page (not exported to Prometheus). */
   stats: RequestStats;
   /** Cached token expiry per route, read at scrape time; the core sets it (and resets it on reload). */
   tokenExpirySource: () => Array<[string, number]>;
 }
+
+/** A gRPC method path: /package.Service/Method. */
+const GRPC_METHOD = /^\/[A-Za-z_][\w.]{0,100}\/[A-Za-z_]\w{0,60}$/;
+const MAX_GRPC_METHODS = 64;
 
 /**
  * One registry per gateway (not prom-client's global one) so several gateways can live in one
@@ -34,6 +43,7 @@ export function createMetrics(): GatewayMetrics {
   const registry = new Registry();
   const prefix = 'dbx_gateway_';
   const meters = new Map<string, RouteMeter>();
+  const grpcMethods = new Set<string>();
   const metrics: GatewayMetrics = {
     meter(route) {
       let meter = meters.get(route);
@@ -44,6 +54,12 @@ export function createMetrics(): GatewayMetrics {
       return meter;
     },
     tokenExpirySource: () => [],
+    grpcMethodLabel(method) {
+      if (grpcMethods.has(method)) return method;
+      if (grpcMethods.size >= MAX_GRPC_METHODS || !GRPC_METHOD.test(method)) return 'other';
+      grpcMethods.add(method);
+      return method;
+    },
     registry,
     stats: new RequestStats(),
     requests: new Counter({
@@ -81,6 +97,19 @@ export function createMetrics(): GatewayMetrics {
       name: `${prefix}token_fetch_failures_total`,
       help: 'Token fetches that failed',
       labelNames: ['credential', 'audience'],
+      registers: [registry],
+    }),
+    grpcCalls: new Counter({
+      name: `${prefix}grpc_calls_total`,
+      help: 'Spark Connect (gRPC) calls answered, by route, method, grpc-status and inbound key name',
+      labelNames: ['route', 'method', 'grpc_status', 'key'],
+      registers: [registry],
+    }),
+    grpcDuration: new Histogram({
+      name: `${prefix}grpc_call_duration_seconds`,
+      help: 'Time from a gRPC call to its end (a streamed ExecutePlan included)',
+      labelNames: ['route'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers: [registry],
     }),
     tokenExpiry: new Gauge({

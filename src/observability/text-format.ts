@@ -9,7 +9,7 @@ const COLOURS: Record<number, string> = { 40: '\u001b[33m', 50: '\u001b[31m', 60
 const RESET = '\u001b[0m';
 const DIM = '\u001b[2m';
 /** Fields shown in the request line itself, or not at all. */
-const REQUEST_FIELDS = new Set(['level', 'time', 'msg', 'method', 'route', 'prefix', 'path', 'status', 'ms', 'bytes', 'bytesIn']);
+const REQUEST_FIELDS = new Set(['level', 'time', 'msg', 'method', 'route', 'prefix', 'path', 'status', 'grpcStatus', 'ms', 'bytes', 'bytesIn']);
 
 export interface TextStreamOptions {
   out: NodeJS.WritableStream;

@@ -6,10 +6,14 @@ import { createApp } from '../local/app.js';
 import type { ControlOptions } from '../local/control.js';
 import { statusJson } from '../local/status-page.js';
 import type { Logger } from '../observability/logger.js';
+import { authHeaders } from '../proxy/auth-headers.js';
 import { Forwarder } from '../proxy/forward.js';
 import { createFrontDoor, type FrontDoor } from '../proxy/handler.js';
+import type { Route } from '../routing/route-table.js';
 import { fixedResolver, prefixResolver } from '../routing/route-table.js';
 import { type Admission, createAdmission } from '../security/admission.js';
+import { recordSparkCall } from '../spark/call-log.js';
+import { createSparkConnectForwarder, type SparkConnectForwarder } from '../spark/forwarder.js';
 import type { GatewayCore } from './core.js';
 
 /** Everything a reload replaces: built from one config, used by every listener. */
@@ -21,6 +25,12 @@ export interface Generation {
   main: FrontDoor;
   /** Per-route ports' doors, by route name. */
   routeDoors: Map<string, FrontDoor>;
+  /** Spark Connect forwarders of the routes with `sparkConnect`, by route name. */
+  sparkDoors: Map<string, SparkConnectForwarder>;
+  /** Replaced by a reload: upstream connections close as their exchanges end. */
+  retire(): void;
+  /** Shutdown, after the drain: everything now. */
+  close(): Promise<void>;
 }
 
 /** What outlives a generation: the listeners' shared state. */
@@ -31,6 +41,8 @@ export interface GenerationContext {
   isDraining: () => boolean;
   /** Route name -> bound port, filled in as the per-route listeners open. */
   routePorts: Map<string, number>;
+  /** Route name -> bound Spark Connect port. */
+  sparkPorts: Map<string, number>;
   tunnels: Set<Duplex>;
 }
 
@@ -38,7 +50,14 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   const { logger, routePorts, tunnels } = context;
   const forwarder = new Forwarder(core.tokens, config.timeouts);
   const admission = createAdmission(config);
-  const status = { routes: core.routes, tokens: core.tokens, metrics: core.metrics, isDraining: context.isDraining, routePorts: () => routePorts };
+  const status = {
+    routes: core.routes,
+    tokens: core.tokens,
+    metrics: core.metrics,
+    isDraining: context.isDraining,
+    routePorts: () => routePorts,
+    sparkPorts: () => context.sparkPorts,
+  };
   const app = createApp({
     ...(config.metadataService
       ? {
@@ -70,10 +89,49 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
     isDraining: context.isDraining,
     version: context.version,
     routePorts: () => routePorts,
+    sparkPorts: () => context.sparkPorts,
   });
   const local: (req: IncomingMessage, res: ServerResponse) => Promise<void> = getRequestListener(app.fetch, { autoCleanupIncoming: false });
   const doorDeps = { admission, forwarder, logger, metrics: core.metrics, tunnels };
   const routeDoors = new Map<string, FrontDoor>();
   for (const route of core.routes.routes) routeDoors.set(route.name, createFrontDoor(doorDeps, fixedResolver(route)));
-  return { config, core, admission, main: createFrontDoor({ ...doorDeps, local }, prefixResolver(core.routes)), routeDoors };
+  const sparkDoors = new Map<string, SparkConnectForwarder>();
+  for (const route of core.routes.routes) {
+    if (route.config.sparkConnect) sparkDoors.set(route.name, sparkForwarder(route, core, admission, config, logger));
+  }
+  return {
+    config,
+    core,
+    admission,
+    main: createFrontDoor({ ...doorDeps, local }, prefixResolver(core.routes)),
+    routeDoors,
+    sparkDoors,
+    retire() {
+      core.retire();
+      for (const spark of sparkDoors.values()) spark.retire();
+    },
+    async close() {
+      for (const spark of sparkDoors.values()) spark.close();
+      await core.close();
+    },
+  };
+}
+
+/** A route's Spark Connect forwarder: its token, its upstream (port 443 unless the host names one), its proxy and caFile. */
+function sparkForwarder(route: Route, core: GatewayCore, admission: Admission, config: GatewayConfig, logger: Logger): SparkConnectForwarder {
+  const { tokens, metrics } = core;
+  return createSparkConnectForwarder(
+    {
+      routeName: route.name,
+      upstream: route.target,
+      ...(route.config.caFile ? { caFile: route.config.caFile } : {}),
+      ...(route.proxy ? { proxy: route.proxy } : {}),
+      authHeaders: () => authHeaders(route, tokens),
+      // As an HTTP 401 does (token-cache.ts): dropped, with the same backoff against a hostile upstream.
+      rejectToken: (token) => void tokens.reject(route.credential, 'databricks', token),
+      ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
+      connectTimeoutMs: config.timeouts.connectMs,
+    },
+    (call) => recordSparkCall(logger, metrics, call),
+  );
 }

@@ -1,7 +1,8 @@
 import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import { createServer as createTlsServer } from 'node:https';
-import { connect, type Socket } from 'node:net';
+import { connect, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError, rawGatewayError, writeGatewayError } from '../errors.js';
@@ -63,6 +64,65 @@ export function createListener({ config, tls, connections, door, routeName }: Li
   return server;
 }
 
+/** What a Spark Connect listener hands each HTTP/2 stream to (the route's forwarder in the current generation). */
+export interface SparkDoor {
+  handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+}
+
+export interface SparkListener {
+  server: http2.Http2Server | http2.Http2SecureServer;
+  /** Shutdown: GOAWAY to every client session (calls in flight finish), then destroyed after the drain. */
+  drain(): void;
+  destroy(): void;
+}
+
+/**
+ * A route's Spark Connect listener: HTTP/2 with prior knowledge (h2c), or h2 over TLS with ALPN
+ * when listen.tls is on, so a client may pass an inbound key as `token=` (the Spark Connect
+ * client sends a token only over TLS). The same connection limits as every listener; the
+ * loopback-or-keys rule is checked by the caller on the bound address.
+ */
+export function createSparkListener({
+  config,
+  tls,
+  connections,
+  door,
+  routeName,
+}: Omit<ListenerOptions, 'door'> & { door: () => SparkDoor | undefined }): SparkListener {
+  const settings = { maxHeaderListSize: config.limits.maxHeaderBytes };
+  const server = tls
+    ? http2.createSecureServer({ key: tls.current.key, cert: tls.current.cert, ALPNProtocols: ['h2'], settings })
+    : http2.createServer({ settings });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', () => session.destroy());
+  });
+  server.on('stream', (stream, headers) => {
+    const current = door();
+    if (current) current.handleStream(stream, headers);
+    else {
+      stream.on('error', () => stream.destroy());
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': encodeURIComponent(routeGone(routeName).message) },
+        { endStream: true },
+      );
+    }
+  });
+  if (tls) server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
+  limitConnections(server, config.limits, connections);
+  return {
+    server,
+    drain() {
+      for (const session of sessions) session.close();
+    },
+    destroy() {
+      for (const session of sessions) session.destroy();
+    },
+  };
+}
+
 function routeGone(routeName: string | undefined): GatewayError {
   return new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `route ${routeName ?? '?'} is no longer configured (removed by a reload); restart to free its port`);
 }
@@ -73,7 +133,7 @@ const TLS_RENEW_CHECK_MS = 12 * 3_600_000;
 export interface ListenerTls {
   current: { key: string; cert: string };
   /** Local CA only: re-issue the leaf before it expires, on every listener, without a restart. */
-  renewOn(servers: readonly Server[]): void;
+  renewOn(servers: readonly NetServer[]): void;
   stop(): void;
 }
 
@@ -148,7 +208,7 @@ export async function listenOnSocket(server: Server, path: string): Promise<void
  * The loopback-or-keys rule against the address each TCP listener is actually bound to (a name
  * such as "localhost" or "::" says less than the bound address). Problems, for a ConfigError.
  */
-export function unsafeListeners(servers: readonly Server[], config: GatewayConfig): string[] {
+export function unsafeListeners(servers: readonly NetServer[], config: GatewayConfig): string[] {
   if (config.inboundKeys.length > 0 || config.allowUnauthenticatedNetwork) return [];
   return servers.flatMap((s) => {
     const address = s.address();
@@ -182,7 +242,7 @@ export interface ConnectionCounts {
  * closed, instead of silently queueing (a clear answer beats a hang). The per-address cap keeps
  * one misbehaving client from taking every slot.
  */
-function limitConnections(server: Server, limits: GatewayConfig['limits'], connections: ConnectionCounts): void {
+function limitConnections(server: NetServer, limits: GatewayConfig['limits'], connections: ConnectionCounts): void {
   server.on('connection', (socket: Socket) => {
     const client = socket.remoteAddress ?? '-';
     const fromClient = (connections.byClient.get(client) ?? 0) + 1;
@@ -227,7 +287,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   socket.write(rawGatewayError(gatewayError), () => socket.destroy());
 }
 
-export function listen(server: Server, port: number | string, host?: string): Promise<void> {
+export function listen(server: NetServer, port: number | string, host?: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = () => {

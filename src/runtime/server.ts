@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { GatewayConfig } from '../config/types.js';
@@ -10,9 +10,18 @@ import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { preloadTransport } from '../proxy/transport.js';
 import type { RouteTable } from '../routing/route-table.js';
-import { type CoreOptions, createGatewayCore, type GatewayCore } from './core.js';
+import { type CoreOptions, createGatewayCore } from './core.js';
 import { buildGeneration, type Generation } from './generation.js';
-import { type ConnectionCounts, createListener, listen, listenerTls, listenOnSocket, unsafeListeners } from './listener.js';
+import {
+  type ConnectionCounts,
+  createListener,
+  createSparkListener,
+  listen,
+  listenerTls,
+  listenOnSocket,
+  type SparkListener,
+  unsafeListeners,
+} from './listener.js';
 
 /** A serving gateway: its listeners, and the generation (config, routes, tokens) they currently serve. */
 export interface RunningGateway {
@@ -29,6 +38,8 @@ export interface RunningGateway {
   port: number;
   /** Per-route ports actually bound (route name -> port), for routes with `port`. */
   routePorts: Map<string, number>;
+  /** Spark Connect ports actually bound (route name -> port), for routes with `sparkConnect`. */
+  sparkPorts: Map<string, number>;
   /**
    * Applies a new configuration without dropping connections: new requests use the new routes,
    * credentials and policy; requests in flight finish on the old ones. Listen addresses, per-route
@@ -56,6 +67,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   let draining = false;
   const tunnels = new Set<Duplex>();
   const routePorts = new Map<string, number>();
+  const sparkPorts = new Map<string, number>();
   const connections: ConnectionCounts = { open: 0, byClient: new Map() };
   const context = {
     logger: options.logger,
@@ -63,13 +75,16 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     version: packageVersion(),
     isDraining: () => draining,
     routePorts,
+    sparkPorts,
     tunnels,
   };
   const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts) : undefined;
   let current: Generation = buildGeneration(config, await createGatewayCore(config, options), context);
-  const retired = new Set<GatewayCore>();
+  const retired = new Set<Generation>();
 
-  const servers: Server[] = [];
+  const servers: NetServer[] = [];
+  const sparkListeners: SparkListener[] = [];
+  const httpServers = () => servers.filter((s): s is Server => 'closeAllConnections' in s);
   const closeAll = () => Promise.all(servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
   const server = createListener({ config, tls, connections, door: () => current.main });
   try {
@@ -84,12 +99,21 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       await listen(routeServer, route.config.port, config.listen.host);
       routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
     }
+    // Spark Connect: an HTTP/2 listener per route that asks for one.
+    for (const route of current.core.routes.routes) {
+      if (!route.config.sparkConnect) continue;
+      const spark = createSparkListener({ config, tls, connections, door: () => current.sparkDoors.get(route.name), routeName: route.name });
+      sparkListeners.push(spark);
+      servers.push(spark.server);
+      await listen(spark.server, route.config.sparkConnect.port, config.listen.host);
+      sparkPorts.set(route.name, (spark.server.address() as AddressInfo).port);
+    }
     const unsafe = unsafeListeners(servers, config);
     if (unsafe.length > 0) throw new ConfigError(unsafe, config.configFile);
     tls?.renewOn(servers);
   } catch (err) {
     await closeAll();
-    await current.core.close();
+    await current.close();
     throw err;
   }
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -114,6 +138,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     server,
     port,
     routePorts,
+    sparkPorts,
     url: config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`,
     async reload(next) {
       const previous = current;
@@ -133,30 +158,33 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       current = buildGeneration(next, core, context);
       // In-flight exchanges keep the old agents' connections until they finish, however long;
       // each is closed as it frees up. Shutdown closes whatever is still open.
-      retired.add(previous.core);
-      previous.core.retire();
-      return { notes: restartOnlyChanges(config, next, routePorts) };
+      retired.add(previous);
+      previous.retire();
+      return { notes: restartOnlyChanges(config, next, routePorts, sparkPorts) };
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {
       draining = true;
       tls?.stop();
       const closed = closeAll();
-      for (const s of servers) s.closeIdleConnections();
+      for (const s of httpServers()) s.closeIdleConnections();
+      // HTTP/2 clients get a GOAWAY: calls in flight finish, new ones go elsewhere.
+      for (const spark of sparkListeners) spark.drain();
       const timer = setTimeout(() => {
-        for (const s of servers) s.closeAllConnections();
+        for (const s of httpServers()) s.closeAllConnections();
+        for (const spark of sparkListeners) spark.destroy();
         for (const socket of tunnels) socket.destroy();
       }, drainMs);
       timer.unref();
       await closed;
       clearTimeout(timer);
-      await current.core.close();
-      await Promise.all([...retired].map((c) => c.close()));
+      await current.close();
+      await Promise.all([...retired].map((g) => g.close()));
     },
   };
 }
 
 /** What a reload cannot change on a running process (sockets are bound, limits are set). */
-function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePorts: Map<string, number>): string[] {
+function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePorts: Map<string, number>, sparkPorts: Map<string, number>): string[] {
   const notes: string[] = [];
   if (next.listen.host !== started.listen.host || next.listen.port !== started.listen.port || next.socket !== started.socket) {
     notes.push('the listen address changed: restart to apply it');
@@ -170,6 +198,16 @@ function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePo
     const route = next.routes.find((r) => r.name === name);
     if (!route) notes.push(`route ${name} was removed: its port ${routePorts.get(name)} answers 404 until a restart closes it`);
     else if (route.port === undefined) notes.push(`routes.${name}.port was removed: the route stays on port ${routePorts.get(name)} until a restart`);
+  }
+  for (const route of next.routes) {
+    const bound = sparkPorts.get(route.name);
+    if (route.sparkConnect && bound !== route.sparkConnect.port && !(route.sparkConnect.port === 0 && bound !== undefined)) {
+      notes.push(`routes.${route.name}.sparkConnect changed or is new: restart to open its port`);
+    }
+  }
+  for (const [name, port] of sparkPorts) {
+    if (!next.routes.find((r) => r.name === name)?.sparkConnect)
+      notes.push(`route ${name}'s Spark Connect port ${port} stays open until a restart (its calls fail NOT_FOUND if the route is gone)`);
   }
   if (JSON.stringify(next.limits) !== JSON.stringify(started.limits)) notes.push('limits changed: restart to apply them');
   return notes;

@@ -210,6 +210,34 @@ listn: {}
     );
   });
 
+  it('checks sparkConnect: a workspace over https, no route policy, a port of its own', () => {
+    const { file } = tempConfig(`
+routes:
+  ok: { host: https://adb-1.1.azuredatabricks.net, port: 9001, sparkConnect: { port: 15002 } }
+  ro: { host: https://adb-2.2.azuredatabricks.net, readOnly: true, sparkConnect: { port: 15003 } }
+  acct: { host: https://accounts.azuredatabricks.net, accountId: 00000000-0000-0000-0000-000000000000, sparkConnect: { port: 15004 } }
+  local: { host: http://127.0.0.1:9, sparkConnect: { port: 15005 } }
+  clash: { host: https://adb-3.3.azuredatabricks.net, sparkConnect: { port: 9001 } }
+  main: { host: https://adb-4.4.azuredatabricks.net, sparkConnect: { port: 8080 } }
+  typo: { host: https://adb-5.5.azuredatabricks.net, sparkConnect: { prt: 15006 } }
+`);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dirname(file), flags: { config: file, noProfiles: true, credential: 'azure-cli' } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        const text = err.message;
+        assert.match(text, /routes\.ro\.sparkConnect: the route has readOnly, which Spark Connect calls cannot be held to/);
+        assert.match(text, /routes\.acct\.sparkConnect: Spark Connect is served by workspaces, not the accounts console/);
+        assert.match(text, /routes\.local\.sparkConnect: .*the host must be https:\/\//);
+        assert.match(text, /routes\.clash\.sparkConnect\.port: 9001 is already used by route ok/);
+        assert.match(text, /routes\.main\.sparkConnect\.port: 8080 is the main port/);
+        assert.match(text, /routes\.typo\.sparkConnect\.prt: unknown setting; did you mean port\?/);
+        assert.doesNotMatch(text, /routes\.ok\./);
+        return true;
+      },
+    );
+  });
+
   it('shows the offending line of a YAML syntax error', () => {
     const { file } = tempConfig('routes:\n  prod: {host: x\n   bad\n');
     assert.throws(

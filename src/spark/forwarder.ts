@@ -1,0 +1,567 @@
+/**
+ * Spark Connect (gRPC over HTTP/2) forwarding: the calls of one route's Spark Connect listener go
+ * to the route's workspace over one multiplexed HTTP/2 + TLS session, with the route's bearer
+ * token in place of whatever the client sent. Independent of the gateway's config and listeners:
+ *
+ *   const forwarder = createSparkConnectForwarder(target, (call) => log(call));
+ *   h2Server.on('stream', (stream, headers) => forwarder.handleStream(stream, headers));
+ *   ...
+ *   forwarder.retire();   // reload: upstream sessions close once their calls end
+ *   forwarder.close();    // shutdown: everything now
+ *
+ * `handleStream` never throws and handles every 'error' event, so nothing a client or the upstream
+ * does can take the listener (or the process) down: a failure ends that one call with a gRPC
+ * status. Each call is reported once through `onCall`, when the client's stream closes.
+ *
+ * Per call: the inbound key (when keys are configured), then POST + application/grpc (anything
+ * else is refused, never forwarded with the token), then the route's auth headers, then a stream
+ * on the shared session. That session is made on first use, made again after it closes, fails or
+ * gets a GOAWAY, and closed after idleTimeoutMs without calls.
+ *
+ * Protocol facts (gRPC PROTOCOL-HTTP2.md, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md):
+ * - A call is a POST with content-type application/grpc[+...]; `te: trailers` is required.
+ * - Response -> (Response-Headers *Length-Prefixed-Message Trailers) / Trailers-Only, where
+ *   Trailers-Only is one HEADERS frame with END_STREAM holding :status 200, content-type and
+ *   grpc-status [grpc-message]: what the gateway answers when it fails a call before any response
+ *   headers went out (and what an upstream's Trailers-Only answer stays on its way through).
+ * - An RST_STREAM or GOAWAY error code maps to a status ("Errors"), see grpc-status.ts; so does a
+ *   non-200 HTTP status without grpc-status (http-grpc-status-mapping.md).
+ * Node's http2 (https://nodejs.org/docs/latest-v20.x/api/http2.html): `waitForTrailers` +
+ * 'wantTrailers' + `sendTrailers` for trailers; a client stream's 'response' event carries the
+ * flags (END_STREAM marks a Trailers-Only answer) and 'trailers' the trailing HEADERS; readable
+ * streams that are not read stop the HTTP/2 window updates, so `pipe` gives end-to-end flow control
+ * (test/spark/flow-control.test.ts holds a 128 MiB stream back with it).
+ */
+import { readFileSync } from 'node:fs';
+import http2, { constants } from 'node:http2';
+import { isIP, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
+import { errorMessage, GatewayError } from '../errors.js';
+import type { AuthHeaders } from '../proxy/auth-headers.js';
+import type { EgressProxy } from '../proxy/egress-proxy.js';
+import { openTunnel } from '../proxy/transport.js';
+import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
+import { decodeGrpcMessage, encodeGrpcMessage, GrpcStatus, parseGrpcStatus, statusForHttp2Error, statusForHttpStatus } from './grpc-status.js';
+
+/** One forwarded call, reported once its client stream has closed. */
+export interface SparkCall {
+  route: string;
+  /** The :path, e.g. /spark.connect.SparkConnectService/ExecutePlan. */
+  method: string;
+  /** The grpc-status the client was sent (CANCELLED when it left before getting one). */
+  grpcStatus: number;
+  durationMs: number;
+  /** Bytes of the request body (gRPC frames) from the client, and of the response body to it. */
+  requestBytes: number;
+  responseBytes: number;
+  /** The inbound key's name, when keys are configured. */
+  keyName?: string;
+  /** Why the call did not end OK (the status message, or what the gateway saw). */
+  reason?: string;
+}
+
+export interface SparkConnectTarget {
+  routeName: string;
+  /** https://adb-xxx.azuredatabricks.net (port 443 unless the URL names one). */
+  upstream: URL;
+  /** A PEM file of extra CAs trusted for the upstream, besides the public roots. */
+  caFile?: string;
+  /** Connect through this proxy's CONNECT tunnel, then TLS (ALPN h2) inside it. */
+  proxy?: EgressProxy;
+  /** The route's auth headers; rejects (a GatewayError with the credential's hint) when there is no token. */
+  authHeaders(): Promise<AuthHeaders>;
+  /** The upstream refused `token` (grpc-status 16 UNAUTHENTICATED, or HTTP 401). */
+  rejectToken(token: string): void;
+  /** With inbound keys: checks the client's `authorization: Bearer <key>` metadata (throws GatewayError). */
+  authenticate?: KeyAuthenticator;
+  /** TCP + proxy tunnel + TLS handshake budget for a new upstream session. */
+  connectTimeoutMs: number;
+  /** An upstream session with no call open closes after this long (default 60 s). */
+  idleTimeoutMs?: number;
+}
+
+export interface SparkConnectForwarder {
+  /** For an http2.Http2Server / Http2SecureServer 'stream' event. Never throws. */
+  handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+  /** Reload: open upstream sessions close once their streams end; later calls get sessions of their own. */
+  retire(): void;
+  /** Shutdown: destroys every upstream session now (calls on them end with UNAVAILABLE). */
+  close(): void;
+}
+
+/**
+ * Flow-control windows the gateway advertises to the upstream (RFC 9113 section 6.9). Node's
+ * default, 64 KiB, caps a stream at 64 KiB per round trip (about 3 MB/s at 20 ms); 4 MiB per
+ * stream keeps Arrow batches moving while bounding what a stalled client can make the gateway
+ * hold to that much per call.
+ */
+const STREAM_WINDOW = 4 << 20;
+const SESSION_WINDOW = 16 << 20;
+/**
+ * An upstream session without calls closes after this long by default: well before Azure Load
+ * Balancer's default 4-minute idle timeout, after which it drops a flow without telling either
+ * end (https://learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout), so no
+ * call is sent on a connection that is silently dead.
+ */
+const IDLE_TIMEOUT_MS = 60_000;
+
+/**
+ * Request headers never forwarded, as src/proxy/headers.ts for HTTP/1: connection-specific fields
+ * (RFC 9113 section 8.2.2; Node refuses them on HTTP/2 anyway), client credentials and inbound
+ * keys, spoofable forwarding headers. Pseudo-headers are set explicitly; `te: trailers` is re-added.
+ */
+const DROPPED_REQUEST_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'te',
+  'trailer',
+  'authorization',
+  'x-dbx-gateway-key',
+  'forwarded',
+  'x-real-ip',
+  'x-original-url',
+  'x-rewrite-url',
+]);
+const DROPPED_REQUEST_PREFIXES = ['x-databricks-azure-', 'x-forwarded-', ':'];
+/** Response headers and trailers never passed back: connection-specific fields and pseudo-headers. */
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+
+/** RFC 9113 section 7: the error codes 0x0-0xd, by code. */
+const HTTP2_ERROR_NAMES = [
+  'NO_ERROR',
+  'PROTOCOL_ERROR',
+  'INTERNAL_ERROR',
+  'FLOW_CONTROL_ERROR',
+  'SETTINGS_TIMEOUT',
+  'STREAM_CLOSED',
+  'FRAME_SIZE_ERROR',
+  'REFUSED_STREAM',
+  'CANCEL',
+  'COMPRESSION_ERROR',
+  'CONNECT_ERROR',
+  'ENHANCE_YOUR_CALM',
+  'INADEQUATE_SECURITY',
+  'HTTP_1_1_REQUIRED',
+];
+
+type Headers = Record<string, string | string[]>;
+
+function passHeaders(from: http2.IncomingHttpHeaders, dropped: (name: string) => boolean): Headers {
+  const out: Headers = {};
+  for (const [name, value] of Object.entries(from)) {
+    if (value !== undefined && !dropped(name)) out[name] = value;
+  }
+  return out;
+}
+
+const droppedRequestHeader = (name: string) => DROPPED_REQUEST_HEADERS.has(name) || DROPPED_REQUEST_PREFIXES.some((p) => name.startsWith(p));
+const droppedResponseHeader = (name: string) => name.startsWith(':') || DROPPED_RESPONSE_HEADERS.has(name);
+
+function statusTrailers(code: number, message: string): Headers {
+  return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+}
+
+/** grpc-message as a person reads it, for `reason`. */
+function messageOf(headers: http2.IncomingHttpHeaders): string | undefined {
+  const raw = headers['grpc-message'];
+  const text = Array.isArray(raw) ? raw[0] : raw;
+  return text ? decodeGrpcMessage(text) : undefined;
+}
+
+function describe(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const message = errorMessage(err);
+  return code && !message.includes(code) ? `${code} (${message})` : message;
+}
+
+/** Errors of session.request that mean the session is gone (a retry on a new one may work). */
+const SESSION_GONE = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_OUT_OF_STREAMS']);
+
+/** No upstream session could be had: the call ends UNAVAILABLE with this message. */
+class Unreachable extends Error {}
+
+export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: (call: SparkCall) => void): SparkConnectForwarder {
+  if (target.upstream.protocol !== 'https:') throw new TypeError(`Spark Connect upstream ${target.upstream.origin}: only https:// is supported`);
+  const host = target.upstream.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(target.upstream.port || 443);
+  /** URL.host leaves out the default port, as :authority should (RFC 9113 section 8.3.1). */
+  const authority = target.upstream.host;
+  // Built once: the public roots plus the caFile (verification stays on; a caFile only adds anchors).
+  const secureContext = target.caFile ? tls.createSecureContext({ ca: [...tls.rootCertificates, readFileSync(target.caFile, 'utf8')] }) : undefined;
+
+  /** Every upstream session, with its open streams and idle timer. */
+  const sessions = new Map<http2.ClientHttp2Session, { streams: number; idle?: NodeJS.Timeout }>();
+  let shared: Promise<http2.ClientHttp2Session> | undefined;
+  let retired = false;
+  let closed = false;
+
+  /** With no stream left: a retired session closes now, another after idleTimeoutMs. */
+  function whenIdle(session: http2.ClientHttp2Session): void {
+    const state = sessions.get(session);
+    if (!state || state.streams > 0) return;
+    if (retired) {
+      session.close();
+      return;
+    }
+    clearTimeout(state.idle);
+    state.idle = setTimeout(() => session.close(), target.idleTimeoutMs ?? IDLE_TIMEOUT_MS).unref();
+  }
+
+  /** A new session, resolved once TLS is up and h2 negotiated, within connectTimeoutMs. */
+  async function connect(): Promise<http2.ClientHttp2Session> {
+    const deadline = Date.now() + target.connectTimeoutMs;
+    const tlsOptions: tls.ConnectionOptions = {
+      // SNI takes host names only (RFC 6066 section 3); Node checks the certificate against `host` either way.
+      ...(isIP(host) ? {} : { servername: host }),
+      ALPNProtocols: ['h2'],
+      ...(secureContext ? { secureContext } : {}),
+    };
+    let tunnel: Socket | undefined;
+    if (target.proxy) {
+      tunnel = await openTunnel(target.proxy, host, port, target.connectTimeoutMs);
+      if (closed) {
+        tunnel.destroy();
+        throw new Error('the forwarder is closed');
+      }
+    }
+    const session = http2.connect(target.upstream.origin, {
+      ...tlsOptions,
+      ...(tunnel ? { createConnection: () => tls.connect({ ...tlsOptions, host, socket: tunnel }) } : {}),
+      settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
+    });
+    sessions.set(session, { streams: 0 });
+    session.on('error', () => {}); // the calls on it see their streams fail; 'close' follows
+    session.once('close', () => {
+      clearTimeout(sessions.get(session)?.idle);
+      sessions.delete(session);
+    });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => session.destroy(new Error(`no TLS session within ${target.connectTimeoutMs} ms`)), Math.max(deadline - Date.now(), 0));
+      session.once('connect', () => {
+        clearTimeout(timer);
+        if (session.alpnProtocol !== 'h2') {
+          session.destroy();
+          reject(new Error(`it did not agree to HTTP/2 (ALPN: ${session.alpnProtocol || 'none'})`));
+          return;
+        }
+        session.setLocalWindowSize(SESSION_WINDOW);
+        if (!retired) whenIdle(session); // a retired one is for a call about to start
+        resolve(session);
+      });
+      session.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      session.once('close', () => {
+        clearTimeout(timer);
+        reject(new Error('the connection closed during the handshake'));
+      });
+    });
+  }
+
+  /** The shared session (made on first use, made again once it closes, errs or is told to go away). */
+  function session(): Promise<http2.ClientHttp2Session> {
+    if (closed) return Promise.reject(new Error('the forwarder is closed'));
+    if (retired) return connect(); // one of its own per call, closed after it (whenIdle)
+    const cached = shared;
+    if (cached) return cached;
+    const made = connect();
+    shared = made;
+    const forget = () => {
+      if (shared === made) shared = undefined;
+    };
+    made.then((s) => {
+      if (s.closed || s.destroyed) forget();
+      s.once('close', forget);
+      s.once('goaway', forget);
+      s.once('error', forget);
+    }, forget);
+    return made;
+  }
+
+  /**
+   * A stream for one call, or undefined when `wanted()` turned false while connecting. Rejects
+   * with Unreachable when no session could be had. A session that went away between its
+   * 'connect' and the request (GOAWAY, idle close) is retried once on a new one.
+   */
+  async function openStream(request: Headers, wanted: () => boolean): Promise<{ up: http2.ClientHttp2Stream; session: http2.ClientHttp2Session } | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      let current: http2.ClientHttp2Session;
+      try {
+        current = await session();
+      } catch (err) {
+        throw new Unreachable(`could not reach ${authority}: ${describe(err)}`);
+      }
+      if (!wanted()) {
+        whenIdle(current);
+        return undefined;
+      }
+      try {
+        const up = current.request(request, { endStream: false });
+        const state = sessions.get(current);
+        if (state) {
+          state.streams++;
+          clearTimeout(state.idle);
+          up.once('close', () => {
+            state.streams--;
+            whenIdle(current);
+          });
+        }
+        return { up, session: current };
+      } catch (err) {
+        if (!SESSION_GONE.has((err as { code?: string }).code ?? '')) throw err;
+        if (attempt === 2) throw new Unreachable(`the connection to ${authority} closed: ${describe(err)}`);
+      }
+    }
+  }
+
+  function handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const started = performance.now();
+    const method = String(headers[':path'] ?? '');
+    let key: ReturnType<KeyAuthenticator> | undefined;
+    let upstream: http2.ClientHttp2Stream | undefined;
+    let token: string | undefined;
+    let requestBytes = 0;
+    let responseBytes = 0;
+    let reason: string | undefined;
+    /** The grpc-status the client was sent; set when it goes out. */
+    let sent: number | undefined;
+    /** The upstream's call ended with a status of its own (trailers, Trailers-Only or an HTTP status). */
+    let upstreamDone = false;
+    /** What 'wantTrailers' sends, and whether it fired. */
+    let trailers: Headers | undefined;
+    let trailersWanted = false;
+
+    const over = () => sent !== undefined || stream.destroyed || stream.closed;
+
+    const closeUpstream = () => {
+      if (upstream && !upstream.closed && !upstream.destroyed) upstream.close(constants.NGHTTP2_CANCEL);
+    };
+
+    const sendTrailers = () => {
+      if (!trailersWanted || !trailers || sent !== undefined || stream.destroyed) return;
+      sent = parseGrpcStatus(trailers['grpc-status']) ?? GrpcStatus.UNKNOWN;
+      stream.sendTrailers(trailers);
+    };
+
+    /** A whole answer in one HEADERS frame with END_STREAM; `code` is what the client was told. */
+    const answer = (response: http2.OutgoingHttpHeaders, code: number) => {
+      stream.respond(response, { endStream: true });
+      sent = code;
+      // RFC 9113 section 8.1: after a complete response, a server may ask the client to stop
+      // sending the request with RST_STREAM NO_ERROR (Node sends it once the HEADERS are out).
+      if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+    };
+
+    /** Ends the call with `code`: Trailers-Only if no response headers went out, else trailers. */
+    const fail = (code: number, message: string, publicMessage = message) => {
+      closeUpstream();
+      // Once the client has its status, or the upstream's trailers are on their way, it stands.
+      if (over() || trailers !== undefined) return;
+      reason = message;
+      if (!stream.headersSent) {
+        answer({ ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(code, publicMessage) }, code);
+        return;
+      }
+      trailers = statusTrailers(code, publicMessage);
+      upstream?.unpipe(stream);
+      if (!stream.writableEnded) stream.end(); // -> 'wantTrailers'
+      sendTrailers();
+    };
+
+    const internal = (err: unknown) => {
+      try {
+        fail(GrpcStatus.INTERNAL, `internal gateway error: ${describe(err)}`, 'internal gateway error; see the gateway log');
+      } catch {
+        stream.destroy();
+      }
+    };
+
+    const guard =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A) => {
+        try {
+          fn(...args);
+        } catch (err) {
+          internal(err);
+        }
+      };
+
+    const rejected = (code: number | undefined, httpStatus?: number) => {
+      if (token !== undefined && (code === GrpcStatus.UNAUTHENTICATED || httpStatus === 401)) target.rejectToken(token);
+    };
+
+    const onResponse = (response: http2.IncomingHttpHeaders, flags: number) => {
+      const httpStatus = Number(response[':status']);
+      const code = parseGrpcStatus(response['grpc-status']);
+      if (httpStatus !== 200) {
+        upstreamDone = true;
+        rejected(code, httpStatus);
+        // http-grpc-status-mapping.md: the table applies only when grpc-status is absent.
+        const message = messageOf(response);
+        fail(code ?? statusForHttpStatus(httpStatus), `${authority} answered HTTP ${httpStatus}${message ? `: ${message}` : ''}`);
+        return;
+      }
+      if (over()) return;
+      if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
+        // Trailers-Only: passed on as one HEADERS frame with END_STREAM.
+        upstreamDone = true;
+        rejected(code);
+        if (code !== GrpcStatus.OK) reason = messageOf(response) ?? `grpc-status ${code ?? 'missing'}`;
+        answer({ ...passHeaders(response, droppedResponseHeader), ':status': 200 }, code ?? GrpcStatus.UNKNOWN);
+        return;
+      }
+      stream.respond({ ...passHeaders(response, droppedResponseHeader), ':status': 200 }, { waitForTrailers: true });
+      upstream!.pipe(stream);
+      upstream!.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
+    };
+
+    const onTrailers = (received: http2.IncomingHttpHeaders) => {
+      upstreamDone = true;
+      const code = parseGrpcStatus(received['grpc-status']);
+      rejected(code);
+      if (code !== GrpcStatus.OK) reason = messageOf(received) ?? `grpc-status ${code ?? 'missing'}`;
+      trailers ??= passHeaders(received, droppedResponseHeader);
+      sendTrailers();
+    };
+
+    /** The upstream stream closed; without a status of its own, the client gets the matching one. */
+    const onUpstreamClose = (up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session, error: unknown) => {
+      if (upstreamDone) return;
+      if ((error as { code?: string } | undefined)?.code === 'ERR_HTTP2_SESSION_ERROR') {
+        // A GOAWAY with an error code: Node destroys the session, its streams get that code.
+        const name = HTTP2_ERROR_NAMES[up.rstCode] ?? String(up.rstCode);
+        fail(statusForHttp2Error(up.rstCode), `${authority} closed the connection (HTTP/2 GOAWAY ${name})`);
+      } else if (session.destroyed) {
+        // The connection closed or failed under the call (Node reports CANCEL for its streams).
+        fail(GrpcStatus.UNAVAILABLE, `the connection to ${authority} was lost during the call${error ? `: ${describe(error)}` : ''}`);
+      } else if (up.rstCode !== constants.NGHTTP2_NO_ERROR) {
+        // An RST_STREAM for this one call.
+        const name = HTTP2_ERROR_NAMES[up.rstCode] ?? String(up.rstCode);
+        fail(statusForHttp2Error(up.rstCode), `${authority} reset the stream (HTTP/2 ${name})`);
+      } else {
+        // PROTOCOL-HTTP2.md "Errors": NO_ERROR without a status is INTERNAL.
+        fail(GrpcStatus.INTERNAL, `${authority} ended the stream without a grpc-status`);
+      }
+    };
+
+    const forward = async () => {
+      // Browsers are refused, as on every local endpoint: no gRPC client sends Origin or Sec-Fetch-Site.
+      if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) {
+        fail(GrpcStatus.PERMISSION_DENIED, 'Spark Connect does not answer browsers; connect with a Spark Connect client');
+        return;
+      }
+      if (target.authenticate) {
+        try {
+          key = target.authenticate(headers);
+          assertKeyMayUse(key, target.routeName);
+        } catch (err) {
+          const forbidden = err instanceof GatewayError && err.code === 'GATEWAY_FORBIDDEN';
+          fail(forbidden ? GrpcStatus.PERMISSION_DENIED : GrpcStatus.UNAUTHENTICATED, errorMessage(err));
+          return;
+        }
+      }
+      // PROTOCOL-HTTP2.md "Requests": a call is a POST; other content types get HTTP 415.
+      const contentType = String(headers['content-type'] ?? '');
+      if (headers[':method'] !== 'POST' || !/^application\/grpc([+;]|$)/.test(contentType)) {
+        const httpStatus = headers[':method'] !== 'POST' ? 405 : 415;
+        reason = `not a gRPC call (${headers[':method']} ${contentType || 'without content-type'})`;
+        answer({ ':status': httpStatus, ...(httpStatus === 405 ? { allow: 'POST' } : {}) }, statusForHttpStatus(httpStatus));
+        return;
+      }
+
+      let auth: AuthHeaders;
+      try {
+        auth = await target.authHeaders();
+      } catch (err) {
+        fail(GrpcStatus.UNAUTHENTICATED, errorMessage(err));
+        return;
+      }
+      if (over()) return;
+
+      let opened: Awaited<ReturnType<typeof openStream>>;
+      try {
+        const request = {
+          ...passHeaders(headers, droppedRequestHeader),
+          ...auth.headers,
+          ':method': 'POST',
+          ':scheme': 'https',
+          ':authority': authority,
+          ':path': method,
+          te: 'trailers',
+        };
+        opened = await openStream(request, () => !over());
+      } catch (err) {
+        if (!(err instanceof Unreachable)) throw err;
+        fail(GrpcStatus.UNAVAILABLE, err.message);
+        return;
+      }
+      if (!opened) return; // the client left while the session was being made
+      const { up, session: s } = opened;
+      upstream = up;
+      token = auth.token;
+      let error: unknown;
+      up.on('error', (err) => (error ??= err));
+      up.once('response', guard(onResponse));
+      up.once('trailers', guard(onTrailers));
+      up.once(
+        'close',
+        guard(() => onUpstreamClose(up, s, error)),
+      );
+      stream.pipe(up);
+      stream.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
+    };
+
+    try {
+      stream.on('error', () => {}); // a client reset or a write after it: 'close' follows
+      stream.on(
+        'wantTrailers',
+        guard(() => {
+          trailersWanted = true;
+          sendTrailers();
+        }),
+      );
+      stream.once(
+        'close',
+        guard(() => {
+          closeUpstream();
+          if (sent === undefined) reason ??= 'the client cancelled the call (or its deadline passed)';
+          onCall({
+            route: target.routeName,
+            method,
+            grpcStatus: sent ?? GrpcStatus.CANCELLED,
+            durationMs: performance.now() - started,
+            requestBytes,
+            responseBytes,
+            ...(key ? { keyName: key.name } : {}),
+            ...(reason !== undefined ? { reason } : {}),
+          });
+        }),
+      );
+      forward().catch(internal);
+    } catch (err) {
+      internal(err);
+    }
+  }
+
+  return {
+    handleStream,
+    retire() {
+      retired = true;
+      shared = undefined;
+      for (const s of sessions.keys()) s.close(); // Node: open streams finish, then it closes
+    },
+    close() {
+      closed = true;
+      shared = undefined;
+      for (const s of sessions.keys()) s.destroy();
+    },
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * Spark Connect through the whole gateway: a route with `sparkConnect`, its HTTP/2 listener, the
+ * route's credential, keys, metrics, the request log, the status page and reload. The forwarder's
+ * protocol details are in forwarder.test.ts and faults.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import type { GatewayConfig } from '../../src/config/types.js';
+import { ConfigError } from '../../src/errors.js';
+import { newInboundKey } from '../../src/security/inbound-keys.js';
+import { type FakeAz, installFakeAz } from '../helpers/fake-az.js';
+import { startTestGateway, startYamlGateway, TEST_PAT, type TestGateway } from '../helpers/gateway.js';
+import { request } from '../helpers/http.js';
+import { testPki } from '../helpers/tls.js';
+import { analyze, callError, type FakeSpark, readAll, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
+
+const pki = testPki();
+
+/** Opens the route's Spark Connect listener on a free port (the file takes 1-65535 only). */
+const withSparkPort = (config: GatewayConfig) => {
+  for (const r of config.routes) {
+    r.caFile = pki.caFile;
+    r.sparkConnect = { port: 0 };
+  }
+};
+
+function md(entries: Record<string, string>): grpc.Metadata {
+  const m = new grpc.Metadata();
+  for (const [k, v] of Object.entries(entries)) m.set(k, v);
+  return m;
+}
+
+describe('Spark Connect through the gateway', () => {
+  let upstream: FakeSpark;
+  let gw: TestGateway;
+  let client: ReturnType<typeof sparkClient>;
+
+  before(async () => {
+    upstream = await startFakeSpark(pki);
+    gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: TEST_PAT },
+      configure: withSparkPort,
+    });
+    client = sparkClient(gw.sparkPorts.get('prod')!);
+  });
+  after(async () => {
+    client?.close();
+    await gw?.shutdown(100);
+    await upstream?.close();
+  });
+
+  test('calls reach the workspace with the route token and the client metadata, streams included', async () => {
+    const metadata = md({ 'x-databricks-cluster-id': '0123-456789-abcdefgh', authorization: 'Bearer not-the-route-token' });
+    const analysed = await analyze(client, { sessionId: 's-1' }, metadata);
+    assert.equal(analysed.sessionId, 's-1');
+    const batches = await readAll(client.ExecutePlan({ sessionId: 's-1', count: 5, size: 1024 }, metadata));
+    assert.equal(batches.length, 5);
+    for (const seen of upstream.calls.slice(-2)) {
+      assert.equal(seen.metadata.get('authorization')[0], `Bearer ${TEST_PAT}`);
+      assert.equal(seen.metadata.get('x-databricks-cluster-id')[0], '0123-456789-abcdefgh');
+    }
+  });
+
+  test('each call is one request line and one metrics count by route, method and grpc-status', async () => {
+    await analyze(client, { sessionId: 's-2' });
+    const line = gw.logs.findLast((l) => l.method === 'gRPC' && l.path === '/spark.connect.SparkConnectService/AnalyzePlan');
+    assert.equal(line?.route, 'prod');
+    assert.equal(line?.status, 'OK');
+    assert.equal(line?.grpcStatus, 0);
+    const metrics = (await request(`${gw.url}/metrics`)).text;
+    assert.match(
+      metrics,
+      /dbx_gateway_grpc_calls_total\{route="prod",method="\/spark\.connect\.SparkConnectService\/AnalyzePlan",grpc_status="0",key="-"\} [1-9]/,
+    );
+    assert.match(metrics, /dbx_gateway_grpc_calls_total\{route="prod",method="\/spark\.connect\.SparkConnectService\/ExecutePlan",grpc_status="0",key="-"\} 1/);
+    assert.ok(!gw.logText().includes(TEST_PAT), 'the token never reaches the log');
+  });
+
+  test('an upstream failure is a WARN line with its status name and reason', async () => {
+    const err = await callError(readAll(client.ExecutePlan({ mode: 'fail' })));
+    assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+    const line = gw.logs.findLast((l) => l.method === 'gRPC' && l.path === '/spark.connect.SparkConnectService/ExecutePlan');
+    assert.equal(line?.level, 40);
+    assert.equal(line?.status, 'FAILED_PRECONDITION');
+    assert.match(String(line?.reason), /TERMINATED/);
+  });
+
+  test('the status page and dbx-gateway status list the Spark Connect port', async () => {
+    const port = gw.sparkPorts.get('prod');
+    const data = (await request(`${gw.url}/`, { headers: { accept: 'application/json' } })).json<{
+      routes: Array<{ name: string; spark_connect_port?: number }>;
+    }>();
+    assert.equal(data.routes.find((r) => r.name === 'prod')?.spark_connect_port, port);
+    const html = (await request(`${gw.url}/`)).text;
+    assert.ok(html.includes(`Spark Connect: sc://localhost:${port}`));
+  });
+
+  test('a reload keeps the port and serves calls with the new generation', async () => {
+    const { notes } = await gw.reload({ ...gw.config });
+    assert.deepEqual(notes, []);
+    assert.equal((await analyze(client, { sessionId: 's-3' })).sessionId, 's-3');
+  });
+});
+
+describe('Spark Connect: no token, keys, exposure', () => {
+  let upstream: FakeSpark;
+  let az: FakeAz;
+
+  before(async () => {
+    upstream = await startFakeSpark(pki);
+    az = installFakeAz({ mode: 'login' });
+  });
+  after(async () => {
+    await upstream?.close();
+  });
+
+  test('with no usable token the call ends UNAUTHENTICATED with the credential hint, and nothing is sent upstream', async () => {
+    const gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'azure-cli' },
+      env: { ...process.env, PATH: az.path },
+      configure: withSparkPort,
+    });
+    const client = sparkClient(gw.sparkPorts.get('prod')!);
+    try {
+      const before = upstream.calls.length;
+      const err = await callError(analyze(client, { sessionId: 'x' }));
+      assert.equal(err.code, grpc.status.UNAUTHENTICATED);
+      assert.match(err.details, /az login/);
+      assert.equal(upstream.calls.length, before, 'nothing reached the upstream');
+    } finally {
+      client.close();
+      await gw.shutdown(100);
+    }
+  });
+
+  test('a Spark Connect listener beyond loopback needs inbound keys, and then checks them', async () => {
+    await assert.rejects(
+      startTestGateway({
+        flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat', allowUnauthenticatedNetwork: false },
+        env: { DATABRICKS_TOKEN: TEST_PAT },
+        configure: (config) => {
+          withSparkPort(config);
+          // As a file that says 127.0.0.1 but whose listener ends up elsewhere would: checked on the bound address.
+          config.listen.host = '0.0.0.0';
+        },
+      }),
+      (err: unknown) => err instanceof ConfigError && /bound to 0\.0\.0\.0:\d+, reachable from other machines, and there are no inboundKeys/.test(err.message),
+    );
+    const alice = newInboundKey();
+    const bob = newInboundKey();
+    const gw = await startYamlGateway(
+      `listen: { host: 0.0.0.0 }\ncredential: pat\nroutes:\n  prod: { host: ${upstream.url.origin} }\n  other: { host: ${upstream.url.origin} }\n` +
+        `inboundKeys:\n  alice: ${alice.hash}\n  bob: { hash: ${bob.hash}, routes: [other] }\n`,
+      { env: { DATABRICKS_TOKEN: TEST_PAT }, configure: withSparkPort },
+    );
+    const client = sparkClient(gw.sparkPorts.get('prod')!);
+    try {
+      assert.equal((await callError(analyze(client, { sessionId: 'k' }))).code, grpc.status.UNAUTHENTICATED);
+      assert.equal((await callError(analyze(client, { sessionId: 'k' }, md({ authorization: 'Bearer dgw_wrong' })))).code, grpc.status.UNAUTHENTICATED);
+      assert.equal((await callError(analyze(client, { sessionId: 'k' }, md({ authorization: `Bearer ${bob.key}` })))).code, grpc.status.PERMISSION_DENIED);
+      const ok = await analyze(client, { sessionId: 'k' }, md({ authorization: `Bearer ${alice.key}` }));
+      assert.equal(ok.sessionId, 'k');
+      const seen = upstream.calls.at(-1)!;
+      assert.equal(seen.metadata.get('authorization')[0], `Bearer ${TEST_PAT}`, 'the key is replaced by the route token');
+      assert.equal(gw.logs.findLast((l) => l.method === 'gRPC')?.key, 'alice');
+    } finally {
+      client.close();
+      await gw.shutdown(100);
+    }
+  });
+});
