@@ -1,5 +1,6 @@
 import type { CliFlags } from '../config/types.js';
-import { controlRequest, runningOrReport, withOwnCore } from './running.js';
+import { controlRequest, fallBackToConfig, runningOrReport } from './running.js';
+import { createCore, load } from './shared.js';
 
 /**
  * Per route: where it came from, which credential and why, the token and its expiry, whether the
@@ -22,11 +23,17 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
     process.stdout.write(body.text ?? '');
     return body.ok ? 0 : 1;
   }
-  return withOwnCore(flags, url, 'checking the configuration directly', async (core) => {
+  if (!fallBackToConfig(url, 'checking the configuration directly')) return 1;
+  const config = await load(flags);
+  const core = config && (await createCore(config));
+  if (!core) return 2;
+  try {
     for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
     const { diagnose, formatDoctor } = await import('../runtime/diagnose.js');
     const rows = await diagnose(core);
     process.stdout.write(formatDoctor(rows));
     return rows.every((r) => r.ok) ? 0 : 1;
-  });
+  } finally {
+    await core.close();
+  }
 }

@@ -1,9 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import type { RunFile } from '../local/run-file.js';
-import type { GatewayCore } from '../runtime/core.js';
-import { createCore, load } from './shared.js';
 
 /** The running gateway of this user (its run file), by URL or the only one; undefined if none. */
 export async function findRunning(url: string | undefined): Promise<RunFile | undefined> {
@@ -57,23 +54,14 @@ export async function controlRequest(run: RunFile, method: string, path: string)
 }
 
 /**
- * The fallback of `token` and `doctor` when no gateway runs: said on stderr (`doing`), then `use`
- * runs on a core built from the configuration, closed afterwards. With --url naming a gateway that
- * is not there, nothing is built: exit 1.
+ * Before `token` or `doctor` work from the configuration themselves: with --url naming a gateway
+ * that is not there, false (exit 1); otherwise true, and stderr says what happens instead (`doing`).
  */
-export async function withOwnCore(flags: CliFlags, url: string | undefined, doing: string, use: (core: GatewayCore) => Promise<number>): Promise<number> {
+export function fallBackToConfig(url: string | undefined, doing: string): boolean {
   if (url) {
     process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
-    return 1;
+    return false;
   }
   process.stderr.write(`dbx-gateway: no gateway is running: ${doing}\n`);
-  const config = await load(flags);
-  if (!config) return 2;
-  const core = await createCore(config);
-  if (!core) return 2;
-  try {
-    return await use(core);
-  } finally {
-    await core.close();
-  }
+  return true;
 }

@@ -1,6 +1,7 @@
 import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
-import { controlRequest, runningOrReport, withOwnCore } from './running.js';
+import { controlRequest, fallBackToConfig, runningOrReport } from './running.js';
+import { load } from './shared.js';
 
 export const TOKEN_OUTPUTS = ['json', 'env', 'raw', 'powershell', 'cmd'] as const;
 type TokenOutput = (typeof TOKEN_OUTPUTS)[number];
@@ -37,27 +38,33 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
     process.stdout.write(formatToken(JSON.parse(res.body) as PrintedToken, output as TokenOutput));
     return 0;
   }
-  return withOwnCore(flags, url, 'fetching the token from the configuration directly', async (core) => {
-    const route = core.routes.routes.find((r) => r.name === name);
-    if (!route) {
-      process.stderr.write(`dbx-gateway: ${core.routes.notFound(`/ws/${name}`).message}\n`);
-      return 2;
-    }
-    try {
-      const token = await core.tokens.get(route.credential, 'databricks');
-      const printed: PrintedToken = {
-        access_token: token.token,
-        expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
-        host: route.target.origin,
-        ...(route.config.accountId ? { account_id: route.config.accountId } : {}),
-      };
-      process.stdout.write(formatToken(printed, output as TokenOutput));
-      return 0;
-    } catch (err) {
-      process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
-      return 1;
-    }
-  });
+  if (!fallBackToConfig(url, 'fetching the token from the configuration directly')) return 1;
+  const config = await load(flags);
+  if (!config) return 2;
+  const route = config.routes.find((r) => r.name === name);
+  if (!route) {
+    const known = config.routes.map((r) => r.name);
+    const demo = name === 'demo' ? '; the demo workspace lives inside a running gateway: start one with dbx-gateway serve' : '';
+    process.stderr.write(`dbx-gateway: no route named ${name}${demo}; routes: ${known.join(', ') || 'none (configure one with --workspace NAME=URL)'}\n`);
+    return 2;
+  }
+  // The credential and a token cache only (its timeout, expiry cutoff and scrubbed errors): no
+  // pools, metrics or demo workspace, so a script's `token` call starts fast.
+  const [{ createCredential }, { TokenCache }] = await Promise.all([import('../auth/credentials/index.js'), import('../auth/token-cache.js')]);
+  try {
+    const token = await new TokenCache().get(createCredential(route.credential, { env: process.env, route }), 'databricks');
+    const printed: PrintedToken = {
+      access_token: token.token,
+      expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
+      host: route.upstream.origin,
+      ...(route.accountId ? { account_id: route.accountId } : {}),
+    };
+    process.stdout.write(formatToken(printed, output as TokenOutput));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
+    return 1;
+  }
 }
 
 function formatToken(token: PrintedToken, output: TokenOutput): string {

@@ -12,6 +12,10 @@ const BIN = new URL('../../bin/dbx-gateway.js', import.meta.url).pathname;
 const EMPTY_DIR = mkdtempSync(join(tmpdir(), 'dbxgw-cwd-'));
 const cleanEnv = { PATH: process.env.PATH ?? '', HOME: EMPTY_DIR };
 
+const PAT = 'dapi0123456789abcdef0123456789abcdef';
+const PAT_ROUTE = ['--workspace', 'prod=https://adb-1.1.azuredatabricks.net', '--credential', 'pat'];
+const patEnv = () => ({ ...cleanEnv, DATABRICKS_TOKEN: PAT });
+
 function run(args: string[], env: NodeJS.ProcessEnv = cleanEnv) {
   return spawnSync(process.execPath, [BIN, ...args], { cwd: EMPTY_DIR, env, encoding: 'utf8', timeout: 30_000 });
 }
@@ -119,27 +123,34 @@ describe('dbx-gateway CLI', () => {
   it('prints shell exports for `token NAME --output env`', () => {
     const res = spawnSync(
       'sh',
-      ['-c', `eval "$('${process.execPath}' '${BIN}' token demo --output env)" && printf '%s|%s' "$DATABRICKS_HOST" "$DATABRICKS_TOKEN"`],
+      [
+        '-c',
+        `eval "$('${process.execPath}' '${BIN}' token prod ${PAT_ROUTE.join(' ')} --output env)" && printf '%s|%s' "$DATABRICKS_HOST" "$DATABRICKS_TOKEN"`,
+      ],
       {
         cwd: EMPTY_DIR,
-        env: cleanEnv,
+        env: patEnv(),
         encoding: 'utf8',
         timeout: 30_000,
       },
     );
     assert.equal(res.status, 0, res.stderr);
-    assert.match(res.stdout, /^http:\/\/127\.0\.0\.1:\d+\|demo\.[\w-]{20,}$/);
-    assert.equal(run(['token', 'demo', '--output', 'yaml']).status, 2);
+    assert.equal(res.stdout, `https://adb-1.1.azuredatabricks.net|${PAT}`);
+    assert.equal(run(['token', 'prod', ...PAT_ROUTE, '--output', 'yaml'], patEnv()).status, 2);
   });
 
   it('prints only the token JSON on stdout for `token NAME`', () => {
-    const res = run(['token', 'demo']);
+    const res = run(['token', 'prod', ...PAT_ROUTE], patEnv());
     assert.equal(res.status, 0, res.stderr);
-    const body = JSON.parse(res.stdout) as { access_token: string; token_type: string; expires_on: number };
-    assert.equal(body.token_type, 'Bearer');
-    assert.ok(body.access_token.length > 10);
-    assert.ok(Number.isInteger(body.expires_on) && body.expires_on > Date.now() / 1000);
+    assert.deepEqual(JSON.parse(res.stdout), { access_token: PAT, token_type: 'Bearer', expires_on: null });
     assert.equal(res.stdout.trim().split('\n').length, 1);
+  });
+
+  it('does not print a token of a demo that would live only while the command runs', () => {
+    const res = run(['token', 'demo']);
+    assert.equal(res.status, 2);
+    assert.equal(res.stdout, '');
+    assert.match(res.stderr, /the demo workspace lives inside a running gateway: start one with dbx-gateway serve/);
   });
 
   it('says to install the Azure CLI when azure-cli is named and az is missing', () => {
@@ -160,6 +171,6 @@ describe('dbx-gateway CLI', () => {
   it('says what to fix when `token` names no route', () => {
     const res = run(['token', 'nope']);
     assert.equal(res.status, 2);
-    assert.match(res.stderr, /known routes: \/ws\/demo/);
+    assert.match(res.stderr, /no route named nope; routes: none \(configure one with --workspace NAME=URL\)/);
   });
 });
