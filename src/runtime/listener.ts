@@ -89,17 +89,31 @@ export function createSparkListener({
   door,
   routeName,
 }: Omit<ListenerOptions, 'door'> & { door: () => SparkDoor | undefined }): SparkListener {
-  const settings = { maxHeaderListSize: config.limits.maxHeaderBytes };
+  // One connection may not open unbounded calls (each can hold a stream window of data); 100 is
+  // what RFC 9113 section 6.5.2 recommends as the least, and gRPC clients queue beyond it.
+  const settings = { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: 100 };
   const server = tls
     ? http2.createSecureServer({ key: tls.current.key, cert: tls.current.cert, ALPNProtocols: ['h2'], settings })
     : http2.createServer({ settings });
-  const sessions = new Set<http2.ServerHttp2Session>();
+  const sessions = new Map<http2.ServerHttp2Session, { streams: number }>();
   server.on('session', (session) => {
-    sessions.add(session);
+    sessions.set(session, { streams: 0 });
     session.once('close', () => sessions.delete(session));
     session.on('error', () => session.destroy());
   });
+  // A connection quiet for idleMs with no call open is closed, so silent clients cannot hold
+  // connection slots (a call in flight keeps its connection, however quiet its query).
+  // Node passes the session to the server's 'timeout' listener (its types say no argument).
+  server.setTimeout(config.timeouts.idleMs);
+  server.on('timeout', ((session: http2.ServerHttp2Session) => {
+    if ((sessions.get(session)?.streams ?? 0) === 0) session.close();
+  }) as () => void);
   server.on('stream', (stream, headers) => {
+    const state = sessions.get(stream.session as http2.ServerHttp2Session);
+    if (state) {
+      state.streams++;
+      stream.once('close', () => state.streams--);
+    }
     const current = door();
     if (current) current.handleStream(stream, headers);
     else {
@@ -111,14 +125,15 @@ export function createSparkListener({
     }
   });
   if (tls) server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
-  limitConnections(server, config.limits, connections);
+  // Over the limit, the connection is closed: an HTTP/1 answer would be garbage inside HTTP/2 or TLS.
+  limitConnections(server, config.limits, connections, false);
   return {
     server,
     drain() {
-      for (const session of sessions) session.close();
+      for (const session of sessions.keys()) session.close();
     },
     destroy() {
-      for (const session of sessions) session.destroy();
+      for (const session of sessions.keys()) session.destroy();
     },
   };
 }
@@ -242,7 +257,7 @@ export interface ConnectionCounts {
  * closed, instead of silently queueing (a clear answer beats a hang). The per-address cap keeps
  * one misbehaving client from taking every slot.
  */
-function limitConnections(server: NetServer, limits: GatewayConfig['limits'], connections: ConnectionCounts): void {
+function limitConnections(server: NetServer, limits: GatewayConfig['limits'], connections: ConnectionCounts, answer = true): void {
   server.on('connection', (socket: Socket) => {
     const client = socket.remoteAddress ?? '-';
     const fromClient = (connections.byClient.get(client) ?? 0) + 1;
@@ -260,7 +275,8 @@ function limitConnections(server: NetServer, limits: GatewayConfig['limits'], co
         : fromClient > limits.maxConnectionsPerClient
           ? `more than ${limits.maxConnectionsPerClient} open connections from ${client} (limits.maxConnectionsPerClient)`
           : undefined;
-    if (over) {
+    if (over && !answer) socket.destroy();
+    else if (over) {
       socket.on('error', () => socket.destroy());
       socket.write(rawGatewayError(new GatewayError('GATEWAY_OVERLOADED', `${over}; retry later`)), () => socket.destroy());
     }

@@ -16,10 +16,12 @@ export function grpcStatusName(code: number): string {
  * path, the grpc-status the client got (by name), time and bytes; failures at WARN with the
  * reason. A client's own cancel is not a failure (an interrupted query, a closed notebook).
  */
-export function recordSparkCall(logger: Logger, metrics: GatewayMetrics, call: SparkCall): void {
-  const status = grpcStatusName(call.grpcStatus);
-  const failed = call.grpcStatus !== GrpcStatus.OK && call.grpcStatus !== GrpcStatus.CANCELLED;
-  metrics.grpcCalls.labels(call.route, metrics.grpcMethodLabel(call.method), String(call.grpcStatus), call.keyName ?? '-').inc();
+export function recordSparkCall(logger: Logger, metrics: GatewayMetrics, { grpcStatus, ...call }: SparkCall): void {
+  // An upstream may send any digits: outside 0-16 it is UNKNOWN (the metrics label stays bounded).
+  const code = STATUS_NAMES.has(grpcStatus) ? grpcStatus : GrpcStatus.UNKNOWN;
+  const status = grpcStatusName(code);
+  const failed = code !== GrpcStatus.OK && code !== GrpcStatus.CANCELLED;
+  metrics.grpcCalls.labels(call.route, metrics.grpcMethodLabel(call.method), String(code), call.keyName ?? '-').inc();
   metrics.grpcDuration.labels(call.route).observe(call.durationMs / 1000);
   const meter = metrics.meter(call.route);
   meter.responseBytes.inc(call.responseBytes);
@@ -31,7 +33,7 @@ export function recordSparkCall(logger: Logger, metrics: GatewayMetrics, call: S
     ...(call.keyName ? { key: call.keyName } : {}),
     path: call.method,
     status,
-    grpcStatus: call.grpcStatus,
+    grpcStatus: code,
     ms: Math.round(call.durationMs * 10) / 10,
     bytes: call.responseBytes,
     bytesIn: call.requestBytes,

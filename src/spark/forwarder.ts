@@ -93,11 +93,15 @@ export interface SparkConnectForwarder {
 /**
  * Flow-control windows the gateway advertises to the upstream (RFC 9113 section 6.9). Node's
  * default, 64 KiB, caps a stream at 64 KiB per round trip (about 3 MB/s at 20 ms); 4 MiB per
- * stream keeps Arrow batches moving while bounding what a stalled client can make the gateway
- * hold to that much per call.
+ * stream keeps Arrow batches moving (50 MB/s per stream at 20 ms) while bounding what a
+ * stalled client can make the gateway hold to that much per call.
  */
-const STREAM_WINDOW = 4 << 20;
+const STREAM_WINDOW = 1 << 20;
 const SESSION_WINDOW = 16 << 20;
+/** Calls in flight per route: with STREAM_WINDOW each, what stalled clients can make the gateway hold is bounded (128 MiB). */
+const MAX_OPEN_CALLS = 128;
+/** The methods of Spark Connect's one service (spark/connect/base.proto: ExecutePlan, AnalyzePlan, Config, ...). */
+const SPARK_CONNECT_METHOD = /^\/spark\.connect\.SparkConnectService\/[A-Za-z]\w*$/;
 /**
  * An upstream session without calls closes after this long by default: well before Azure Load
  * Balancer's default 4-minute idle timeout, after which it drops a flow without telling either
@@ -122,6 +126,7 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'host',
   'te',
   'trailer',
+  'http2-settings',
   'authorization',
   'x-dbx-gateway-key',
   'forwarded',
@@ -131,7 +136,7 @@ const DROPPED_REQUEST_HEADERS = new Set([
 ]);
 const DROPPED_REQUEST_PREFIXES = ['x-databricks-azure-', 'x-forwarded-', ':'];
 /** Response headers and trailers never passed back: connection-specific fields and pseudo-headers. */
-const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings']);
 
 /** RFC 9113 section 7: the error codes 0x0-0xd, by code. */
 const HTTP2_ERROR_NAMES = [
@@ -201,6 +206,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
   let shared: Promise<http2.ClientHttp2Session> | undefined;
   let retired = false;
   let closed = false;
+  let openCalls = 0;
 
   /** With no stream left: a retired session closes now, another after idleTimeoutMs. */
   function whenIdle(session: http2.ClientHttp2Session): void {
@@ -346,9 +352,17 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     };
 
     const sendTrailers = () => {
-      if (!trailersWanted || !trailers || sent !== undefined || stream.destroyed) return;
+      if (!trailersWanted || !trailers || sent !== undefined || stream.destroyed || stream.closed) return;
+      try {
+        stream.sendTrailers(trailers);
+      } catch {
+        // Trailers Node refuses (an upstream's connection-specific field, say): the client must not
+        // wait for a status forever, so the stream is reset (the client reports INTERNAL).
+        stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+        sent = GrpcStatus.INTERNAL;
+        return;
+      }
       sent = parseGrpcStatus(trailers['grpc-status']) ?? GrpcStatus.UNKNOWN;
-      stream.sendTrailers(trailers);
     };
 
     /** A whole answer in one HEADERS frame with END_STREAM; `code` is what the client was told. */
@@ -477,6 +491,20 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
         return;
       }
 
+      // Only Spark Connect's own service: any other path would carry the route's token to a REST
+      // endpoint (token/create, say) past the HTTP route policy. UNIMPLEMENTED, as for an unknown method.
+      if (!SPARK_CONNECT_METHOD.test(method)) {
+        fail(GrpcStatus.UNIMPLEMENTED, `${method.slice(0, 200)} is not a Spark Connect method; this port forwards /spark.connect.SparkConnectService/* only`);
+        return;
+      }
+      // A bound on the calls in flight: each can hold up to a stream window of response data.
+      if (openCalls >= MAX_OPEN_CALLS) {
+        fail(GrpcStatus.RESOURCE_EXHAUSTED, `more than ${MAX_OPEN_CALLS} Spark Connect calls are in flight on route ${target.routeName}; retry later`);
+        return;
+      }
+      openCalls++;
+      stream.once('close', () => openCalls--);
+
       let auth: AuthHeaders;
       try {
         auth = await target.authHeaders();
@@ -556,7 +584,11 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     retire() {
       retired = true;
       shared = undefined;
-      for (const s of sessions.keys()) s.close(); // Node: open streams finish, then it closes
+      for (const s of sessions.keys()) {
+        // One still connecting has calls waiting for it: it closes once they are done.
+        if (s.connecting) s.once('connect', () => whenIdle(s));
+        else s.close(); // Node: open streams finish, then it closes
+      }
     },
     close() {
       closed = true;

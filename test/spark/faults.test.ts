@@ -27,37 +27,37 @@ const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
 
 /** What each path of the raw upstream does. */
 const FAULTS: Record<string, (stream: http2.ServerHttp2Stream) => void> = {
-  '/faults.F/Ok': (s) => {
+  '/spark.connect.SparkConnectService/FaultOk': (s) => {
     s.respond(GRPC_HEADERS, { waitForTrailers: true });
     s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
     s.end(frame(Buffer.from('pong')));
   },
-  '/faults.F/Refused': (s) => s.close(constants.NGHTTP2_REFUSED_STREAM),
-  '/faults.F/Calm': (s) => s.close(constants.NGHTTP2_ENHANCE_YOUR_CALM),
-  '/faults.F/Insecure': (s) => s.close(constants.NGHTTP2_INADEQUATE_SECURITY),
-  '/faults.F/ResetAfterMessage': (s) => {
+  '/spark.connect.SparkConnectService/FaultRefused': (s) => s.close(constants.NGHTTP2_REFUSED_STREAM),
+  '/spark.connect.SparkConnectService/FaultCalm': (s) => s.close(constants.NGHTTP2_ENHANCE_YOUR_CALM),
+  '/spark.connect.SparkConnectService/FaultInsecure': (s) => s.close(constants.NGHTTP2_INADEQUATE_SECURITY),
+  '/spark.connect.SparkConnectService/FaultResetAfterMessage': (s) => {
     // waitForTrailers: the last DATA frame goes without END_STREAM, then RST_STREAM instead of trailers.
     s.respond(GRPC_HEADERS, { waitForTrailers: true });
     s.on('wantTrailers', () => s.close(constants.NGHTTP2_INTERNAL_ERROR));
     s.end(frame(Buffer.from('partial')));
   },
-  '/faults.F/Http401': (s) => s.respond({ ':status': 401, 'content-type': 'text/plain' }, { endStream: true }),
-  '/faults.F/Http404': (s) => s.respond({ ':status': 404 }, { endStream: true }),
-  '/faults.F/Http503': (s) => s.respond({ ':status': 503, 'grpc-message': 'warming%20up' }, { endStream: true }),
-  '/faults.F/NoTrailers': (s) => {
+  '/spark.connect.SparkConnectService/FaultHttp401': (s) => s.respond({ ':status': 401, 'content-type': 'text/plain' }, { endStream: true }),
+  '/spark.connect.SparkConnectService/FaultHttp404': (s) => s.respond({ ':status': 404 }, { endStream: true }),
+  '/spark.connect.SparkConnectService/FaultHttp503': (s) => s.respond({ ':status': 503, 'grpc-message': 'warming%20up' }, { endStream: true }),
+  '/spark.connect.SparkConnectService/FaultNoTrailers': (s) => {
     s.respond(GRPC_HEADERS);
     s.end(frame(Buffer.from('x')));
   },
   // A graceful GOAWAY: this call completes, new ones must go on a new connection.
-  '/faults.F/GoAway': (s) => {
+  '/spark.connect.SparkConnectService/FaultGoAway': (s) => {
     s.session?.goaway(constants.NGHTTP2_NO_ERROR);
-    FAULTS['/faults.F/Ok']!(s);
+    FAULTS['/spark.connect.SparkConnectService/FaultOk']!(s);
   },
-  '/faults.F/GoAwayError': (s) => {
+  '/spark.connect.SparkConnectService/FaultGoAwayError': (s) => {
     s.respond(GRPC_HEADERS);
     s.write(frame(Buffer.from('x')), () => s.session?.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, 0));
   },
-  '/faults.F/DropConnection': (s) => {
+  '/spark.connect.SparkConnectService/FaultDropConnection': (s) => {
     s.respond(GRPC_HEADERS);
     s.write(frame(Buffer.from('x')), () => dropConnections());
   },
@@ -116,7 +116,9 @@ async function startRawUpstream(): Promise<RawUpstream> {
 function rawCall(client: grpc.Client, method: string, md = new grpc.Metadata()): Promise<Buffer> {
   const id = (b: Buffer) => b;
   return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(`/faults.F/${method}`, id, id, Buffer.from('ping'), md, {}, (err, res) => (err ? reject(err) : resolve(res!))),
+    client.makeUnaryRequest(`/spark.connect.SparkConnectService/Fault${method}`, id, id, Buffer.from('ping'), md, {}, (err, res) =>
+      err ? reject(err) : resolve(res!),
+    ),
   );
 }
 
@@ -154,7 +156,7 @@ describe('Spark Connect: upstream faults', () => {
     assert.equal(h[':method'], 'POST');
     assert.equal(h[':scheme'], 'https');
     assert.equal(h[':authority'], `127.0.0.1:${upstream.port}`);
-    assert.equal(h[':path'], '/faults.F/Ok');
+    assert.equal(h[':path'], '/spark.connect.SparkConnectService/FaultOk');
     assert.equal(h.te, 'trailers');
     assert.equal(h['content-type'], 'application/grpc');
     assert.equal(h.authorization, `Bearer ${TEST_TOKEN}`);

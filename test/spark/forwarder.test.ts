@@ -208,6 +208,18 @@ describe('Spark Connect forwarding', () => {
     try {
       assert.equal(await status({ ':method': 'GET', ':path': '/api/2.0/clusters/list' }), 405);
       assert.equal(await status({ ':method': 'POST', ':path': '/api/2.0/clusters/delete', 'content-type': 'application/json' }), 415);
+      // A gRPC-looking POST to a REST path (token minting, say) is not a Spark Connect method.
+      const tokensAsked = gw.authRequests();
+      const answer = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/api/2.0/token/create', 'content-type': 'application/grpc+json', te: 'trailers' });
+        req.on('response', resolve);
+        req.on('error', reject);
+        req.end('{"lifetime_seconds":0}');
+      });
+      assert.equal(answer['grpc-status'], String(grpc.status.UNIMPLEMENTED));
+      // Answered by the gateway, before any token was asked for: the upstream never saw it.
+      assert.match(decodeGrpcMessage(String(answer['grpc-message'])), /is not a Spark Connect method/);
+      assert.equal(gw.authRequests(), tokensAsked);
     } finally {
       session.close();
     }

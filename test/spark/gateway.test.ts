@@ -4,6 +4,9 @@
  * protocol details are in forwarder.test.ts and faults.test.ts.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { GatewayConfig } from '../../src/config/types.js';
@@ -13,7 +16,8 @@ import { type FakeAz, installFakeAz } from '../helpers/fake-az.js';
 import { startTestGateway, startYamlGateway, TEST_PAT, type TestGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
-import { analyze, callError, type FakeSpark, readAll, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
+import { within } from '../helpers/wait.js';
+import { analyze, callError, type FakeSpark, readAll, type SparkClient, SparkConnectService, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
 
 const pki = testPki();
 
@@ -97,6 +101,17 @@ describe('Spark Connect through the gateway', () => {
     assert.ok(html.includes(`Spark Connect: sc://localhost:${port}`));
   });
 
+  test('a client connection may open at most 100 calls at once', async () => {
+    const session = http2.connect(`http://127.0.0.1:${gw.sparkPorts.get('prod')}`);
+    session.on('error', () => {});
+    try {
+      const settings = await within(once(session, 'remoteSettings'), { what: "the listener's SETTINGS" });
+      assert.equal((settings[0] as http2.Settings).maxConcurrentStreams, 100);
+    } finally {
+      session.destroy();
+    }
+  });
+
   test('a reload keeps the port and serves calls with the new generation', async () => {
     const { notes } = await gw.reload({ ...gw.config });
     assert.deepEqual(notes, []);
@@ -114,6 +129,25 @@ describe('Spark Connect: no token, keys, exposure', () => {
   });
   after(async () => {
     await upstream?.close();
+  });
+
+  test('a connection with no call open is closed after timeouts.idleMs', async () => {
+    const gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: TEST_PAT },
+      configure: (config) => {
+        withSparkPort(config);
+        config.timeouts.idleMs = 300;
+      },
+    });
+    const session = http2.connect(`http://127.0.0.1:${gw.sparkPorts.get('prod')}`);
+    session.on('error', () => {});
+    try {
+      await within(once(session, 'close'), { what: 'the idle connection to close', timeoutMs: 5000 });
+    } finally {
+      session.destroy();
+      await gw.shutdown(100);
+    }
   });
 
   test('with no usable token the call ends UNAUTHENTICATED with the credential hint, and nothing is sent upstream', async () => {
@@ -167,6 +201,31 @@ describe('Spark Connect: no token, keys, exposure', () => {
       assert.equal(gw.logs.findLast((l) => l.method === 'gRPC')?.key, 'alice');
     } finally {
       client.close();
+      await gw.shutdown(100);
+    }
+  });
+
+  test('with listen.tls the port speaks h2 over TLS (ALPN), so a client can send its key as the token', async () => {
+    const key = newInboundKey();
+    const gw = await startYamlGateway(
+      `listen: { tls: { certFile: ${join(dirname(pki.caFile), 'server.pem')}, keyFile: ${join(dirname(pki.caFile), 'server.key')} } }\n` +
+        `credential: pat\nroutes:\n  prod: { host: ${upstream.url.origin} }\ninboundKeys:\n  alice: ${key.hash}\n`,
+      { env: { DATABRICKS_TOKEN: TEST_PAT }, configure: withSparkPort },
+    );
+    const port = gw.sparkPorts.get('prod')!;
+    // As the Spark Connect client does with token=: TLS, and the token as bearer metadata.
+    const tlsClient = new SparkConnectService(`localhost:${port}`, grpc.credentials.createSsl(Buffer.from(pki.ca))) as unknown as SparkClient;
+    const cleartext = sparkClient(port, { 'grpc.initial_reconnect_backoff_ms': 50 });
+    try {
+      const ok = await analyze(tlsClient, { sessionId: 't' }, md({ authorization: `Bearer ${key.key}` }));
+      assert.equal(ok.sessionId, 't');
+      assert.equal(upstream.calls.at(-1)?.metadata.get('authorization')[0], `Bearer ${TEST_PAT}`);
+      // A port speaks one protocol: cleartext HTTP/2 to the TLS port does not get through.
+      const err = await callError(analyze(cleartext, { sessionId: 't' }, md({ authorization: `Bearer ${key.key}` }), { deadline: Date.now() + 2000 }));
+      assert.ok([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED].includes(err.code), `got ${err.code}`);
+    } finally {
+      tlsClient.close();
+      cleartext.close();
       await gw.shutdown(100);
     }
   });
