@@ -21,9 +21,9 @@ export interface GatewayCore {
   close(): Promise<void>;
   /**
    * Replaced by a reload: close idle upstream connections now and every other one as soon as its
-   * exchange ends, so requests in flight finish however long they take.
+   * exchange ends, so requests in flight finish however long they take. Resolves once all are closed.
    */
-  retire(): void;
+  retire(): Promise<void>;
 }
 
 export interface CoreOptions {
@@ -118,11 +118,11 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
       await Promise.all(routes.map((r) => r.dispatcher.destroy()));
       await demo?.close();
     },
-    retire() {
+    async retire() {
+      demo?.retire();
       // undici's close() lets every request already dispatched finish, however long it takes, and
       // closes each connection as it frees up; no new request reaches a retired pool.
-      for (const r of routes) void r.dispatcher.close().catch(() => {});
-      demo?.retire();
+      await Promise.all(routes.map((r) => r.dispatcher.close().catch(() => {})));
     },
   };
 }

@@ -27,8 +27,8 @@ export interface Generation {
   routeDoors: Map<string, FrontDoor>;
   /** Spark Connect forwarders of the routes with `sparkConnect`, by route name. */
   sparkDoors: Map<string, SparkConnectForwarder>;
-  /** Replaced by a reload: upstream connections close as their exchanges end. */
-  retire(): void;
+  /** Replaced by a reload: upstream connections close as their exchanges end; resolves when all have. */
+  retire(): Promise<void>;
   /** Shutdown, after the drain: everything now. */
   close(): Promise<void>;
 }
@@ -106,9 +106,8 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
     main: createFrontDoor({ ...doorDeps, local }, prefixResolver(core.routes)),
     routeDoors,
     sparkDoors,
-    retire() {
-      core.retire();
-      for (const spark of sparkDoors.values()) spark.retire();
+    async retire() {
+      await Promise.all([core.retire(), ...[...sparkDoors.values()].map((spark) => spark.retire())]);
     },
     async close() {
       for (const spark of sparkDoors.values()) spark.close();

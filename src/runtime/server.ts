@@ -158,8 +158,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       current = buildGeneration(next, core, context);
       // In-flight exchanges keep the old agents' connections until they finish, however long;
       // each is closed as it frees up. Shutdown closes whatever is still open.
+      // Kept until its connections have closed (shutdown closes what is left), then released.
       retired.add(previous);
-      previous.retire();
+      void previous.retire().then(() => retired.delete(previous));
       return { notes: restartOnlyChanges(config, next, routePorts, sparkPorts) };
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {

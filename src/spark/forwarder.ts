@@ -84,8 +84,8 @@ export interface SparkConnectTarget {
 export interface SparkConnectForwarder {
   /** For an http2.Http2Server / Http2SecureServer 'stream' event. Never throws. */
   handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
-  /** Reload: open upstream sessions close once their streams end; later calls get sessions of their own. */
-  retire(): void;
+  /** Reload: open upstream sessions close once their streams end; later calls get sessions of their own. Resolves when none is left. */
+  retire(): Promise<void>;
   /** Shutdown: destroys every upstream session now (calls on them end with UNAVAILABLE). */
   close(): void;
 }
@@ -207,6 +207,8 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
   let retired = false;
   let closed = false;
   let openCalls = 0;
+  /** retire()'s waiters, told when the last session has closed. */
+  const emptied: Array<() => void> = [];
 
   /** With no stream left: a retired session closes now, another after idleTimeoutMs. */
   function whenIdle(session: http2.ClientHttp2Session): void {
@@ -247,6 +249,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     session.once('close', () => {
       clearTimeout(sessions.get(session)?.idle);
       sessions.delete(session);
+      if (sessions.size === 0) for (const done of emptied.splice(0)) done();
     });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => session.destroy(new Error(`no TLS session within ${target.connectTimeoutMs} ms`)), Math.max(deadline - Date.now(), 0));
@@ -589,6 +592,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
         if (s.connecting) s.once('connect', () => whenIdle(s));
         else s.close(); // Node: open streams finish, then it closes
       }
+      return sessions.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => emptied.push(resolve));
     },
     close() {
       closed = true;

@@ -1,33 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { BIN, runCli } from '../helpers/cli.js';
 import { type FakeAz, fakeAzToken, installFakeAz } from '../helpers/fake-az.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { request } from '../helpers/http.js';
 import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
-
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
-
-/** The CLI as a user runs it, with `env` only; resolves with its exit status and output. */
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('exit', (code) => resolve({ status: code ?? -1, stdout, stderr }));
-  });
-}
 
 describe('working from the running gateway: run file, token, reload', () => {
   let home: string;
@@ -67,7 +49,7 @@ describe('working from the running gateway: run file, token, reload', () => {
   it('token NAME prints the token the gateway holds, without a second az call', async () => {
     assert.equal((await request(`${gw.url}/ws/prod/api/2.0/clusters/list`)).status, 200);
     const calls = az.calls();
-    const res = await cli(['token', 'prod'], env);
+    const res = await runCli(['token', 'prod'], env);
     assert.equal(res.status, 0, res.stderr);
     assert.equal(JSON.parse(res.stdout).access_token, fakeAzToken(calls));
     assert.equal(az.calls(), calls, 'no second az call');
@@ -76,23 +58,23 @@ describe('working from the running gateway: run file, token, reload', () => {
 
   it('prints raw, env, powershell and cmd forms', async () => {
     const token = fakeAzToken(az.calls());
-    assert.equal((await cli(['token', 'prod', '--output', 'raw'], env)).stdout, `${token}\n`);
+    assert.equal((await runCli(['token', 'prod', '--output', 'raw'], env)).stdout, `${token}\n`);
     assert.match(
-      (await cli(['token', 'prod', '-o', 'env'], env)).stdout,
+      (await runCli(['token', 'prod', '-o', 'env'], env)).stdout,
       new RegExp(`^export DATABRICKS_HOST='${upstream.url.origin}'\\nexport DATABRICKS_TOKEN='${token}'\\n$`),
     );
     assert.equal(
-      (await cli(['token', 'prod', '-o', 'powershell'], env)).stdout,
+      (await runCli(['token', 'prod', '-o', 'powershell'], env)).stdout,
       `$env:DATABRICKS_HOST = '${upstream.url.origin}'\n$env:DATABRICKS_TOKEN = '${token}'\n`,
     );
-    assert.equal((await cli(['token', 'prod', '-o', 'cmd'], env)).stdout, `set "DATABRICKS_HOST=${upstream.url.origin}"\nset "DATABRICKS_TOKEN=${token}"\n`);
-    const bad = await cli(['token', 'prod', '-o', 'yaml'], env);
+    assert.equal((await runCli(['token', 'prod', '-o', 'cmd'], env)).stdout, `set "DATABRICKS_HOST=${upstream.url.origin}"\nset "DATABRICKS_TOKEN=${token}"\n`);
+    const bad = await runCli(['token', 'prod', '-o', 'yaml'], env);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /use one of json, env, raw, powershell, cmd/);
   });
 
   it('doctor checks the routes the running gateway serves', async () => {
-    const res = await cli(['doctor'], env);
+    const res = await runCli(['doctor'], env);
     assert.equal(res.status, 0, res.stderr + res.stdout);
     assert.match(res.stderr, new RegExp(`checking the gateway running at ${gw.url.replace(/[.]/g, '\\.')}`));
     assert.match(res.stdout, /PASS {2}\/ws\/prod {2}->/);
@@ -113,12 +95,12 @@ describe('working from the running gateway: run file, token, reload', () => {
       config,
       `routes:\n  prod: { host: ${upstream.url.origin}, caFile: ${testPki().caFile}, credential: azure-cli }\n  second: { host: ${upstream.url.origin.replace('127.0.0.1', 'localhost')}, caFile: ${testPki().caFile}, credential: azure-cli }\n`,
     );
-    const ok = await cli(['reload'], env);
+    const ok = await runCli(['reload'], env);
     assert.equal(ok.status, 0, ok.stderr);
     assert.match(ok.stderr, /reloaded .*routes prod, second/);
     assert.equal((await request(`${gw.url}/ws/second/api/2.0/clusters/list`)).status, 200);
     writeFileSync(config, 'routes:\n  prod: { host: ftp://nope }\n');
-    const refused = await cli(['reload'], env);
+    const refused = await runCli(['reload'], env);
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /refused; the previous configuration stays/);
     assert.equal((await request(`${gw.url}/ws/second/api/2.0/clusters/list`)).status, 200);
@@ -131,11 +113,11 @@ describe('working from the running gateway: run file, token, reload', () => {
       readdirSync(runDir()).filter((f) => f.endsWith('.json')),
       [],
     );
-    const res = await cli(['token', 'prod', '--config', config, '--no-profiles', '-o', 'raw'], env);
+    const res = await runCli(['token', 'prod', '--config', config, '--no-profiles', '-o', 'raw'], env);
     assert.equal(res.status, 0, res.stderr);
     assert.match(res.stderr, /no gateway is running/);
     assert.match(res.stdout, /^eyJ/);
-    const reload = await cli(['reload'], env);
+    const reload = await runCli(['reload'], env);
     assert.equal(reload.status, 1);
     assert.match(reload.stderr, /no running gateway found/);
   });

@@ -265,12 +265,8 @@ describe('Spark Connect: upstream lost and back, reload, shutdown', () => {
     }
   });
 
-  test('calls share one multiplexed session; an idle session closes and the next call opens another', async () => {
-    const upstream = await startFakeSpark(pki);
-    const relay = await startTcpRelay(upstream.port);
-    const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${relay.port}`), caFile: pki.caFile, idleTimeoutMs: 300 });
-    const client = sparkClient(gw.port);
-    try {
+  test('calls share one multiplexed session; an idle session closes and the next call opens another', () =>
+    throughRelay({ idleTimeoutMs: 300 }, async ({ relay, client }) => {
       const hang = client.ExecutePlan({ mode: 'hang', size: 1 });
       hang.on('error', () => {});
       await new Promise((resolve) => hang.once('data', resolve));
@@ -281,20 +277,10 @@ describe('Spark Connect: upstream lost and back, reload, shutdown', () => {
       await relay.allClosed(); // idleTimeoutMs after the last call ended
       assert.equal((await analyze(client, { sessionId: 'again' })).sessionId, 'again');
       assert.equal(relay.opened(), 2);
-    } finally {
-      client.close();
-      await gw.close();
-      await relay.close();
-      await upstream.close();
-    }
-  });
+    }));
 
-  test('retire: a call in flight finishes on the old session, which then closes; new calls still work', async () => {
-    const upstream = await startFakeSpark(pki);
-    const relay = await startTcpRelay(upstream.port);
-    const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${relay.port}`), caFile: pki.caFile });
-    const client = sparkClient(gw.port);
-    try {
+  test('retire: a call in flight finishes on the old session, which then closes; new calls still work', () =>
+    throughRelay({}, async ({ relay, gw, client }) => {
       const call = client.Echo();
       const echoed = new Promise((resolve) => call.once('data', resolve));
       call.write({ seq: 1, payload: Buffer.from('a') });
@@ -312,13 +298,7 @@ describe('Spark Connect: upstream lost and back, reload, shutdown', () => {
       assert.equal((await analyze(client, { sessionId: 'after' })).sessionId, 'after');
       await relay.allClosed(); // a call after retire gets a session of its own, closed after it
       assert.equal(relay.opened(), 2);
-    } finally {
-      client.close();
-      await gw.close();
-      await relay.close();
-      await upstream.close();
-    }
-  });
+    }));
 
   test('close: calls in flight end UNAVAILABLE at once', async () => {
     const upstream = await startFakeSpark(pki);
@@ -339,3 +319,22 @@ describe('Spark Connect: upstream lost and back, reload, shutdown', () => {
     }
   });
 });
+
+/** A forwarder whose upstream connections pass a relay that counts them; everything closed after `use`. */
+async function throughRelay(
+  options: { idleTimeoutMs?: number },
+  use: (ctx: { relay: Awaited<ReturnType<typeof startTcpRelay>>; gw: TestGateway; client: ReturnType<typeof sparkClient> }) => Promise<void>,
+): Promise<void> {
+  const upstream = await startFakeSpark(pki);
+  const relay = await startTcpRelay(upstream.port);
+  const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${relay.port}`), caFile: pki.caFile, ...options });
+  const client = sparkClient(gw.port);
+  try {
+    await use({ relay, gw, client });
+  } finally {
+    client.close();
+    await gw.close();
+    await relay.close();
+    await upstream.close();
+  }
+}

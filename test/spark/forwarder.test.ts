@@ -13,16 +13,10 @@ import { decodeGrpcMessage, encodeGrpcMessage, statusForHttp2Error, statusForHtt
 import { namedPki, startConnectProxy } from '../helpers/connect-proxy.js';
 import { testPki } from '../helpers/tls.js';
 import { startGateway, TEST_TOKEN, type TestGateway } from './fixtures/gateway.js';
-import { analyze, callError, type EchoMessage, FAIL_STATUS, type FakeSpark, readAll, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
+import { analyze, callError, type EchoMessage, FAIL_STATUS, type FakeSpark, md, readAll, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
 
 const pki = testPki();
 const SPARK = '/spark.connect.SparkConnectService';
-
-function md(entries: Record<string, string | Buffer>): grpc.Metadata {
-  const m = new grpc.Metadata();
-  for (const [k, v] of Object.entries(entries)) m.set(k, v);
-  return m;
-}
 
 /** Rejects if `p` has not settled within ms (a bound for "within 2 s", not a sleep). */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

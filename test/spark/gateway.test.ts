@@ -17,7 +17,7 @@ import { startTestGateway, startYamlGateway, TEST_PAT, type TestGateway } from '
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
 import { within } from '../helpers/wait.js';
-import { analyze, callError, type FakeSpark, readAll, type SparkClient, SparkConnectService, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
+import { analyze, callError, type FakeSpark, md, readAll, type SparkClient, SparkConnectService, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
 
 const pki = testPki();
 
@@ -28,12 +28,6 @@ const withSparkPort = (config: GatewayConfig) => {
     r.sparkConnect = { port: 0 };
   }
 };
-
-function md(entries: Record<string, string>): grpc.Metadata {
-  const m = new grpc.Metadata();
-  for (const [k, v] of Object.entries(entries)) m.set(k, v);
-  return m;
-}
 
 describe('Spark Connect through the gateway', () => {
   let upstream: FakeSpark;
