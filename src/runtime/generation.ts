@@ -129,6 +129,7 @@ function sparkForwarder(route: Route, core: GatewayCore, admission: Admission, c
       // As an HTTP 401 does (token-cache.ts): dropped, with the same backoff against a hostile upstream.
       rejectToken: (token) => void tokens.reject(route.credential, 'databricks', token),
       ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
+      ...(admission.rateLimit ? { rateLimit: admission.rateLimit } : {}),
       connectTimeoutMs: config.timeouts.connectMs,
     },
     (call) => recordSparkCall(logger, metrics, call),

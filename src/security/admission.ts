@@ -25,6 +25,8 @@ export interface Admission {
    * The one authenticator of a generation, for proxied traffic, local endpoints and the metadata service.
    */
   readonly authenticate?: KeyAuthenticator;
+  /** Set with limits.requestsPerMinutePerKey: takes one request of `who`'s budget (429 over it). Spark Connect calls count too. */
+  readonly rateLimit?: (who: string) => void;
   /**
    * Proxied requests and upgrades, in this order: target shape (400), method-override headers
    * (400), inbound key (401), rate limit (429), route (404), the key's routes (403), route policy
@@ -51,6 +53,7 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
   const rateLimit = perMinute ? createRateLimiter(perMinute) : undefined;
   return {
     ...(authenticate ? { authenticate } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
     checkClient(req) {
       // A reflecting upstream would echo the request, our bearer token included, back to the client.
       if (req.method !== undefined && REFUSED_METHODS.has(req.method)) throw methodNotAllowed(req.method);

@@ -75,6 +75,8 @@ export interface SparkConnectTarget {
   rejectToken(token: string): void;
   /** With inbound keys: checks the client's `authorization: Bearer <key>` metadata (throws GatewayError). */
   authenticate?: KeyAuthenticator;
+  /** limits.requestsPerMinutePerKey: takes one call from `who`'s budget (throws GatewayError over it). */
+  rateLimit?: (who: string) => void;
   /** TCP + proxy tunnel + TLS handshake budget for a new upstream session. */
   connectTimeoutMs: number;
   /** An upstream session with no call open closes after this long (default 60 s). */
@@ -494,6 +496,14 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
         return;
       }
 
+      if (target.rateLimit) {
+        try {
+          target.rateLimit(key ? `key ${key.name}` : `client ${stream.session?.socket?.remoteAddress ?? '-'}`);
+        } catch (err) {
+          fail(GrpcStatus.RESOURCE_EXHAUSTED, errorMessage(err));
+          return;
+        }
+      }
       // Only Spark Connect's own service: any other path would carry the route's token to a REST
       // endpoint (token/create, say) past the HTTP route policy. UNIMPLEMENTED, as for an unknown method.
       if (!SPARK_CONNECT_METHOD.test(method)) {

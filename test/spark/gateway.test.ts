@@ -125,6 +125,63 @@ describe('Spark Connect: no token, keys, exposure', () => {
     await upstream?.close();
   });
 
+  test('calls count against limits.requestsPerMinutePerKey like HTTP requests', async () => {
+    const gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: TEST_PAT },
+      configure: (config) => {
+        withSparkPort(config);
+        config.limits.requestsPerMinutePerKey = 2;
+      },
+    });
+    const client = sparkClient(gw.sparkPorts.get('prod')!);
+    try {
+      await analyze(client, { sessionId: 'r1' });
+      await analyze(client, { sessionId: 'r2' });
+      const err = await callError(analyze(client, { sessionId: 'r3' }));
+      assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(err.details, /more than 2 requests per minute .*limits\.requestsPerMinutePerKey/);
+    } finally {
+      client.close();
+      await gw.shutdown(100);
+    }
+  });
+
+  test('shutdown lets a call in flight finish (GOAWAY), then the port is closed', async () => {
+    const gw = await startTestGateway({
+      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+      env: { DATABRICKS_TOKEN: TEST_PAT },
+      configure: withSparkPort,
+    });
+    const port = gw.sparkPorts.get('prod')!;
+    const client = sparkClient(port);
+    try {
+      const call = client.Echo();
+      const echoed = readAll(call as unknown as grpc.ClientReadableStream<{ seq: string }>);
+      const first = new Promise((resolve) => call.once('data', resolve));
+      call.write({ seq: 1, payload: Buffer.from('a') });
+      await first;
+      const stopped = gw.shutdown(5000);
+      call.write({ seq: 2, payload: Buffer.from('b') });
+      call.end();
+      assert.deepEqual(
+        (await echoed).map((m) => String(m.seq)),
+        ['1', '2'],
+        'the call in flight finished',
+      );
+      await within(stopped, { what: 'the shutdown to end once the call did', timeoutMs: 4000 });
+      const late = sparkClient(port);
+      try {
+        // Nothing listens any more: the call fails (UNAVAILABLE, or its deadline).
+        await callError(analyze(late, { sessionId: 'late' }, undefined, { deadline: Date.now() + 1000 }));
+      } finally {
+        late.close();
+      }
+    } finally {
+      client.close();
+    }
+  });
+
   test('a connection with no call open is closed after timeouts.idleMs', async () => {
     const gw = await startTestGateway({
       flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
