@@ -6,6 +6,11 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Anything thrown as an Error (for APIs that take one, such as undici's abort and onError). */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(errorMessage(err));
+}
+
 /** Every error the gateway answers itself, with its HTTP status (contract: "HTTP surface"). */
 export const GATEWAY_ERROR_STATUS = {
   GATEWAY_BAD_REQUEST: 400,

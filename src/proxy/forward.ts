@@ -3,7 +3,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
-import { type GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
+import { asError, type GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
@@ -102,7 +102,7 @@ export class Forwarder {
       );
     } catch (err) {
       // undici validates before sending (a header value it will not write, say): nothing went out.
-      handler.onError(err as Error);
+      handler.onError(asError(err));
     }
   }
 }
@@ -186,7 +186,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
       return true;
     } catch (err) {
       // Whatever Node still refuses of upstream bytes must not escape the response path.
-      this.#giveUp(err as Error, toGatewayError(err, route.target.origin));
+      this.#giveUp(asError(err), toGatewayError(err, route.target.origin));
       return false;
     }
   }
