@@ -8,6 +8,7 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bin ./bin
+COPY scripts/write-help.mjs ./scripts/
 RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -29,5 +30,5 @@ EXPOSE 8080
 # No curl in the image: Node itself probes /healthz.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.DBX_GATEWAY_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/bin/dbx-gateway.js"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/bin/dbx-gateway.cjs"]
 CMD ["serve", "--no-profiles"]

@@ -28,7 +28,7 @@ import { type WrkResult, wrk } from './lib/wrk.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = join(ROOT, 'bin/dbx-gateway.js');
+const BIN = join(ROOT, 'bin/dbx-gateway.cjs');
 const NODE_LIMIT = join(ROOT, 'bench/lib/node-limit.mjs');
 const TOKEN = 'bench-static-token';
 const WAN_DELAY_MS = 10;

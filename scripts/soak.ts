@@ -135,10 +135,14 @@ async function main(): Promise<void> {
     `routes:\n  soak:\n    host: https://127.0.0.1:${port}\n    caFile: ${pki.caFile}\n    credential: { type: databricks-m2m, clientId: soak, clientSecret: soak-secret }\n`,
   );
   const gwPort = 18000 + Math.floor(Math.random() * 1000);
-  const gw = spawn(process.execPath, [join(ROOT, 'bin/dbx-gateway.js'), '--config', join(dir, 'dbx-gateway.yaml'), '--port', String(gwPort), '--no-profiles'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { PATH: process.env.PATH ?? '', HOME: dir },
-  });
+  const gw = spawn(
+    process.execPath,
+    [join(ROOT, 'bin/dbx-gateway.cjs'), '--config', join(dir, 'dbx-gateway.yaml'), '--port', String(gwPort), '--no-profiles'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { PATH: process.env.PATH ?? '', HOME: dir },
+    },
+  );
   await new Promise((r) => setTimeout(r, 1500));
   const base = `http://127.0.0.1:${gwPort}/ws/soak`;
   const kinds = ['get', 'get', 'get', 'get', 'upload', 'download', 'events', 'abort'];

@@ -111,7 +111,7 @@ say "prefix ready in $((SECONDS - start)) s"
 # The keep-alive shim works around a missing Wine 8.0 socket option (see the file); real Windows
 # never loads it.
 SHIM=$(winpath "$ROOT/scripts/windows/wine-keepalive-shim.cjs")
-GW_JS=$(winpath "$ROOT/bin/dbx-gateway.js")
+GW_JS=$(winpath "$ROOT/bin/dbx-gateway.cjs")
 mkdir -p "$WORK/cwd"
 # winrun NAME TIMEOUT [VAR=VALUE...] -- ARGS...: node.exe ARGS, stdout/stderr in $WORK/NAME.{out,err}.
 winrun() {

@@ -157,6 +157,20 @@ Examples:
   return program;
 }
 
+/**
+ * The top-level help exactly as `dbx-gateway --help` prints it, at commander's default width. The
+ * build writes it to dist/cli/help.txt (scripts/write-help.mjs), which the launcher prints without
+ * loading the parser: the start-up budget of issue #12.
+ */
+export function renderHelp(): string {
+  const { Command } = createRequire(import.meta.url)('commander') as typeof import('commander');
+  const program = buildProgram(Command, {});
+  let text = '';
+  program.configureOutput({ writeOut: (chunk) => (text += chunk), getOutHelpWidth: () => 80 });
+  program.outputHelp();
+  return text;
+}
+
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. */
 export async function main(argv: string[]): Promise<number> {
   // The version without loading the parser: `--version` is what scripts and installers call.

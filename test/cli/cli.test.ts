@@ -8,7 +8,7 @@ import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
 // The compiled CLI, as `npx dbx-gateway` runs it (dist/ is built by `npm install`).
-const BIN = new URL('../../bin/dbx-gateway.js', import.meta.url).pathname;
+const BIN = new URL('../../bin/dbx-gateway.cjs', import.meta.url).pathname;
 const EMPTY_DIR = mkdtempSync(join(tmpdir(), 'dbxgw-cwd-'));
 const cleanEnv = { PATH: process.env.PATH ?? '', HOME: EMPTY_DIR };
 
@@ -21,6 +21,19 @@ function run(args: string[], env: NodeJS.ProcessEnv = cleanEnv) {
 }
 
 describe('dbx-gateway CLI', () => {
+  it('answers --help, -h and help with the help the build rendered from the parser, unchanged since', async () => {
+    // dist/ is built by `npm test` (pretest): the file the launcher prints must be what the CLI's
+    // commander program renders now, or the fast path would show stale help.
+    const { renderHelp } = (await import(new URL('../../dist/cli/index.js', import.meta.url).href)) as { renderHelp(): string };
+    const rendered = renderHelp();
+    assert.match(rendered, /Usage: dbx-gateway \[serve\]/);
+    for (const flag of ['--help', '-h', 'help']) {
+      const res = run([flag]);
+      assert.equal(res.status, 0);
+      assert.equal(res.stdout, rendered, flag);
+    }
+  });
+
   it('prints usage with --help and the version with --version', () => {
     const help = run(['--help']);
     assert.equal(help.status, 0);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi3434343434343434343434343434abab';
 
 function doctor(config: string): Promise<{ status: number | null; stdout: string; stderr: string }> {

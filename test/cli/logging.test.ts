@@ -9,7 +9,7 @@ import { formatEvent } from '../../src/observability/text-format.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 
 describe('saying what it is doing', () => {
   it('formats a request as one line: method, path, status, time and size', () => {

@@ -11,7 +11,7 @@ import { request } from '../helpers/http.js';
 import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi0123456789abcdef0123456789abcdef';
 
 /** Runs the CLI without blocking this process (the fake upstream answers from here). */

@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { needs } from '../helpers/tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'bin/dbx-gateway.js');
+const BIN = join(ROOT, 'bin/dbx-gateway.cjs');
 
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount,
@@ -185,7 +185,7 @@ describe('Dockerfile and systemd unit', () => {
 
   it('has a user unit that starts the CLI and reloads with SIGHUP', () => {
     const unit = readFileSync(join(ROOT, 'deploy/systemd/dbx-gateway.service'), 'utf8');
-    assert.match(unit, /^ExecStart=.*bin\/dbx-gateway\.js serve$/m);
+    assert.match(unit, /^ExecStart=.*bin\/dbx-gateway\.cjs serve$/m);
     assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     assert.match(unit, /^WantedBy=default\.target$/m);
   });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI, as `npx dbx-gateway` runs it (dist/ is built by `npm install`, and by `npm test`). */
-export const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+export const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 
 export interface CliResult {
   status: number;

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { errorMessage } from '../../src/errors.js';
 import { type ChildOutput, watchOutput } from './child-output.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 
 export interface SpawnedGateway extends ChildOutput {
   url: string;

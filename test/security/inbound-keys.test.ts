@@ -11,7 +11,7 @@ import { startPatGateway, startTestGateway, type TestGateway, trustCa } from '..
 import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi6666666666666666666666666666bbbb';
 
 function keysAdd(file: string, name: string) {

@@ -13,7 +13,7 @@ import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi3333333333333333333333333333abab';
 const ALICE = 'dgw_alice-0000000000000000000000000000000000000';
 const BOB = 'dgw_bob-00000000000000000000000000000000000000000';

@@ -12,7 +12,7 @@ import { connectionsClosed, startPatGateway, usePatGateway } from '../helpers/ga
 import { rawRequest } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi8888888888888888888888888888dddd';
 
 describe('request smuggling and malformed requests', () => {
