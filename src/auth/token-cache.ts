@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../errors.js';
-import { scrubSecrets } from '../security/redact.js';
+import { scrubSecrets } from '../observability/redact.js';
 import type { AccessToken, Audience, Credential } from './credential.js';
 
 /**

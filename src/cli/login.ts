@@ -17,7 +17,7 @@ export async function runLogin(flags: CliFlags, name: string | undefined, browse
     return 2;
   }
   const say = (line: string) => process.stderr.write(`${line}\n`);
-  const [{ login }, { scrubSecrets }] = await Promise.all([import('../auth/u2m-login.js'), import('../security/redact.js')]);
+  const [{ login }, { scrubSecrets }] = await Promise.all([import('../auth/u2m-login.js'), import('../observability/redact.js')]);
   try {
     const file = await login(route, { env: process.env, say, openBrowser: browser && process.stderr.isTTY === true });
     say(`Signed in. The refresh token is stored in ${file} (readable by you only).`);

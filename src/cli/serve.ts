@@ -15,7 +15,7 @@ export async function serve(flags: CliFlags): Promise<number> {
     import('../runtime/server.js'),
     import('../security/loopback.js'),
     import('../config/load.js'),
-    import('../security/redact.js'),
+    import('../observability/redact.js'),
   ]);
   const logger = createLogger({ level: config.logLevel, ...(config.logFormat ? { format: config.logFormat } : {}) });
   // The control endpoints' secret, handed to this user's commands through the run file.

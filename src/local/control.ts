@@ -26,6 +26,8 @@ export interface ControlOptions {
   warnings: () => string[];
   /** The status page's data, for `dbx-gateway status`. */
   status: () => StatusData;
+  /** doctor's checks of the routes this gateway serves, run from inside it (its tokens, pools and proxies). */
+  doctor: () => Promise<{ ok: boolean; text: string }>;
 }
 
 /**
@@ -57,10 +59,8 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
     return c.json(result, result.ok ? 200 : 409, { 'cache-control': 'no-store' });
   });
   app.get('/-/doctor', async (c) => {
-    // The routes this gateway serves, checked from inside it: its tokens, its pools and proxies.
-    const { diagnose, formatDoctor } = await import('../runtime/diagnose.js');
-    const rows = await diagnose({ routes: options.routes(), tokens: options.tokens });
-    return c.json({ ok: rows.every((r) => r.ok), text: formatDoctor(rows), warnings: options.warnings() }, 200, { 'cache-control': 'no-store' });
+    const { ok, text } = await options.doctor();
+    return c.json({ ok, text, warnings: options.warnings() }, 200, { 'cache-control': 'no-store' });
   });
   app.get('/-/status', (c) => c.json({ ...options.status(), pid: process.pid }, 200, { 'cache-control': 'no-store' }));
   app.get('/-/token/:name', async (c) => {

@@ -2,9 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpBindings } from '@hono/node-server';
 import type { MiddlewareHandler } from 'hono';
 import { errorMessage, GatewayError, internalError } from '../errors.js';
-import { scrubSecrets } from '../security/redact.js';
 import type { Logger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
+import { scrubSecrets } from './redact.js';
 import { type RequestRecord, recordOf, startRecord } from './request-record.js';
 
 /** Local endpoints polled by probes and scrapers: logged at debug so they do not drown real traffic. */

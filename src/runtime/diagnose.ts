@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors.js';
+import { scrubSecrets } from '../observability/redact.js';
 import { authHeaders } from '../proxy/auth-headers.js';
 import type { Route } from '../routing/route-table.js';
-import { scrubSecrets } from '../security/redact.js';
 import type { GatewayCore } from './core.js';
 
 /** Clocks further apart than this break token validation (Entra allows about 5 min of skew). */

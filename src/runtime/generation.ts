@@ -78,6 +78,11 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
             tokens: core.tokens,
             warnings: () => core.warnings,
             status: () => statusJson({ ...status, version: context.version }),
+            doctor: async () => {
+              const { diagnose, formatDoctor } = await import('./diagnose.js');
+              const rows = await diagnose(core);
+              return { ok: rows.every((r) => r.ok), text: formatDoctor(rows) };
+            },
           },
         }
       : {}),

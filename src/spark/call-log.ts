@@ -1,6 +1,6 @@
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { scrubSecrets } from '../security/redact.js';
+import { scrubSecrets } from '../observability/redact.js';
 import type { SparkCall } from './forwarder.js';
 import { GrpcStatus } from './grpc-status.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CredentialSetupError, createCredential } from '../../src/auth/credentials/index.js';
 import type { CredentialSpec, RouteConfig } from '../../src/config/types.js';
-import { scrubSecrets } from '../../src/security/redact.js';
+import { scrubSecrets } from '../../src/observability/redact.js';
 
 const route: RouteConfig = {
   name: 'prod',
