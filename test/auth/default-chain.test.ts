@@ -6,15 +6,9 @@ import { describe, it } from 'node:test';
 import { resolveAzureEnvironment } from '../../src/auth/azure-cloud.js';
 import { CredentialSetupError, createCredential } from '../../src/auth/credentials/index.js';
 import type { CredentialSpec, RouteConfig } from '../../src/config/types.js';
+import { routeConfig } from '../helpers/route-config.js';
 
-const route: RouteConfig = {
-  name: 'prod',
-  kind: 'workspace',
-  upstream: new URL('https://adb-1.1.azuredatabricks.net'),
-  credential: { type: 'default' },
-  readOnly: false,
-  source: 'test',
-};
+const route: RouteConfig = routeConfig();
 
 /** A directory holding executables named like the CLIs the chain looks for. */
 function binDir(...names: string[]): string {

@@ -3,15 +3,9 @@ import { describe, it } from 'node:test';
 import { CredentialSetupError, createCredential } from '../../src/auth/credentials/index.js';
 import type { CredentialSpec, RouteConfig } from '../../src/config/types.js';
 import { scrubSecrets } from '../../src/observability/redact.js';
+import { routeConfig } from '../helpers/route-config.js';
 
-const route: RouteConfig = {
-  name: 'prod',
-  kind: 'workspace',
-  upstream: new URL('https://adb-1.1.azuredatabricks.net'),
-  credential: { type: 'default' },
-  readOnly: false,
-  source: 'test',
-};
+const route: RouteConfig = routeConfig();
 
 // Shapes of real secrets (made up, not live).
 const JWT = 'eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyQGV4YW1wbGUuY29tIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ';

@@ -248,9 +248,7 @@ describe('Spark Connect: upstream lost and back, reload, shutdown', () => {
     const gw = await startGateway({ upstream: upstream.url, caFile: pki.caFile });
     const client = sparkClient(gw.port);
     try {
-      const call = client.ExecutePlan({ mode: 'hang', size: 10 });
-      await new Promise((resolve) => call.once('data', resolve));
-      const failed = callError(readAll(call));
+      const { failed } = await hangingCall(client);
       upstream.kill();
       const err = await failed;
       assert.ok([grpc.status.UNAVAILABLE, grpc.status.INTERNAL].includes(err.code), `${err.code} ${err.details}`);
@@ -305,9 +303,7 @@ describe('Spark Connect: upstream lost and back, reload, shutdown', () => {
     const gw = await startGateway({ upstream: upstream.url, caFile: pki.caFile });
     const client = sparkClient(gw.port);
     try {
-      const call = client.ExecutePlan({ mode: 'hang', size: 10 });
-      await new Promise((resolve) => call.once('data', resolve));
-      const failed = callError(readAll(call));
+      const { failed } = await hangingCall(client);
       gw.forwarder.close();
       const err = await failed;
       assert.equal(err.code, grpc.status.UNAVAILABLE);
@@ -337,4 +333,12 @@ async function throughRelay(
     await relay.close();
     await upstream.close();
   }
+}
+
+/** An ExecutePlan that has sent its first message and then waits; `failed` settles with how it ends. */
+async function hangingCall(client: ReturnType<typeof sparkClient>): Promise<{ failed: Promise<grpc.ServiceError> }> {
+  const call = client.ExecutePlan({ mode: 'hang', size: 10 });
+  await new Promise((resolve) => call.once('data', resolve));
+  // Wrapped: a promise returned bare from an async function would be awaited with it.
+  return { failed: callError(readAll(call)) };
 }

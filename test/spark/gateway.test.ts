@@ -29,6 +29,18 @@ const withSparkPort = (config: GatewayConfig) => {
   }
 };
 
+/** A gateway with one PAT route "prod" in front of `upstream` and its Spark Connect port open. */
+function sparkGateway(upstream: FakeSpark, configure?: (config: GatewayConfig) => void): Promise<TestGateway> {
+  return startTestGateway({
+    flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
+    env: { DATABRICKS_TOKEN: TEST_PAT },
+    configure: (config) => {
+      withSparkPort(config);
+      configure?.(config);
+    },
+  });
+}
+
 describe('Spark Connect through the gateway', () => {
   let upstream: FakeSpark;
   let gw: TestGateway;
@@ -36,11 +48,7 @@ describe('Spark Connect through the gateway', () => {
 
   before(async () => {
     upstream = await startFakeSpark(pki);
-    gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: TEST_PAT },
-      configure: withSparkPort,
-    });
+    gw = await sparkGateway(upstream);
     client = sparkClient(gw.sparkPorts.get('prod')!);
   });
   after(async () => {
@@ -126,13 +134,8 @@ describe('Spark Connect: no token, keys, exposure', () => {
   });
 
   test('calls count against limits.requestsPerMinutePerKey like HTTP requests', async () => {
-    const gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: TEST_PAT },
-      configure: (config) => {
-        withSparkPort(config);
-        config.limits.requestsPerMinutePerKey = 2;
-      },
+    const gw = await sparkGateway(upstream, (config) => {
+      config.limits.requestsPerMinutePerKey = 2;
     });
     const client = sparkClient(gw.sparkPorts.get('prod')!);
     try {
@@ -148,11 +151,7 @@ describe('Spark Connect: no token, keys, exposure', () => {
   });
 
   test('shutdown lets a call in flight finish (GOAWAY), then the port is closed', async () => {
-    const gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: TEST_PAT },
-      configure: withSparkPort,
-    });
+    const gw = await sparkGateway(upstream);
     const port = gw.sparkPorts.get('prod')!;
     const client = sparkClient(port);
     try {
@@ -183,13 +182,8 @@ describe('Spark Connect: no token, keys, exposure', () => {
   });
 
   test('a connection with no call open is closed after timeouts.idleMs', async () => {
-    const gw = await startTestGateway({
-      flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' },
-      env: { DATABRICKS_TOKEN: TEST_PAT },
-      configure: (config) => {
-        withSparkPort(config);
-        config.timeouts.idleMs = 300;
-      },
+    const gw = await sparkGateway(upstream, (config) => {
+      config.timeouts.idleMs = 300;
     });
     const session = http2.connect(`http://127.0.0.1:${gw.sparkPorts.get('prod')}`);
     session.on('error', () => {});
