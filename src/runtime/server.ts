@@ -59,8 +59,8 @@ export interface StartOptions extends CoreOptions {
 
 /**
  * The lifecycle: build the first generation, open the listeners (checked against the
- * loopback-or-keys rule as bound), swap generations on reload (the old one retired, closed at
- * shutdown), and drain on shutdown.
+ * loopback-or-keys rule as bound), swap generations on reload (the old one retired, released once
+ * its connections have closed), and drain on shutdown.
  */
 export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<RunningGateway> {
   preloadTransport();
@@ -156,9 +156,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       }
       const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
       current = buildGeneration(next, core, context);
-      // In-flight exchanges keep the old agents' connections until they finish, however long;
-      // each is closed as it frees up. Shutdown closes whatever is still open.
-      // Kept until its connections have closed (shutdown closes what is left), then released.
+      // In-flight exchanges keep the old generation's connections until they finish, however long;
+      // each closes as it frees up. The generation is released then; shutdown closes what is left.
       retired.add(previous);
       void previous.retire().then(() => retired.delete(previous));
       return { notes: restartOnlyChanges(config, next, routePorts, sparkPorts) };
