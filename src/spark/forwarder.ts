@@ -100,6 +100,8 @@ export interface SparkConnectForwarder {
  */
 const STREAM_WINDOW = 1 << 20;
 const SESSION_WINDOW = 16 << 20;
+/** How long a client may go on sending a request the gateway has already answered. */
+const DRAIN_MS = 5_000;
 /** Calls in flight per route: with STREAM_WINDOW each, what stalled clients can make the gateway hold is bounded (128 MiB). */
 const MAX_OPEN_CALLS = 128;
 /** The methods of Spark Connect's one service (spark/connect/base.proto: ExecutePlan, AnalyzePlan, Config, ...). */
@@ -374,9 +376,16 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     const answer = (response: http2.OutgoingHttpHeaders, code: number) => {
       stream.respond(response, { endStream: true });
       sent = code;
-      // RFC 9113 section 8.1: after a complete response, a server may ask the client to stop
-      // sending the request with RST_STREAM NO_ERROR (Node sends it once the HEADERS are out).
-      if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+      if (stream.readableEnded) return;
+      // The rest of the request is read and dropped. RFC 9113 section 8.1 lets a server reset the
+      // stream instead (RST_STREAM NO_ERROR), but on Node 22 and later a reset sent right after
+      // respond() overtakes the HEADERS, and the client sees a call without a status. A client
+      // still sending after DRAIN_MS gets that reset.
+      stream.resume();
+      const timer = setTimeout(() => {
+        if (!stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+      }, DRAIN_MS).unref();
+      stream.once('close', () => clearTimeout(timer));
     };
 
     /** Ends the call with `code`: Trailers-Only if no response headers went out, else trailers. */
