@@ -20,7 +20,9 @@ const files = (only.length > 0 ? only : ['test']).flatMap((p) => (statSync(p).is
 const pki = mkdtempSync(join(tmpdir(), 'dbxgw-test-pki-'));
 const made = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/make-pki.ts', pki], { stdio: 'inherit' });
 if (made.status !== 0) process.exit(made.status ?? 1);
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=120000', ...files], {
+// DBX_GATEWAY_TEST_REPORTER=dot for the extra Node versions in .ci/run (one summary per CI log).
+const reporter = process.env.DBX_GATEWAY_TEST_REPORTER ?? 'spec';
+const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-reporter=${reporter}`, '--test-timeout=120000', ...files], {
   stdio: 'inherit',
   env: { ...process.env, DBX_GATEWAY_TEST: '1', DBX_GATEWAY_TEST_PKI: pki },
 });
