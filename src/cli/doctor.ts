@@ -29,10 +29,9 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
   if (!core) return 2;
   try {
     for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
-    const { diagnose, formatDoctor } = await import('../runtime/diagnose.js');
-    const rows = await diagnose(core);
-    process.stdout.write(formatDoctor(rows));
-    return rows.every((r) => r.ok) ? 0 : 1;
+    const { ok, text } = await (await import('../runtime/diagnose.js')).doctorReport(core);
+    process.stdout.write(text);
+    return ok ? 0 : 1;
   } finally {
     await core.close();
   }

@@ -1,17 +1,11 @@
 import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
+import { type TokenJson, tokenJson } from '../local/token-json.js';
 import { controlRequest, fallBackToConfig, runningOrReport } from './running.js';
 import { load } from './shared.js';
 
 export const TOKEN_OUTPUTS = ['json', 'env', 'raw', 'powershell', 'cmd'] as const;
 type TokenOutput = (typeof TOKEN_OUTPUTS)[number];
-
-interface PrintedToken {
-  access_token: string;
-  expires_on: number | null;
-  host: string;
-  account_id?: string;
-}
 
 /**
  * `token NAME`: the token the running gateway holds (its run file; no second az or CLI call), or,
@@ -35,7 +29,7 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
       process.stderr.write(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
       return res.status === 404 ? 2 : 1;
     }
-    process.stdout.write(formatToken(JSON.parse(res.body) as PrintedToken, output as TokenOutput));
+    process.stdout.write(formatToken(JSON.parse(res.body) as TokenJson, output as TokenOutput));
     return 0;
   }
   if (!fallBackToConfig(url, 'fetching the token from the configuration directly')) return 1;
@@ -53,13 +47,7 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
   const [{ createCredential }, { TokenCache }] = await Promise.all([import('../auth/credentials/index.js'), import('../auth/token-cache.js')]);
   try {
     const token = await new TokenCache().get(createCredential(route.credential, { env: process.env, route }), 'databricks');
-    const printed: PrintedToken = {
-      access_token: token.token,
-      expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
-      host: route.upstream.origin,
-      ...(route.accountId ? { account_id: route.accountId } : {}),
-    };
-    process.stdout.write(formatToken(printed, output as TokenOutput));
+    process.stdout.write(formatToken(tokenJson(token, route.upstream, route.accountId), output as TokenOutput));
     return 0;
   } catch (err) {
     process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
@@ -67,7 +55,7 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
   }
 }
 
-function formatToken(token: PrintedToken, output: TokenOutput): string {
+function formatToken(token: TokenJson, output: TokenOutput): string {
   const vars: Array<[string, string]> = [
     ['DATABRICKS_HOST', token.host],
     ...(token.account_id ? ([['DATABRICKS_ACCOUNT_ID', token.account_id]] as Array<[string, string]>) : []),

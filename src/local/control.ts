@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.js';
 import type { RouteTable } from '../routing/route-table.js';
 import { sameSecret } from '../security/same-secret.js';
 import type { StatusData } from './status-page.js';
+import { tokenJson } from './token-json.js';
 
 /** The header the commands of the same user send the run file's control secret in. */
 export const CONTROL_HEADER = 'x-dbx-gateway-control';
@@ -68,17 +69,7 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
     const route = options.routes().routes.find((r) => r.name === name);
     if (!route) throw options.routes().notFound(`/ws/${name}`);
     const token = await options.tokens.get(route.credential, 'databricks');
-    return c.json(
-      {
-        access_token: token.token,
-        token_type: 'Bearer',
-        expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
-        host: route.target.origin,
-        ...(route.config.accountId ? { account_id: route.config.accountId } : {}),
-      },
-      200,
-      { 'cache-control': 'no-store' },
-    );
+    return c.json(tokenJson(token, route.target, route.config.accountId), 200, { 'cache-control': 'no-store' });
   });
   return app;
 }

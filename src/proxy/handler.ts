@@ -39,7 +39,7 @@ export interface FrontDoor {
 export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDoor {
   const { admission, forwarder, logger, metrics, tunnels, local } = deps;
 
-  /** Browser guard, CORS preflight (answered: true), then route, key and policy. */
+  /** Browser guard, then a CORS preflight's answer (`preflight`) or route, key and policy (`admitted`). */
   const admit = (req: IncomingMessage, record: RequestRecord) => {
     const { corsOrigin } = admission.checkClient(req);
     if (corsOrigin) record.corsOrigin = corsOrigin;

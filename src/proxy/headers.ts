@@ -32,17 +32,26 @@ function connectionListed(value: string | string[] | undefined): string[] {
     .filter(Boolean);
 }
 
+/** A hop-by-hop field (lower case), on every protocol the gateway forwards. */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name);
+}
+
+/**
+ * A field only the gateway may set (lower case): client credentials and the inbound key, the
+ * service-principal headers, and spoofable forwarding headers. Dropped from HTTP requests,
+ * upgrades and Spark Connect calls alike.
+ */
+export function isGatewayOnlyHeader(name: string): boolean {
+  return (
+    CLIENT_CREDENTIAL_HEADERS.includes(name) || name.startsWith(AZURE_SP_HEADER_PREFIX) || name.startsWith(FORWARDED_PREFIX) || SPOOFABLE_HEADERS.includes(name)
+  );
+}
+
 /** A request header the client may not send on to the upstream (`listed`: named by Connection). */
 function isDroppedRequestHeader(name: string, listed: readonly string[], upgrade: boolean): boolean {
   if (upgrade && (name === 'connection' || name === 'upgrade')) return false;
-  return (
-    HOP_BY_HOP.has(name) ||
-    (listed.includes(name) && !FRAMING_HEADERS.has(name)) ||
-    CLIENT_CREDENTIAL_HEADERS.includes(name) ||
-    name.startsWith(AZURE_SP_HEADER_PREFIX) ||
-    name.startsWith(FORWARDED_PREFIX) ||
-    SPOOFABLE_HEADERS.includes(name)
-  );
+  return HOP_BY_HOP.has(name) || (listed.includes(name) && !FRAMING_HEADERS.has(name)) || isGatewayOnlyHeader(name);
 }
 
 /**

@@ -31,7 +31,7 @@ interface Probe {
  * upstream is reachable, whether it accepts the token, and who the token belongs to; its Date
  * header gives the clock skew.
  */
-export async function diagnose(core: Pick<GatewayCore, 'routes' | 'tokens'>): Promise<DoctorRow[]> {
+async function diagnose(core: Pick<GatewayCore, 'routes' | 'tokens'>): Promise<DoctorRow[]> {
   return Promise.all(core.routes.routes.map((route) => diagnoseRoute(core, route)));
 }
 
@@ -118,7 +118,13 @@ async function get(route: Route, path: string, headers: Record<string, string>):
 }
 
 /** The table doctor prints: one block per route, PASS or FAIL first. */
-export function formatDoctor(rows: DoctorRow[]): string {
+/** doctor's checks of every route, as the table it prints and whether all passed. */
+export async function doctorReport(core: Pick<GatewayCore, 'routes' | 'tokens'>): Promise<{ ok: boolean; text: string }> {
+  const rows = await diagnose(core);
+  return { ok: rows.every((r) => r.ok), text: formatDoctor(rows) };
+}
+
+function formatDoctor(rows: DoctorRow[]): string {
   const lines: string[] = [];
   for (const { route, ok, checks } of rows) {
     lines.push(`${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}`);

@@ -50,6 +50,7 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   const { logger, routePorts, tunnels } = context;
   const forwarder = new Forwarder(core.tokens, config.timeouts);
   const admission = createAdmission(config);
+  // What the status page shows, for the Hono app and `/-/status` alike.
   const status = {
     routes: core.routes,
     tokens: core.tokens,
@@ -57,6 +58,7 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
     isDraining: context.isDraining,
     routePorts: () => routePorts,
     sparkPorts: () => context.sparkPorts,
+    version: context.version,
   };
   const app = createApp({
     ...(config.metadataService
@@ -77,24 +79,14 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
             routes: () => core.routes,
             tokens: core.tokens,
             warnings: () => core.warnings,
-            status: () => statusJson({ ...status, version: context.version }),
-            doctor: async () => {
-              const { diagnose, formatDoctor } = await import('./diagnose.js');
-              const rows = await diagnose(core);
-              return { ok: rows.every((r) => r.ok), text: formatDoctor(rows) };
-            },
+            status: () => statusJson(status),
+            doctor: async () => (await import('./diagnose.js')).doctorReport(core),
           },
         }
       : {}),
-    routes: core.routes,
-    tokens: core.tokens,
-    metrics: core.metrics,
+    ...status,
     logger,
     admission,
-    isDraining: context.isDraining,
-    version: context.version,
-    routePorts: () => routePorts,
-    sparkPorts: () => context.sparkPorts,
   });
   const local: (req: IncomingMessage, res: ServerResponse) => Promise<void> = getRequestListener(app.fetch, { autoCleanupIncoming: false });
   const doorDeps = { admission, forwarder, logger, metrics: core.metrics, tunnels };

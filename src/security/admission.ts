@@ -25,8 +25,11 @@ export interface Admission {
    * The one authenticator of a generation, for proxied traffic, local endpoints and the metadata service.
    */
   readonly authenticate?: KeyAuthenticator;
-  /** Set with limits.requestsPerMinutePerKey: takes one request of `who`'s budget (429 over it). Spark Connect calls count too. */
-  readonly rateLimit?: (who: string) => void;
+  /**
+   * Set with limits.requestsPerMinutePerKey: takes one request from the key's budget, or the client
+   * address's without keys (429 over it). Spark Connect calls count too.
+   */
+  readonly rateLimit?: (key: InboundKey | undefined, address: string | undefined) => void;
   /**
    * Proxied requests and upgrades, in this order: target shape (400), method-override headers
    * (400), inbound key (401), rate limit (429), route (404), the key's routes (403), route policy
@@ -50,7 +53,8 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
   const browserGuard = createBrowserGuard(config.allowedOrigins);
   const authenticate = createKeyAuthenticator(config.inboundKeys);
   const perMinute = config.limits.requestsPerMinutePerKey;
-  const rateLimit = perMinute ? createRateLimiter(perMinute) : undefined;
+  const take = perMinute ? createRateLimiter(perMinute) : undefined;
+  const rateLimit = take && ((key: InboundKey | undefined, address: string | undefined) => take(key ? `key ${key.name}` : `client ${address ?? '-'}`));
   return {
     ...(authenticate ? { authenticate } : {}),
     ...(rateLimit ? { rateLimit } : {}),
@@ -67,7 +71,7 @@ export function createAdmission(config: Pick<GatewayConfig, 'allowedHosts' | 'al
       assertNoMethodOverride(req.headers);
       const key = authenticate?.(req.headers);
       if (key) onKey?.(key.name);
-      rateLimit?.(key ? `key ${key.name}` : `client ${req.socket.remoteAddress ?? '-'}`);
+      rateLimit?.(key, req.socket.remoteAddress);
       const resolved = resolve(rawUrl);
       assertKeyMayUse(key, resolved.route.name);
       assertAllowedByPolicy(resolved.route.config, req.method ?? 'GET', resolved.upstreamPath);

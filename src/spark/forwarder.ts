@@ -13,9 +13,10 @@
  * does can take the listener (or the process) down: a failure ends that one call with a gRPC
  * status. Each call is reported once through `onCall`, when the client's stream closes.
  *
- * Per call: the inbound key (when keys are configured), then POST + application/grpc (anything
- * else is refused, never forwarded with the token), then the route's auth headers, then a stream
- * on the shared session. That session is made on first use, made again after it closes, fails or
+ * Per call, in order: browsers refused; the inbound key (when keys are configured); POST +
+ * application/grpc; the rate limit; a Spark Connect method; the bound on calls in flight (anything
+ * refused is never forwarded with the token); the route's auth headers; then a stream on the
+ * shared session. That session is made on first use, made again after it closes, fails or
  * gets a GOAWAY, and closed after idleTimeoutMs without calls.
  *
  * Protocol facts (gRPC PROTOCOL-HTTP2.md, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md):
@@ -32,7 +33,6 @@
  * streams that are not read stop the HTTP/2 window updates, so `pipe` gives end-to-end flow control
  * (test/spark/flow-control.test.ts holds a 128 MiB stream back with it).
  */
-import { readFileSync } from 'node:fs';
 import http2, { constants } from 'node:http2';
 import { isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -40,7 +40,9 @@ import tls from 'node:tls';
 import { errorMessage, GatewayError } from '../errors.js';
 import type { AuthHeaders } from '../proxy/auth-headers.js';
 import type { EgressProxy } from '../proxy/egress-proxy.js';
+import { isGatewayOnlyHeader, isHopByHop } from '../proxy/headers.js';
 import { openTunnel } from '../proxy/transport.js';
+import { trustWithCaFile } from '../security/ca-trust.js';
 import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
 import { decodeGrpcMessage, encodeGrpcMessage, GrpcStatus, parseGrpcStatus, statusForHttp2Error, statusForHttpStatus } from './grpc-status.js';
 
@@ -75,8 +77,8 @@ export interface SparkConnectTarget {
   rejectToken(token: string): void;
   /** With inbound keys: checks the client's `authorization: Bearer <key>` metadata (throws GatewayError). */
   authenticate?: KeyAuthenticator;
-  /** limits.requestsPerMinutePerKey: takes one call from `who`'s budget (throws GatewayError over it). */
-  rateLimit?: (who: string) => void;
+  /** limits.requestsPerMinutePerKey: takes one call from the key's (or the client address's) budget; throws GatewayError over it. */
+  rateLimit?: (key: ReturnType<KeyAuthenticator> | undefined, address: string | undefined) => void;
   /** TCP + proxy tunnel + TLS handshake budget for a new upstream session. */
   connectTimeoutMs: number;
   /** An upstream session with no call open closes after this long (default 60 s). */
@@ -94,7 +96,7 @@ export interface SparkConnectForwarder {
 
 /**
  * Flow-control windows the gateway advertises to the upstream (RFC 9113 section 6.9). Node's
- * default, 64 KiB, caps a stream at 64 KiB per round trip (about 3 MB/s at 20 ms); 4 MiB per
+ * default, 64 KiB, caps a stream at 64 KiB per round trip (about 3 MB/s at 20 ms); 1 MiB per
  * stream keeps Arrow batches moving (50 MB/s per stream at 20 ms) while bounding what a
  * stalled client can make the gateway hold to that much per call.
  */
@@ -115,30 +117,12 @@ const SPARK_CONNECT_METHOD = /^\/spark\.connect\.SparkConnectService\/[A-Za-z]\w
 const IDLE_TIMEOUT_MS = 60_000;
 
 /**
- * Request headers never forwarded, as src/proxy/headers.ts for HTTP/1: connection-specific fields
- * (RFC 9113 section 8.2.2; Node refuses them on HTTP/2 anyway), client credentials and inbound
- * keys, spoofable forwarding headers. Pseudo-headers are set explicitly; `te: trailers` is re-added.
+ * Request headers never forwarded: the hop-by-hop fields and what only the gateway may set
+ * (src/proxy/headers.ts, the same rules as HTTP/1), plus what HTTP/2 forbids or sets itself (RFC
+ * 9113 section 8.2.2: Transfer-Encoding, HTTP2-Settings; Host and the pseudo-headers are set
+ * explicitly; `te: trailers` is re-added).
  */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'te',
-  'trailer',
-  'http2-settings',
-  'authorization',
-  'x-dbx-gateway-key',
-  'forwarded',
-  'x-real-ip',
-  'x-original-url',
-  'x-rewrite-url',
-]);
-const DROPPED_REQUEST_PREFIXES = ['x-databricks-azure-', 'x-forwarded-', ':'];
+const HTTP2_REQUEST_HEADERS = new Set(['transfer-encoding', 'host', 'http2-settings']);
 /** Response headers and trailers never passed back: connection-specific fields and pseudo-headers. */
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings']);
 
@@ -170,7 +154,7 @@ function passHeaders(from: http2.IncomingHttpHeaders, dropped: (name: string) =>
   return out;
 }
 
-const droppedRequestHeader = (name: string) => DROPPED_REQUEST_HEADERS.has(name) || DROPPED_REQUEST_PREFIXES.some((p) => name.startsWith(p));
+const droppedRequestHeader = (name: string) => name.startsWith(':') || isHopByHop(name) || HTTP2_REQUEST_HEADERS.has(name) || isGatewayOnlyHeader(name);
 const droppedResponseHeader = (name: string) => name.startsWith(':') || DROPPED_RESPONSE_HEADERS.has(name);
 
 function statusTrailers(code: number, message: string): Headers {
@@ -202,8 +186,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
   const port = Number(target.upstream.port || 443);
   /** URL.host leaves out the default port, as :authority should (RFC 9113 section 8.3.1). */
   const authority = target.upstream.host;
-  // Built once: the public roots plus the caFile (verification stays on; a caFile only adds anchors).
-  const secureContext = target.caFile ? tls.createSecureContext({ ca: [...tls.rootCertificates, readFileSync(target.caFile, 'utf8')] }) : undefined;
+  const secureContext = target.caFile ? trustWithCaFile(target.caFile) : undefined;
 
   /** Every upstream session, with its open streams and idle timer. */
   const sessions = new Map<http2.ClientHttp2Session, { streams: number; idle?: NodeJS.Timeout }>();
@@ -507,7 +490,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
 
       if (target.rateLimit) {
         try {
-          target.rateLimit(key ? `key ${key.name}` : `client ${stream.session?.socket?.remoteAddress ?? '-'}`);
+          target.rateLimit(key, stream.session?.socket?.remoteAddress);
         } catch (err) {
           fail(GrpcStatus.RESOURCE_EXHAUSTED, errorMessage(err));
           return;
