@@ -128,7 +128,7 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
     );
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'ERROR';
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = errorMessage(err);
   return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${code === 'ERROR' ? detail : `${code} (${detail})`}`, { cause: err });
 }
 

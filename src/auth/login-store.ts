@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import path, { join } from 'node:path';
-import { configDir } from '../config/paths.js';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configDir, pathFor, writeFileAtomic } from '../config/paths.js';
 
 /** What `dbx-gateway login` keeps for one Databricks host (and account). */
 export interface StoredLogin {
@@ -33,10 +33,6 @@ export function loginFile(env: NodeJS.ProcessEnv, host: URL, accountId?: string,
   return pathFor(platform).join(dir, `${host.hostname.replace(/[^A-Za-z0-9.-]/g, '_')}-${key}.json`);
 }
 
-function pathFor(platform: NodeJS.Platform): path.PlatformPath {
-  return platform === 'win32' ? path.win32 : path.posix;
-}
-
 export function readLogin(file: string): StoredLogin | undefined {
   if (!existsSync(file)) return undefined;
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<StoredLogin>;
@@ -58,14 +54,5 @@ export function writeLogin(file: string, login: StoredLogin, platform: NodeJS.Pl
   const dir = join(file, '..');
   mkdirSync(dir, { recursive: true, ...(posix ? { mode: 0o700 } : {}) });
   if (posix) chmodSync(dir, 0o700);
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = posix ? openSync(tmp, 'w', 0o600) : openSync(tmp, 'w');
-  try {
-    writeSync(fd, `${JSON.stringify(login, null, 2)}\n`);
-  } finally {
-    closeSync(fd);
-  }
-  if (posix) chmodSync(tmp, 0o600);
-  // Windows: rename onto an existing file works (MoveFileEx with MOVEFILE_REPLACE_EXISTING).
-  renameSync(tmp, file);
+  writeFileAtomic(file, `${JSON.stringify(login, null, 2)}\n`, 0o600, platform);
 }

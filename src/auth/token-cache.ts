@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { GatewayError } from '../errors.js';
+import { errorMessage, GatewayError } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import type { AccessToken, Audience, Credential } from './credential.js';
 
@@ -243,10 +243,6 @@ async function withTimeout(credential: Credential, audience: Audience, outer: Ab
     clearTimeout(timer);
     outer.removeEventListener('abort', onAbort);
   }
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function tokenUnavailable(credential: Credential, err: unknown): GatewayError {

@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import type { Command, CommanderError } from 'commander';
 import { CREDENTIAL_TYPE_NAMES } from '../auth/credentials/names.js';
-import { type ConfigOptions, packageVersion, toFlags } from './shared.js';
+import { packageVersion } from '../config/package-version.js';
+import { type ConfigOptions, toFlags } from './shared.js';
 
 // argv -> command. Each command lives in its own file and is imported only when it runs.
 
@@ -173,11 +174,6 @@ export function renderHelp(): string {
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. */
 export async function main(argv: string[]): Promise<number> {
-  // The version without loading the parser: `--version` is what scripts and installers call.
-  if (argv.length === 1 && ['--version', '-V', 'version'].includes(argv[0] ?? '')) {
-    process.stdout.write(`${packageVersion()}\n`);
-    return 0;
-  }
   // require, not import: commander is CommonJS, and Node's ESM loader doubles its load time (18 ms
   // instead of 9 on these machines; the --help budget of issue #12).
   const { Command, CommanderError } = createRequire(import.meta.url)('commander') as typeof import('commander');

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { packageVersion } from '../config/package-version.js';
 import type { CliFlags, GatewayConfig } from '../config/types.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { ReloadResult } from '../local/control.js';
 import { removeRunFile } from '../local/run-file.js';
 import type { RunningGateway } from '../runtime/server.js';
-import { load, orConfigError, packageVersion } from './shared.js';
+import { load, orConfigError } from './shared.js';
 
 export async function serve(flags: CliFlags): Promise<number> {
   const config = await load(flags);

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { CliFlags, GatewayConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 
@@ -52,8 +51,3 @@ export async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | 
 
 export const load = (flags: CliFlags) => orConfigError(async () => (await import('../config/load.js')).loadConfig({ flags }));
 export const createCore = (config: GatewayConfig) => orConfigError(async () => (await import('../runtime/core.js')).createGatewayCore(config));
-
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}

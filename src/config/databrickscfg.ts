@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { envValue, expandHome, homeDir } from './paths.js';
+import { envValue, expandHome, homeDir, pathFor } from './paths.js';
 
 /**
  * ~/.databrickscfg as the Databricks SDKs read it (Go SDK config/config_file.go with
@@ -63,7 +63,7 @@ function stripInlineComment(text: string): string {
  * Bash $HOME is not it), elsewhere $HOME. An environment without one reads no profiles.
  */
 export function databricksCfgPath(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): { path: string; explicit: boolean } | undefined {
-  const p = platform === 'win32' ? path.win32 : path.posix;
+  const p = pathFor(platform);
   const home = homeDir(env, platform);
   const configured = envValue(env, 'DATABRICKS_CONFIG_FILE', platform);
   if (configured) {

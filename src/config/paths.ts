@@ -1,3 +1,4 @@
+import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 
@@ -65,7 +66,25 @@ export function configDir(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = pr
 /** Where `listen.tls: auto` keeps the local CA: <configDir>/tls. Undefined without a home. */
 export function localTlsDir(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): string | undefined {
   const dir = configDir(env, platform);
-  return dir ? (platform === 'win32' ? path.win32 : path.posix).join(dir, 'tls') : undefined;
+  return dir ? pathFor(platform).join(dir, 'tls') : undefined;
+}
+
+/** The path rules of `platform` (so the Windows rules are testable on Linux). */
+export function pathFor(platform: NodeJS.Platform): path.PlatformPath {
+  return platform === 'win32' ? path.win32 : path.posix;
+}
+
+/**
+ * Writes `file` atomically (a temp file, then renamed: a crash never leaves half of it) with
+ * `mode` from its creation, chmod'ed in case the temp file existed. On Windows POSIX modes do not
+ * apply: the gateway's files live in the user's profile, whose ACL grants only the user, SYSTEM and
+ * Administrators; a rename onto an existing file works there too (MOVEFILE_REPLACE_EXISTING).
+ */
+export function writeFileAtomic(file: string, text: string, mode: number, platform: NodeJS.Platform = process.platform): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode });
+  if (platform !== 'win32') chmodSync(tmp, mode);
+  renameSync(tmp, file);
 }
 
 /** `~`, `~/x` (and on Windows `~\x`) expanded against the home directory; anything else as is. */

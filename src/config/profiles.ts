@@ -44,7 +44,7 @@ export function profileRoute(name: string, cfg: DatabricksCfg, parseHost: (host:
   const upstream = parseHost(host);
   if (typeof upstream === 'string') return { problem: `${where}: host ${upstream}` };
   // Same rule as every other route: an https://accounts.* host is the account console.
-  const isAccount = upstream.hostname.startsWith('accounts.');
+  const isAccount = isAccountsHost(upstream);
   if (isAccount && !keys.account_id) return { problem: `${where}: an accounts console host needs account_id` };
 
   const credential = profileCredential(name, keys);
@@ -106,4 +106,9 @@ export function profileCredential(name: string, keys: Record<string, string>): C
     put('clientSecret', keys.azure_client_secret);
   }
   return { type, ...settings };
+}
+
+/** An accounts console host (https://accounts.azuredatabricks.net and its clouds' twins). */
+export function isAccountsHost(url: URL): boolean {
+  return url.hostname.startsWith('accounts.');
 }

@@ -3,7 +3,7 @@ import { errorMessage } from '../errors.js';
 import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
 import { isLoopbackHost } from '../security/loopback.js';
 import type { DatabricksCfg } from './databrickscfg.js';
-import { profileRoute } from './profiles.js';
+import { isAccountsHost, profileRoute } from './profiles.js';
 import { type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
 import type { ProfileSource } from './sources.js';
 import { closest } from './suggest.js';
@@ -292,8 +292,4 @@ export function parseUpstream(text: string, field: string, problems: string[]): 
   }
   // "?o=<workspace id>" as copied from the browser is harmless: only the origin is used.
   return new URL(url.origin);
-}
-
-export function isAccountsHost(url: URL): boolean {
-  return url.hostname.startsWith('accounts.');
 }

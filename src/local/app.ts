@@ -4,7 +4,7 @@ import type { TokenCache } from '../auth/token-cache.js';
 import { gatewayErrorResponse } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { failureAnswer, requestLog } from '../observability/request-log.js';
+import { failureAnswer } from '../observability/request-log.js';
 import { recordOf } from '../observability/request-record.js';
 import type { RouteTable } from '../routing/route-table.js';
 import type { Admission } from '../security/admission.js';
@@ -37,14 +37,13 @@ const OPEN_PATHS = new Set(['/healthz', '/readyz']);
 
 /**
  * The Hono app for everything the gateway answers itself: guards, /healthz, /readyz, /metrics,
- * the metadata service and the not-found answer. Proxied traffic never enters it: the listener
- * hands /ws/ and /acct/ (and every path of a per-route port) to the proxy handler directly.
+ * the metadata service and the not-found answer. Proxied traffic never enters it, and the front
+ * door (proxy/handler.ts) has started each request's record before handing it over.
  */
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
   const { admission } = deps;
 
-  app.use(requestLog(deps.logger, deps.metrics));
   app.use(async function guardClient(c, next) {
     const { incoming } = c.env;
     const { corsOrigin } = admission.checkClient(incoming);

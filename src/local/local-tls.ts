@@ -1,7 +1,8 @@
 import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../config/paths.js';
 
 /**
  * The gateway's own local CA, for clients that insist on https (SQL drivers, JDBC, Spark Connect
@@ -106,7 +107,7 @@ export async function localCertificate(dir: string, extraNames: readonly string[
   const cert = `${leaf.toString('pem')}\n${ca.certPem}`;
   const key = pemOf('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   writePrivate(leafKeyFile, key);
-  writeAtomic(leafFile, cert, 0o644);
+  writeFileAtomic(leafFile, cert, 0o644);
   return { cert, key, caFile, notAfterMs: notAfter.getTime() };
 }
 
@@ -148,7 +149,7 @@ async function loadCa(dir: string): Promise<Ca> {
   // certificates every client that trusts this CA accepts.
   writePrivate(keyFile, pemOf('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)));
   const certPem = cert.toString('pem');
-  writeAtomic(certFile, certPem, 0o644);
+  writeFileAtomic(certFile, certPem, 0o644);
   return { cert, certPem, keys };
 }
 
@@ -180,17 +181,7 @@ function derOf(pem: string): ArrayBuffer {
   return der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer;
 }
 
-/**
- * A file only its user can read: created 0600 (and chmod'ed, in case it existed). On Windows POSIX
- * modes do not apply; the file lives in the user's profile, which only the user can read.
- */
+/** A file only its user can read (0600; on Windows, the profile's ACL: see writeFileAtomic). */
 function writePrivate(file: string, text: string): void {
-  writeAtomic(file, text, 0o600);
-}
-
-function writeAtomic(file: string, text: string, mode: number): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  if (process.platform !== 'win32') chmodSync(tmp, mode);
-  renameSync(tmp, file);
+  writeFileAtomic(file, text, 0o600);
 }

@@ -1,5 +1,6 @@
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../config/paths.js';
 
 /**
  * What a serving gateway tells the commands run next to it (`token`, `doctor`, `status`,
@@ -29,10 +30,7 @@ export function runFileName(url: string): string {
 export function writeRunFile(dir: string, run: RunFile): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, runFileName(run.url));
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(run, null, 2)}\n`, { mode: 0o600 });
-  if (process.platform !== 'win32') chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  writeFileAtomic(file, `${JSON.stringify(run, null, 2)}\n`, 0o600);
   return file;
 }
 

@@ -1,11 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HttpBindings } from '@hono/node-server';
-import type { MiddlewareHandler } from 'hono';
 import { errorMessage, GatewayError, internalError } from '../errors.js';
 import type { Logger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import { scrubSecrets } from './redact.js';
-import { type RequestRecord, recordOf, startRecord } from './request-record.js';
+import { type RequestRecord, startRecord } from './request-record.js';
 
 /** Local endpoints polled by probes and scrapers: logged at debug so they do not drown real traffic. */
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -102,12 +100,4 @@ export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse
     });
   });
   return record;
-}
-
-/** The same as Hono middleware, for an app used on its own; a request the front door tracks already is left alone. */
-export function requestLog(logger: Logger, metrics: GatewayMetrics): MiddlewareHandler<{ Bindings: HttpBindings }> {
-  return async function requestLog(c, next) {
-    if (!recordOf(c.env.incoming)) trackRequest(c.env.incoming, c.env.outgoing as ServerResponse, logger, metrics);
-    await next();
-  };
 }

@@ -8,6 +8,8 @@ const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 4
 const COLOURS: Record<number, string> = { 40: '\u001b[33m', 50: '\u001b[31m', 60: '\u001b[31m' };
 const RESET = '\u001b[0m';
 const DIM = '\u001b[2m';
+/** Fields every event has: shown as the time, the level and the message. */
+const EVENT_FIELDS = new Set(['level', 'time', 'msg']);
 /** Fields shown in the request line itself, or not at all. */
 const REQUEST_FIELDS = new Set(['level', 'time', 'msg', 'method', 'route', 'prefix', 'path', 'status', 'grpcStatus', 'ms', 'bytes', 'bytesIn']);
 
@@ -43,7 +45,7 @@ export function formatEvent(event: Record<string, unknown>, colour: boolean): st
     return `${stamp} ${paint(text, COLOURS[level])}`;
   }
   const name = LEVELS[level] ?? String(event.level);
-  return `${stamp} ${paint(name.padEnd(5), COLOURS[level])} ${String(event.msg ?? '')}${fields(event, new Set(['level', 'time', 'msg']))}`;
+  return `${stamp} ${paint(name.padEnd(5), COLOURS[level])} ${String(event.msg ?? '')}${fields(event, EVENT_FIELDS)}`;
 }
 
 function fields(event: Record<string, unknown>, skip: Set<string>): string {

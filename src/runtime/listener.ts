@@ -9,6 +9,7 @@ import { ConfigError, GatewayError, rawGatewayError, writeGatewayError } from '.
 import type { FrontDoor } from '../proxy/handler.js';
 import { methodNotAllowed } from '../security/admission.js';
 import { isLoopbackAddress, OPEN_LISTENER_FIX } from '../security/loopback.js';
+import { GrpcStatus, statusTrailers } from '../spark/grpc-status.js';
 
 // The listeners: TCP (HTTP or HTTPS), unix socket or named pipe, with the limits and answers every
 // listener shares. What they serve comes from `door()`, asked per request so a reload takes effect.
@@ -119,7 +120,7 @@ export function createSparkListener({
     else {
       stream.on('error', () => stream.destroy());
       stream.respond(
-        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': encodeURIComponent(routeGone(routeName).message) },
+        { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.NOT_FOUND, routeGone(routeName).message) },
         { endStream: true },
       );
     }

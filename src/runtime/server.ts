@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TokenCache } from '../auth/token-cache.js';
+import { packageVersion } from '../config/package-version.js';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 import type { ControlOptions } from '../local/control.js';
@@ -211,12 +211,4 @@ function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePo
   }
   if (JSON.stringify(next.limits) !== JSON.stringify(started.limits)) notes.push('limits changed: restart to apply them');
   return notes;
-}
-
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
 }

@@ -44,7 +44,7 @@ import { isGatewayOnlyHeader, isHopByHop } from '../proxy/headers.js';
 import { openTunnel } from '../proxy/transport.js';
 import { trustWithCaFile } from '../security/ca-trust.js';
 import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
-import { decodeGrpcMessage, encodeGrpcMessage, GrpcStatus, parseGrpcStatus, statusForHttp2Error, statusForHttpStatus } from './grpc-status.js';
+import { decodeGrpcMessage, GrpcStatus, parseGrpcStatus, statusForHttp2Error, statusForHttpStatus, statusTrailers } from './grpc-status.js';
 
 /** One forwarded call, reported once its client stream has closed. */
 export interface SparkCall {
@@ -156,10 +156,6 @@ function passHeaders(from: http2.IncomingHttpHeaders, dropped: (name: string) =>
 
 const droppedRequestHeader = (name: string) => name.startsWith(':') || isHopByHop(name) || HTTP2_REQUEST_HEADERS.has(name) || isGatewayOnlyHeader(name);
 const droppedResponseHeader = (name: string) => name.startsWith(':') || DROPPED_RESPONSE_HEADERS.has(name);
-
-function statusTrailers(code: number, message: string): Headers {
-  return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
-}
 
 /** grpc-message as a person reads it, for `reason`. */
 function messageOf(headers: http2.IncomingHttpHeaders): string | undefined {

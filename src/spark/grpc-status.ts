@@ -111,3 +111,8 @@ export function parseGrpcStatus(value: string | string[] | undefined): number | 
   const text = Array.isArray(value) ? value[0] : value;
   return text !== undefined && /^\d+$/.test(text.trim()) ? Number(text) : undefined;
 }
+
+/** A call's status as trailer fields (or the status part of a Trailers-Only answer). */
+export function statusTrailers(code: number, message: string): Record<string, string> {
+  return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+}
