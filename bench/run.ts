@@ -11,11 +11,11 @@
 import { type ChildProcess, execFile, execSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installFakeAz } from '../test/helpers/fake-az.js';
+import { freePort } from '../test/helpers/ports.js';
 import { testPki } from '../test/helpers/tls.js';
 import { startFakeSpark } from '../test/spark/fixtures/spark-grpc.js';
 import { type Bar, ratioChart } from './lib/chart.js';
@@ -37,16 +37,6 @@ const sizes = QUICK
   : { seconds: 8, transferBytes: 1 << 30, wanCalls: 30, cold: 500, warmup: 2, startRuns: 7 };
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(url: string, ok: (status: number) => boolean, timeoutMs = 20_000): Promise<number> {
   const started = performance.now();

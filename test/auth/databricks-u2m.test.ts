@@ -6,16 +6,14 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { oidcEndpoints } from '../../src/auth/databricks-oidc.js';
 import { errorMessage } from '../../src/errors.js';
 import { type ChildOutput, watchOutput } from '../helpers/child-output.js';
+import { BIN } from '../helpers/cli.js';
 import { type FakeDatabricksOidc, startFakeDatabricksOidc } from '../helpers/fake-databricks-oidc.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
-
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 
 interface LoginRun extends ChildOutput {
   child: ChildProcess;

@@ -4,11 +4,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { BIN } from '../helpers/cli.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
 // The compiled CLI, as `npx dbx-gateway` runs it (dist/ is built by `npm install`).
-const BIN = new URL('../../bin/dbx-gateway.cjs', import.meta.url).pathname;
 const EMPTY_DIR = mkdtempSync(join(tmpdir(), 'dbxgw-cwd-'));
 const cleanEnv = { PATH: process.env.PATH ?? '', HOME: EMPTY_DIR };
 

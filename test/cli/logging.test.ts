@@ -4,12 +4,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { formatEvent } from '../../src/observability/text-format.js';
+import { BIN } from '../helpers/cli.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
-
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 
 describe('saying what it is doing', () => {
   it('formats a request as one line: method, path, status, time and size', () => {

@@ -4,14 +4,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { BIN } from '../helpers/cli.js';
 import { installFakeDatabricksCli } from '../helpers/fake-databricks-cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { request } from '../helpers/http.js';
 import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi0123456789abcdef0123456789abcdef';
 
 /** Runs the CLI without blocking this process (the fake upstream answers from here). */

@@ -1,9 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { errorMessage } from '../../src/errors.js';
 import { type ChildOutput, watchOutput } from './child-output.js';
-
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
+import { BIN } from './cli.js';
 
 export interface SpawnedGateway extends ChildOutput {
   url: string;

@@ -7,14 +7,14 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { DBSQLClient } from '@databricks/sql';
 import { LEAF_RENEW_BEFORE_MS, localCertificate } from '../../src/local/local-tls.js';
+import { BIN } from '../helpers/cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { freePort } from '../helpers/ports.js';
 import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi7171717171717171717171717171717171';
 
 /** A GET over TLS trusting `ca` only; resolves with status and body, or rejects on a TLS failure. */
@@ -173,13 +173,3 @@ describe("local TLS: listen.tls with an operator's certFile and keyFile", () => 
     assert.match(res.stderr, /listen\.tls\.certFile: \/nonexistent\/cert\.pem does not exist/);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}

@@ -4,13 +4,13 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { BIN } from '../helpers/cli.js';
 import { streamRequest } from '../helpers/http.js';
 
 const GIB = 1024 ** 3;
 const CHUNK = Buffer.alloc(256 * 1024, 0x61);
 /** Flat memory: the whole GiB must never sit in the gateway (idle RSS is ~60-80 MiB). */
 const MAX_PEAK_RSS_MIB = 200;
-const BIN = new URL('../../bin/dbx-gateway.cjs', import.meta.url).pathname;
 
 /** Peak resident set of a process, from Linux's VmHWM. */
 function peakRssMiB(pid: number): number {

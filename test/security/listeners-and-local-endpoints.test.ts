@@ -5,15 +5,14 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.js';
+import { BIN } from '../helpers/cli.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startYamlGateway, usePatGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi3333333333333333333333333333abab';
 const ALICE = 'dgw_alice-0000000000000000000000000000000000000';
 const BOB = 'dgw_bob-00000000000000000000000000000000000000000';

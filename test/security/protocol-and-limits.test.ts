@@ -6,13 +6,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { BIN } from '../helpers/cli.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { connectionsClosed, startPatGateway, usePatGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
-const BIN = fileURLToPath(new URL('../../bin/dbx-gateway.cjs', import.meta.url));
 const PAT = 'dapi8888888888888888888888888888dddd';
 
 describe('request smuggling and malformed requests', () => {

@@ -12,22 +12,12 @@ import { createKeyAuthenticator, newInboundKey } from '../../src/security/inboun
 import { decodeGrpcMessage, encodeGrpcMessage, statusForHttp2Error, statusForHttpStatus } from '../../src/spark/grpc-status.js';
 import { namedPki, startConnectProxy } from '../helpers/connect-proxy.js';
 import { testPki } from '../helpers/tls.js';
+import { within } from '../helpers/wait.js';
 import { startGateway, TEST_TOKEN, type TestGateway } from './fixtures/gateway.js';
 import { analyze, callError, type EchoMessage, FAIL_STATUS, type FakeSpark, md, readAll, sparkClient, startFakeSpark } from './fixtures/spark-grpc.js';
 
 const pki = testPki();
 const SPARK = '/spark.connect.SparkConnectService';
-
-/** Rejects if `p` has not settled within ms (a bound for "within 2 s", not a sleep). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 describe('grpc-status mappings', () => {
   test('grpc-message is percent-encoded over UTF-8 (space and VCHAR except % stay)', () => {
@@ -140,7 +130,7 @@ describe('Spark Connect forwarding', () => {
     const seen = upstream.calls.at(-1)!;
     call.on('error', () => {});
     call.cancel();
-    await within(seen.cancelled, 2_000, 'upstream cancel');
+    await within(seen.cancelled, { timeoutMs: 2_000, what: 'upstream cancel' });
     const report = await gw.call(n + 1);
     assert.equal(report.grpcStatus, grpc.status.CANCELLED);
   });
@@ -152,7 +142,7 @@ describe('Spark Connect forwarding', () => {
     assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
     const seen = upstream.calls.at(-1)!;
     assert.ok(Math.abs(seen.deadline - deadline) < 1_000, `upstream deadline ${seen.deadline - deadline} ms off`);
-    await within(seen.cancelled, 2_000, 'upstream cancel');
+    await within(seen.cancelled, { timeoutMs: 2_000, what: 'upstream cancel' });
   });
 
   test('a bidirectional stream echoes every message', async () => {
