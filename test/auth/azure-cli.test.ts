@@ -8,7 +8,8 @@ import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
 import { waitFor } from '../helpers/wait.js';
 
-// The real @azure/identity AzureCliCredential runs `az` from PATH: put the fake first.
+// The real @azure/identity AzureCliCredential runs `az` from the process's PATH (whatever the
+// gateway's env says): put the fake first there, and nothing after it.
 const az: FakeAz = installFakeAz();
 process.env.PATH = az.path;
 
@@ -30,7 +31,7 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     clock.offsetMs = 0;
     gw = await startTestGateway({
       flags: { workspace: [`prod=${upstream.url.origin}`] },
-      env: process.env,
+      env: { PATH: az.path },
       configure: trustCa(testPki().caFile),
       now: () => Date.now() + clock.offsetMs,
     });

@@ -4,13 +4,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BIN } from '../helpers/cli.js';
+import { BIN, NO_TOOLS_PATH } from '../helpers/cli.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
 // The compiled CLI, as `npx dbx-gateway` runs it (dist/ is built by `npm install`).
 const EMPTY_DIR = mkdtempSync(join(tmpdir(), 'dbxgw-cwd-'));
-const cleanEnv = { PATH: process.env.PATH ?? '', HOME: EMPTY_DIR };
+const cleanEnv = { PATH: NO_TOOLS_PATH, HOME: EMPTY_DIR };
 
 const PAT = 'dapi0123456789abcdef0123456789abcdef';
 const PAT_ROUTE = ['--workspace', 'prod=https://adb-1.1.azuredatabricks.net', '--credential', 'pat'];
@@ -135,7 +135,7 @@ describe('dbx-gateway CLI', () => {
 
   it('prints shell exports for `token NAME --output env`', () => {
     const res = spawnSync(
-      'sh',
+      '/bin/sh',
       [
         '-c',
         `eval "$('${process.execPath}' '${BIN}' token prod ${PAT_ROUTE.join(' ')} --output env)" && printf '%s|%s' "$DATABRICKS_HOST" "$DATABRICKS_TOKEN"`,

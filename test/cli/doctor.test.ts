@@ -4,8 +4,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BIN } from '../helpers/cli.js';
+import { BIN, NO_TOOLS_PATH } from '../helpers/cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
+import { freePort } from '../helpers/ports.js';
 import { testPki } from '../helpers/tls.js';
 
 const PAT = 'dapi3434343434343434343434343434abab';
@@ -17,7 +18,7 @@ function doctor(config: string): Promise<{ status: number | null; stdout: string
     execFile(
       process.execPath,
       [BIN, 'doctor', '--config', join(dir, 'dbx-gateway.yaml'), '--no-profiles'],
-      { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: dir }, timeout: 30_000 },
+      { encoding: 'utf8', env: { PATH: NO_TOOLS_PATH, HOME: dir }, timeout: 30_000 },
       (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
     );
   });
@@ -67,7 +68,9 @@ describe('dbx-gateway doctor', () => {
   });
 
   it('fails on clock skew, a refused token and an unreachable upstream, and says what each means', async () => {
-    const res = await doctor(`routes:\n${route('prod', good)}${route('skewed', skewed)}${route('refused', refusing)}${route('down', 'https://127.0.0.1:9')}`);
+    // A port that was free a moment ago, not a well-known one someone may serve on.
+    const down = `https://127.0.0.1:${await freePort()}`;
+    const res = await doctor(`routes:\n${route('prod', good)}${route('skewed', skewed)}${route('refused', refusing)}${route('down', down)}`);
     assert.equal(res.status, 1);
     assert.match(res.stdout, /^FAIL {2}\/ws\/skewed[\s\S]*?clock: +FAILED: this machine is -?\d+ s off the upstream's clock.*sync the clock/m);
     assert.match(res.stdout, /^FAIL {2}\/ws\/refused[\s\S]*?upstream: +FAILED: reachable \(GET .*: 401 in \d+ ms\); the token was refused/m);

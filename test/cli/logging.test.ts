@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { formatEvent } from '../../src/observability/text-format.js';
-import { BIN } from '../helpers/cli.js';
+import { BIN, NO_TOOLS_PATH } from '../helpers/cli.js';
 import { request } from '../helpers/http.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
@@ -79,7 +79,7 @@ describe('saying what it is doing', () => {
   it('refuses a log level or format that does not exist, as a config error', () => {
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-loglevel-'));
     const run = (args: string[], env: NodeJS.ProcessEnv) =>
-      spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home, ...env } });
+      spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: NO_TOOLS_PATH, HOME: home, ...env } });
     const level = run(['--no-profiles', '--port', '0'], { DBX_GATEWAY_LOG_LEVEL: 'verbose' });
     assert.equal(level.status, 2);
     assert.match(level.stderr, /DBX_GATEWAY_LOG_LEVEL: "verbose" is not a log level; use one of trace, debug, info, warn, error, fatal, silent/);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BIN, runCli } from '../helpers/cli.js';
+import { BIN, NO_TOOLS_PATH, runCli } from '../helpers/cli.js';
 import { type FakeAz, fakeAzToken, installFakeAz } from '../helpers/fake-az.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { request } from '../helpers/http.js';
@@ -24,7 +24,7 @@ describe('working from the running gateway: run file, token, reload', () => {
     home = mkdtempSync(join(tmpdir(), 'dbxgw-run-'));
     az = installFakeAz();
     upstream = await startFakeUpstream();
-    env = { PATH: `${az.dir}:${process.env.PATH ?? ''}`, HOME: home };
+    env = { PATH: az.path, HOME: home };
     config = join(home, 'gw.yaml');
     writeFileSync(config, `routes:\n  prod: { host: ${upstream.url.origin}, caFile: ${testPki().caFile}, credential: azure-cli }\n`);
     gw = await spawnGateway(['--config', config, '--no-profiles'], env, home);
@@ -127,9 +127,9 @@ describe('a stale run file', () => {
   it('is ignored when its process is gone', () => {
     const home = mkdtempSync(join(tmpdir(), 'dbxgw-stale-'));
     const dir = join(home, '.config', 'dbx-gateway', 'run');
-    spawnSync('mkdir', ['-p', dir]);
+    mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'http-127.0.0.1-1.json'), JSON.stringify({ url: 'http://127.0.0.1:1', secret: 'x', pid: 2 ** 22 + 12345 }));
-    const res = spawnSync(process.execPath, [BIN, 'reload'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: home } });
+    const res = spawnSync(process.execPath, [BIN, 'reload'], { encoding: 'utf8', env: { PATH: NO_TOOLS_PATH, HOME: home } });
     assert.equal(res.status, 1);
     assert.match(res.stderr, /no running gateway found/);
     assert.ok(existsSync(join(dir, 'http-127.0.0.1-1.json')));

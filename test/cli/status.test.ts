@@ -24,7 +24,7 @@ describe('dbx-gateway status', () => {
     home = mkdtempSync(join(tmpdir(), 'dbxgw-status-'));
     az = installFakeAz();
     upstream = await startFakeUpstream();
-    env = { PATH: `${az.dir}:${process.env.PATH ?? ''}`, HOME: home };
+    env = { PATH: az.path, HOME: home };
     const config = join(home, 'gw.yaml');
     writeFileSync(
       config,

@@ -11,6 +11,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
+import { childEnv } from '../helpers/cli.js';
 import { needs } from '../helpers/tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -33,8 +34,24 @@ type K8sObject = {
   [k: string]: unknown;
 };
 
+/**
+ * The environment of kubectl and docker-compose: a home of their own and a kubeconfig naming port
+ * 0, which nothing can listen on. With no kubeconfig kubectl's server is http://localhost:8080, and
+ * gcloud's kubectl dispatcher asks it GET /version even for `kustomize` (to pick a matching
+ * kubectl): a gateway the developer runs there answered; kubectl may also write ~/.kube/cache.
+ */
+function toolEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const home = mkdtempSync(join(tmpdir(), 'dbxgw-tool-home-'));
+  const kubeconfig = join(home, 'kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    'apiVersion: v1\nkind: Config\nclusters: [{ name: nowhere, cluster: { server: "http://127.0.0.1:0" } }]\ncontexts: [{ name: nowhere, context: { cluster: nowhere } }]\ncurrent-context: nowhere\n',
+  );
+  return { PATH: process.env.PATH ?? '', HOME: home, KUBECONFIG: kubeconfig, ...extra };
+}
+
 function render(dir: string): K8sObject[] {
-  const out = execFileSync('kubectl', ['kustomize', join(ROOT, dir)], { encoding: 'utf8' });
+  const out = execFileSync('kubectl', ['kustomize', join(ROOT, dir)], { encoding: 'utf8', env: toolEnv() });
   return parseAllDocuments(out).map((d) => d.toJS() as K8sObject);
 }
 
@@ -136,7 +153,11 @@ describe('docker-compose.yml', () => {
   copyFileSync(join(ROOT, 'Dockerfile'), join(dir, 'Dockerfile'));
 
   it('is valid for docker-compose (config, no engine needed)', { skip: needs('docker-compose') }, () => {
-    const res = spawnSync('docker-compose', ['config'], { cwd: dir, encoding: 'utf8', env: { ...process.env, DBX_GATEWAY_KEY: 'dgw_example' } });
+    const res = spawnSync('docker-compose', ['config'], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, ...toolEnv({ DBX_GATEWAY_KEY: 'dgw_example' }) },
+    });
     assert.equal(res.status, 0, res.stderr);
     const config = parseYaml(res.stdout) as {
       services: Record<
@@ -157,7 +178,10 @@ describe('docker-compose.yml', () => {
   it('refuses to run the example config open on the network until a key is added, then accepts it', () => {
     const text = readFileSync(join(dir, 'dbx-gateway.yaml'), 'utf8');
     assert.throws(() => loadGatewayConfig(text, {}), /listen\.host: 0\.0\.0\.0 is reachable from other machines/);
-    const res = spawnSync(process.execPath, [BIN, 'keys', 'add', 'alice', '--config', join(dir, 'dbx-gateway.yaml')], { encoding: 'utf8' });
+    const res = spawnSync(process.execPath, [BIN, 'keys', 'add', 'alice', '--config', join(dir, 'dbx-gateway.yaml')], {
+      encoding: 'utf8',
+      env: childEnv(),
+    });
     assert.equal(res.status, 0, res.stderr);
     const config = loadGatewayConfig(readFileSync(join(dir, 'dbx-gateway.yaml'), 'utf8'), {});
     assert.deepEqual(

@@ -1,10 +1,11 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { NO_TOOLS_PATH } from './cli.js';
 
 export interface FakeBin<S> {
   dir: string;
-  /** PATH with the fake first. */
+  /** PATH with the fake first, then nothing: never the process's PATH, which may hold the real tools. */
   path: string;
   set(state: Partial<S>): void;
   /** Arguments of every run so far, one string each. */
@@ -39,7 +40,7 @@ ${body}
   const argv = () => (existsSync(callsFile) ? readFileSync(callsFile, 'utf8').trim().split('\n').filter(Boolean) : []);
   return {
     dir,
-    path: `${dir}${delimiter}${process.env.PATH ?? ''}`,
+    path: `${dir}${delimiter}${NO_TOOLS_PATH}`,
     set(next) {
       state = { ...state, ...next };
       write();

@@ -22,6 +22,10 @@ export interface TestGateway extends RunningGateway {
 
 export interface TestGatewayOptions {
   flags?: CliFlags;
+  /**
+   * The gateway's environment; empty by default, never the test process's. @azure/identity runs
+   * `az` from process.env.PATH whatever this says: a test with a fake az puts it there too.
+   */
   env?: NodeJS.ProcessEnv;
   /** Adjust the loaded config (caFile, timeouts) before starting. */
   configure?: (config: GatewayConfig) => void;
@@ -31,7 +35,7 @@ export interface TestGatewayOptions {
 
 /** A real gateway on 127.0.0.1:0 with logs captured in memory. */
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
-  const env = options.env ?? process.env;
+  const env = options.env ?? {};
   // Profiles are opt-in here, so a developer's own ~/.databrickscfg never leaks into a test.
   const config = loadConfig({ flags: { port: '0', noProfiles: true, ...options.flags }, env, cwd: '/nonexistent-dir-for-tests' });
   options.configure?.(config);

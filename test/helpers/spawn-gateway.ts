@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { errorMessage } from '../../src/errors.js';
 import { type ChildOutput, watchOutput } from './child-output.js';
-import { BIN } from './cli.js';
+import { BIN, childEnv } from './cli.js';
 
 export interface SpawnedGateway extends ChildOutput {
   url: string;
@@ -13,11 +13,12 @@ export interface SpawnedGateway extends ChildOutput {
 const LISTENING = /"url":"((?:https?:\/\/|unix:)[^"]+)"|dbx-gateway listening on ((?:https?:\/\/|unix:)\S+)/;
 
 /**
- * The real CLI in its own process with exactly `env`: for credentials that read process-wide
- * settings (@azure/identity and MSAL read IDENTITY_ENDPOINT; Node reads NODE_EXTRA_CA_CERTS at start).
+ * The real CLI in its own process with exactly `env` (PATH and HOME default as in childEnv): for
+ * credentials that read process-wide settings (@azure/identity and MSAL read IDENTITY_ENDPOINT and
+ * run `az` from the process's PATH; Node reads NODE_EXTRA_CA_CERTS at start).
  */
 export async function spawnGateway(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<SpawnedGateway> {
-  const child = spawn(process.execPath, [BIN, '--port', '0', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, ...(cwd ? { cwd } : {}) });
+  const child = spawn(process.execPath, [BIN, '--port', '0', ...args], { env: childEnv(env), ...(cwd ? { cwd } : {}) });
   const output = watchOutput(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let listening: RegExpExecArray;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DBSQLClient } from '@databricks/sql';
 import { LEAF_RENEW_BEFORE_MS, localCertificate } from '../../src/local/local-tls.js';
-import { BIN } from '../helpers/cli.js';
+import { BIN, childEnv, NO_TOOLS_PATH } from '../helpers/cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { freePort } from '../helpers/ports.js';
 import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
@@ -91,7 +91,7 @@ describe("local TLS: listen.tls auto (--tls) with the gateway's own CA", () => {
   });
 
   it('dbx-gateway tls ca prints the CA path, and --pem the certificate that issued the served leaf', async () => {
-    const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+    const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: childEnv(env) });
     const path = run(['tls', 'ca']);
     assert.equal(path.status, 0, path.stderr);
     assert.equal(path.stdout.trim(), caPath());
@@ -167,7 +167,7 @@ describe("local TLS: listen.tls with an operator's certFile and keyFile", () => 
     writeFileSync(config, 'listen: { tls: { certFile: /nonexistent/cert.pem, keyFile: /nonexistent/key.pem } }\n');
     const res = spawnSync(process.execPath, [BIN, '--config', config, '--no-profiles'], {
       encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '', HOME: home },
+      env: { PATH: NO_TOOLS_PATH, HOME: home },
     });
     assert.equal(res.status, 2);
     assert.match(res.stderr, /listen\.tls\.certFile: \/nonexistent\/cert\.pem does not exist/);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium } from 'playwright-core';
@@ -203,7 +205,15 @@ describe('status page at /', () => {
   describe('in headless Chromium', { skip: !existsSync(CHROMIUM) && `needs ${CHROMIUM} (apt-get install chromium)` }, () => {
     let browser: Browser;
     before(async () => {
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
+      // Playwright gives the browser a throwaway --user-data-dir; Chromium still keeps some state
+      // under HOME and XDG_CONFIG_HOME (~/.config/chromium, ~/.pki/nssdb): a temp home takes it.
+      // PATH stays: Debian's /usr/bin/chromium is a shell script that runs other commands.
+      const home = mkdtempSync(join(tmpdir(), 'dbxgw-chromium-home-'));
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--no-sandbox', '--disable-gpu'],
+        env: { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache') },
+      });
     });
     after(async () => {
       await browser?.close();

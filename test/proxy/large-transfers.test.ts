@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { BIN } from '../helpers/cli.js';
+import { BIN, childEnv } from '../helpers/cli.js';
 import { streamRequest } from '../helpers/http.js';
 
 const GIB = 1024 ** 3;
@@ -55,7 +55,7 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     const port = (upstream.address() as AddressInfo).port;
     gateway = spawn(process.execPath, [BIN, '--port', '0', '--workspace', `big=http://127.0.0.1:${port}`, '--credential', 'pat'], {
-      env: { PATH: process.env.PATH ?? '', DATABRICKS_TOKEN: 'dapi22222222222222222222222222222222' },
+      env: childEnv({ DATABRICKS_TOKEN: 'dapi22222222222222222222222222222222' }),
     });
     url = await new Promise<string>((resolve, reject) => {
       let out = '';

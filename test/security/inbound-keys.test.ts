@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BIN } from '../helpers/cli.js';
+import { BIN, childEnv } from '../helpers/cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
@@ -14,7 +14,7 @@ import { testPki } from '../helpers/tls.js';
 const PAT = 'dapi6666666666666666666666666666bbbb';
 
 function keysAdd(file: string, name: string) {
-  return spawnSync(process.execPath, [BIN, 'keys', 'add', name, '--config', file], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  return spawnSync(process.execPath, [BIN, 'keys', 'add', name, '--config', file], { encoding: 'utf8', env: childEnv() });
 }
 
 describe('inbound keys (shared dev containers)', () => {
@@ -117,7 +117,7 @@ describe('inbound keys (shared dev containers)', () => {
 });
 
 describe('keys list, rotate and remove (team habits)', () => {
-  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'keys', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'keys', ...args], { encoding: 'utf8', env: childEnv() });
 
   it('writes a new file in block style, lists names and routes, rotates keeping the routes, and removes', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'dbxgw-keys-')), 'team.yaml');

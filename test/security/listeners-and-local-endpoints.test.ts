@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { BIN } from '../helpers/cli.js';
+import { BIN, NO_TOOLS_PATH } from '../helpers/cli.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startYamlGateway, usePatGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http.js';
@@ -21,7 +21,7 @@ const sha = (key: string) => `sha256:${createHash('sha256').update(key).digest('
 describe('every TCP listener obeys the loopback-or-keys rule', () => {
   const home = mkdtempSync(join(tmpdir(), 'dbxgw-listen-'));
   const run = (args: string[]) =>
-    spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH ?? '', HOME: home }, cwd: home });
+    spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000, env: { PATH: NO_TOOLS_PATH, HOME: home }, cwd: home });
 
   it('refuses per-route ports on 0.0.0.0 without keys in socket mode', () => {
     const file = join(home, 'socket-mode.yaml');
@@ -84,7 +84,7 @@ describe('--socket PATH only ever replaces a socket', () => {
     const res = spawnSync(process.execPath, [BIN, '--socket', path, '--demo'], {
       encoding: 'utf8',
       timeout: 20_000,
-      env: { PATH: process.env.PATH ?? '', HOME: dir },
+      env: { PATH: NO_TOOLS_PATH, HOME: dir },
       cwd: dir,
     });
     assert.equal(res.status, 2, res.stderr);

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BIN } from '../helpers/cli.js';
+import { BIN, NO_TOOLS_PATH } from '../helpers/cli.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { connectionsClosed, startPatGateway, usePatGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/http.js';
@@ -134,7 +134,7 @@ describe('connection limits and idle clients', () => {
 describe('where it listens', () => {
   const home = mkdtempSync(join(tmpdir(), 'dbxgw-home-'));
   const run = (args: string[]) =>
-    spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH ?? '', HOME: home }, cwd: home });
+    spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000, env: { PATH: NO_TOOLS_PATH, HOME: home }, cwd: home });
 
   it('refuses a non-loopback address without inbound keys, saying what to do', () => {
     const res = run(['--host', '0.0.0.0', '--port', '0']);

@@ -196,9 +196,13 @@ describe('Spark Connect: no token, keys, exposure', () => {
   });
 
   test('with no usable token the call ends UNAUTHENTICATED with the credential hint, and nothing is sent upstream', async () => {
+    // @azure/identity runs `az` from process.env.PATH, not the gateway's env: with only the env
+    // pointing at the fake, a developer's signed-in az answered and the call succeeded.
+    const path = process.env.PATH;
+    process.env.PATH = az.path;
     const gw = await startTestGateway({
       flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'azure-cli' },
-      env: { ...process.env, PATH: az.path },
+      env: { PATH: az.path },
       configure: withSparkPort,
     });
     const client = sparkClient(gw.sparkPorts.get('prod')!);
@@ -208,7 +212,9 @@ describe('Spark Connect: no token, keys, exposure', () => {
       assert.equal(err.code, grpc.status.UNAUTHENTICATED);
       assert.match(err.details, /az login/);
       assert.equal(upstream.calls.length, before, 'nothing reached the upstream');
+      assert.ok(az.calls() > 0, 'the fake az was asked');
     } finally {
+      process.env.PATH = path;
       client.close();
       await gw.shutdown(100);
     }
