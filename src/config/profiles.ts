@@ -1,5 +1,5 @@
 import type { DatabricksCfg } from './databrickscfg.js';
-import { ROUTE_NAME_PATTERN } from './schema.js';
+import { ACCOUNT_ID_HINT, ACCOUNT_ID_PATTERN, ROUTE_NAME_PATTERN } from './schema.js';
 import type { CredentialSpec, RouteConfig } from './types.js';
 
 /** auth_type values of the Databricks SDKs, mapped to the gateway's credential types. */
@@ -46,6 +46,7 @@ export function profileRoute(name: string, cfg: DatabricksCfg, parseHost: (host:
   // Same rule as every other route: an https://accounts.* host is the account console.
   const isAccount = isAccountsHost(upstream);
   if (isAccount && !keys.account_id) return { problem: `${where}: an accounts console host needs account_id` };
+  if (isAccount && !ACCOUNT_ID_PATTERN.test(keys.account_id!)) return { problem: `${where}: account_id is not a UUID; ${ACCOUNT_ID_HINT}` };
 
   const credential = profileCredential(name, keys);
   if (typeof credential === 'string') return { problem: `${where}: ${credential}` };

@@ -4,7 +4,7 @@ import { parseProxyUrl, withoutCredentials } from '../proxy/egress-proxy.js';
 import { isLoopbackHost } from '../security/loopback.js';
 import type { DatabricksCfg } from './databrickscfg.js';
 import { isAccountsHost, profileRoute } from './profiles.js';
-import { type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
+import { ACCOUNT_ID_HINT, ACCOUNT_ID_PATTERN, type FileConfig, type FileRoute, ROUTE_NAME_PATTERN } from './schema.js';
 import type { ProfileSource } from './sources.js';
 import { closest } from './suggest.js';
 import type { CliFlags, CredentialSpec, RouteConfig } from './types.js';
@@ -260,6 +260,10 @@ function buildFlagRoute(kind: 'workspace' | 'account', spec: string, credential:
   }
   const at = value.indexOf('@');
   const accountId = at >= 0 ? value.slice(0, at) : value;
+  if (!ACCOUNT_ID_PATTERN.test(accountId)) {
+    problems.push(`${flag} ${spec}: ${accountId} is not a UUID; ${ACCOUNT_ID_HINT}`);
+    return undefined;
+  }
   const upstream = parseUpstream(at >= 0 ? value.slice(at + 1) : DEFAULT_ACCOUNTS_HOST, `${flag} ${name}`, problems);
   if (!upstream) return undefined;
   return { name, kind: 'account', upstream, accountId, credential, readOnly: false, source: flag };

@@ -6,6 +6,13 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 /** Route names become URL segments (/ws/NAME): keep them to characters that never need encoding. */
 export const ROUTE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
+/**
+ * A Databricks account id is a UUID (https://learn.microsoft.com/azure/databricks/admin/account-settings/#account-id):
+ * it goes into URLs and into `token --output cmd|powershell|env` assignments, so nothing else is taken.
+ */
+export const ACCOUNT_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const ACCOUNT_ID_HINT = 'the account id is a UUID such as 00000000-0000-0000-0000-000000000000 (the accounts console shows it)';
+
 const port = z
   .number({ error: 'must be a port number (1-65535)' })
   .int('must be a whole number')
@@ -24,7 +31,7 @@ export const credentialSchema = z.union([z.string(), credentialObject], {
 export const routeSchema = z.strictObject({
   host: z.string().optional(),
   profile: z.string().optional(),
-  accountId: z.string().optional(),
+  accountId: z.string().regex(ACCOUNT_ID_PATTERN, `not a UUID; ${ACCOUNT_ID_HINT}`).optional(),
   credential: credentialSchema.optional(),
   readOnly: z.boolean().optional(),
   port: port.optional(),

@@ -30,7 +30,10 @@ describe('databricks-cli credential (fake databricks on PATH)', () => {
 
   const start = (env: NodeJS.ProcessEnv, tokenFetchTimeoutMs?: number) =>
     startTestGateway({
-      flags: { workspace: [`ws=${upstream.url.origin}`], account: [`acct=abc-123@${upstream.url.origin.replace('127.0.0.1', 'localhost')}`] },
+      flags: {
+        workspace: [`ws=${upstream.url.origin}`],
+        account: [`acct=0000abcd-0000-4000-8000-000000000123@${upstream.url.origin.replace('127.0.0.1', 'localhost')}`],
+      },
       env,
       configure: trustCa(testPki().caFile),
       ...(tokenFetchTimeoutMs ? { tokenFetchTimeoutMs } : {}),
@@ -45,10 +48,10 @@ describe('databricks-cli credential (fake databricks on PATH)', () => {
     assert.equal(ws.status, 200, ws.text);
     assert.match(ws.json<{ auth: string }>().auth, /^Bearer dbcli-token-\d+-/);
     assert.ok(cli.argv().includes(`auth token --host ${upstream.url.origin}`), cli.argv().join('\n'));
-    const acct = await request(`${gw.url}/acct/acct/api/2.0/accounts/abc-123/workspaces`);
+    const acct = await request(`${gw.url}/acct/acct/api/2.0/accounts/0000abcd-0000-4000-8000-000000000123/workspaces`);
     assert.equal(acct.status, 200);
     assert.ok(
-      cli.argv().some((a) => /^auth token --host https:\/\/localhost:\d+ --account-id abc-123$/.test(a)),
+      cli.argv().some((a) => /^auth token --host https:\/\/localhost:\d+ --account-id 0000abcd-0000-4000-8000-000000000123$/.test(a)),
       cli.argv().join('\n'),
     );
   });

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { createCredential } from '../../src/auth/credentials/index.js';
 import { parseDatabricksCfg } from '../../src/config/databrickscfg.js';
 import { loadConfig } from '../../src/config/load.js';
+import { profileRoute } from '../../src/config/profiles.js';
 import type { RouteConfig } from '../../src/config/types.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/databrickscfg', import.meta.url));
@@ -151,5 +152,14 @@ describe('profiles become routes', () => {
       () => loadConfig({ env: { HOME: home, DATABRICKS_CONFIG_FILE: '/nonexistent/cfg' }, cwd: '/nonexistent' }),
       /DATABRICKS_CONFIG_FILE: \/nonexistent\/cfg does not exist/,
     );
+  });
+});
+
+describe('an account profile', () => {
+  it('is skipped when its account_id is not a UUID', () => {
+    const cfg = parseDatabricksCfg('[acct]\nhost = https://accounts.azuredatabricks.net\naccount_id = x" & calc & "\n', '/p/.databrickscfg');
+    const { route, problem } = profileRoute('acct', cfg, (host) => new URL(host));
+    assert.equal(route, undefined);
+    assert.match(problem ?? '', /\/p\/\.databrickscfg \[acct\]: account_id is not a UUID; the account id is a UUID/);
   });
 });

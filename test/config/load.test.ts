@@ -127,6 +127,22 @@ routes:
     );
   });
 
+  it('refuses an accountId that is not a UUID, in the file and in --account (it reaches URLs and shell assignments)', () => {
+    const { dir } = tempConfig(`
+routes:
+  acct: { host: https://accounts.azuredatabricks.net, accountId: "x\\" & calc & \\"" }
+`);
+    assert.throws(
+      () => loadConfig({ env: {}, cwd: dir, flags: { account: ['other=abc-123'] } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /routes\.acct\.accountId: not a UUID; the account id is a UUID such as 00000000-0000-0000-0000-000000000000/);
+        assert.match(err.message, /--account other=abc-123: abc-123 is not a UUID/);
+        return true;
+      },
+    );
+  });
+
   it('names --credential when the default credential type is unknown', () => {
     assert.throws(
       () => loadConfig({ env: {}, cwd: '/nonexistent', flags: { credential: 'kerberos', workspace: ['p=https://adb-1.1.azuredatabricks.net'] } }),
