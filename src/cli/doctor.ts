@@ -1,4 +1,5 @@
 import type { CliFlags } from '../config/types.js';
+import { printErr, printOut } from './output.js';
 import { controlRequest, fallBackToConfig, runningOrReport } from './running.js';
 import { createCore, load } from './shared.js';
 
@@ -12,15 +13,15 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
   if (running === null) return 2;
   if (running) {
     // The routes the running gateway actually serves, checked by it.
-    process.stderr.write(`checking the gateway running at ${running.url}\n`);
+    printErr(`checking the gateway running at ${running.url}\n`);
     const res = await controlRequest(running, 'GET', '/-/doctor');
     const body = JSON.parse(res.body) as { ok?: boolean; text?: string; message?: string; warnings?: string[] };
     if (res.status !== 200) {
-      process.stderr.write(`dbx-gateway: ${running.url}: ${body.message ?? res.body}\n`);
+      printErr(`dbx-gateway: ${running.url}: ${body.message ?? res.body}\n`);
       return 1;
     }
-    for (const warning of body.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
-    process.stdout.write(body.text ?? '');
+    for (const warning of body.warnings ?? []) printErr(`warning: ${warning}\n`);
+    printOut(body.text ?? '');
     return body.ok ? 0 : 1;
   }
   if (!fallBackToConfig(url, 'checking the configuration directly')) return 1;
@@ -28,9 +29,9 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
   const core = config && (await createCore(config));
   if (!core) return 2;
   try {
-    for (const warning of core.warnings) process.stderr.write(`warning: ${warning}\n`);
+    for (const warning of core.warnings) printErr(`warning: ${warning}\n`);
     const { ok, text } = await (await import('../runtime/diagnose.js')).doctorReport(core);
-    process.stdout.write(text);
+    printOut(text);
     return ok ? 0 : 1;
   } finally {
     await core.close();

@@ -1,13 +1,14 @@
 import { resolve as resolvePath } from 'node:path';
 import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
+import { printErr, printOut } from './output.js';
 
 /** `keys add NAME`: the key alone on stdout (once), where it went on stderr. */
 export async function keysCommand(flags: CliFlags, args: string[]): Promise<number> {
   const [sub, name] = args;
   const usage = 'dbx-gateway keys add|rotate|remove NAME [--config FILE], or keys list [--config FILE]';
   if (!sub || !['add', 'rotate', 'remove', 'list'].includes(sub) || (sub !== 'list' && !name)) {
-    process.stderr.write(`dbx-gateway: usage: ${usage}\n`);
+    printErr(`dbx-gateway: usage: ${usage}\n`);
     return 2;
   }
   const [{ DEFAULT_CONFIG_FILE }, keys] = await Promise.all([import('../config/sources.js'), import('../config/inbound-keys-file.js')]);
@@ -16,24 +17,24 @@ export async function keysCommand(flags: CliFlags, args: string[]): Promise<numb
   try {
     if (sub === 'list') {
       const listed = keys.listInboundKeys(file);
-      process.stdout.write(listed.map((k) => `${k.name}\t${k.routes === 'all' ? 'all routes' : `routes: ${k.routes.join(', ')}`}\n`).join(''));
-      if (listed.length === 0) process.stderr.write(`no inbound keys in ${file}\n`);
+      printOut(listed.map((k) => `${k.name}\t${k.routes === 'all' ? 'all routes' : `routes: ${k.routes.join(', ')}`}\n`).join(''));
+      if (listed.length === 0) printErr(`no inbound keys in ${file}\n`);
       return 0;
     }
     if (sub === 'remove') {
       keys.removeInboundKey(file, name!);
-      process.stderr.write(`Removed inboundKeys.${name} from ${file}. ${apply}\n`);
+      printErr(`Removed inboundKeys.${name} from ${file}. ${apply}\n`);
       return 0;
     }
     const key = sub === 'add' ? keys.addInboundKey(file, name!) : keys.rotateInboundKey(file, name!);
     process.stdout.write(`${key}\n`);
-    process.stderr.write(
+    printErr(
       `${sub === 'add' ? 'Added' : 'Rotated'} inboundKeys.${name} (its SHA-256 only) in ${file}. This is the only time the key is shown: hand it to ${name}.\n` +
         `Clients send it as Authorization: Bearer <key> or X-Dbx-Gateway-Key: <key>. ${apply}${sub === 'rotate' ? ' The old key stops working then.' : ''}\n`,
     );
     return 0;
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
+    printErr(`dbx-gateway: ${errorMessage(err)}\n`);
     return 2;
   }
 }

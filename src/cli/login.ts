@@ -1,11 +1,12 @@
 import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
+import { printErr } from './output.js';
 import { load } from './shared.js';
 
 /** `login NAME`: the U2M browser sign-in for one route; progress on stderr. */
 export async function runLogin(flags: CliFlags, name: string | undefined, browser: boolean): Promise<number> {
   if (!name) {
-    process.stderr.write('dbx-gateway: usage: dbx-gateway login NAME [--no-browser]\n');
+    printErr('dbx-gateway: usage: dbx-gateway login NAME [--no-browser]\n');
     return 2;
   }
   const config = await load(flags);
@@ -13,10 +14,10 @@ export async function runLogin(flags: CliFlags, name: string | undefined, browse
   const route = config.routes.find((r) => r.name === name);
   if (!route) {
     const known = config.routes.map((r) => r.name);
-    process.stderr.write(`dbx-gateway: no route named ${name}; ${known.length ? `routes: ${known.join(', ')}` : 'configure one with --workspace NAME=URL'}\n`);
+    printErr(`dbx-gateway: no route named ${name}; ${known.length ? `routes: ${known.join(', ')}` : 'configure one with --workspace NAME=URL'}\n`);
     return 2;
   }
-  const say = (line: string) => process.stderr.write(`${line}\n`);
+  const say = (line: string) => printErr(`${line}\n`);
   const [{ login }, { scrubSecrets }] = await Promise.all([import('../auth/u2m-login.js'), import('../observability/redact.js')]);
   try {
     const file = await login(route, { env: process.env, say, openBrowser: browser && process.stderr.isTTY === true });
@@ -28,7 +29,7 @@ export async function runLogin(flags: CliFlags, name: string | undefined, browse
     );
     return 0;
   } catch (err) {
-    process.stderr.write(`dbx-gateway: login failed: ${scrubSecrets(errorMessage(err))}\n`);
+    printErr(`dbx-gateway: login failed: ${scrubSecrets(errorMessage(err))}\n`);
     return 1;
   }
 }

@@ -1,4 +1,5 @@
 import type { ReloadResult } from '../local/control.js';
+import { printErr } from './output.js';
 import { controlRequest, runningOrReport } from './running.js';
 
 /** `reload`: the running gateway re-reads its configuration (what SIGHUP does, on every platform). */
@@ -6,17 +7,17 @@ export async function reloadCommand(url: string | undefined): Promise<number> {
   const running = await runningOrReport(url);
   if (running === null) return 2;
   if (!running) {
-    process.stderr.write(`dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve\n`);
+    printErr(`dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve\n`);
     return 1;
   }
   const res = await controlRequest(running, 'POST', '/-/reload');
   const body = JSON.parse(res.body) as ReloadResult & { message?: string };
   if (res.status !== 200) {
-    process.stderr.write(
+    printErr(
       `dbx-gateway: the reload of ${running.url} was refused; the previous configuration stays:\n${(body.notes ?? [body.message]).map((n) => `  ${n}`).join('\n')}\n`,
     );
     return 1;
   }
-  process.stderr.write(`reloaded ${running.url}: routes ${body.routes.join(', ') || 'none'}\n${body.notes.map((n) => `  note: ${n}\n`).join('')}`);
+  printErr(`reloaded ${running.url}: routes ${body.routes.join(', ') || 'none'}\n${body.notes.map((n) => `  note: ${n}\n`).join('')}`);
   return 0;
 }

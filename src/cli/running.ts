@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import type { RunFile } from '../local/run-file.js';
+import { printErr } from './output.js';
 
 /** The running gateway of this user (its run file), by URL or the only one; undefined if none. */
 export async function findRunning(url: string | undefined): Promise<RunFile | undefined> {
@@ -21,7 +22,7 @@ export async function runningOrReport(url: string | undefined): Promise<RunFile 
   try {
     return await findRunning(url);
   } catch (err) {
-    process.stderr.write(`dbx-gateway: ${errorMessage(err)}\n`);
+    printErr(`dbx-gateway: ${errorMessage(err)}\n`);
     return null;
   }
 }
@@ -59,9 +60,9 @@ export async function controlRequest(run: RunFile, method: string, path: string)
  */
 export function fallBackToConfig(url: string | undefined, doing: string): boolean {
   if (url) {
-    process.stderr.write(`dbx-gateway: no running gateway at ${url}\n`);
+    printErr(`dbx-gateway: no running gateway at ${url}\n`);
     return false;
   }
-  process.stderr.write(`dbx-gateway: no gateway is running: ${doing}\n`);
+  printErr(`dbx-gateway: no gateway is running: ${doing}\n`);
   return true;
 }

@@ -6,6 +6,7 @@ import { ConfigError, errorMessage } from '../errors.js';
 import type { ReloadResult } from '../local/control.js';
 import { removeRunFile } from '../local/run-file.js';
 import type { RunningGateway } from '../runtime/server.js';
+import { printErr } from './output.js';
 import { load, orConfigError } from './shared.js';
 
 export async function serve(flags: CliFlags): Promise<number> {
@@ -33,7 +34,7 @@ export async function serve(flags: CliFlags): Promise<number> {
     const port = e.port ?? config.listen.port;
     const owner = port === config.listen.port ? 'pass --port N' : "change that route's port";
     const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${port}: stop it or ${owner}` : '';
-    process.stderr.write(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
+    printErr(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
     return 1;
   }
   for (const route of gateway.routes.routes) {
@@ -144,7 +145,7 @@ async function printMetadataServiceSetup(gateway: RunningGateway, secret: string
   const served = metadataRoutes(gateway.routes.routes).map((r) => r.name);
   const withheld = gateway.routes.routes.filter((r) => !served.includes(r.name)).map((r) => r.name);
   const keyed = gateway.config.inboundKeys.length > 0;
-  process.stderr.write(
+  printErr(
     `\nDatabricks SDKs and CLI: set this environment (DATABRICKS_HOST may be any route's workspace URL${port !== undefined ? ' or per-route port' : ''}):\n` +
       `  export DATABRICKS_HOST=${host}\n` +
       `  export DATABRICKS_METADATA_SERVICE_URL=${keyed ? base.replace(secret, '<your inbound key>') : base}\n` +

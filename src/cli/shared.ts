@@ -1,5 +1,6 @@
 import type { CliFlags, GatewayConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
+import { printErr } from './output.js';
 
 // What every command shares: the configuration options, loading a configuration and the version.
 // Only node:fs is loaded here; the rest is imported by the command that needs it, so `--version` and
@@ -42,7 +43,7 @@ export async function orConfigError<T>(step: () => T | Promise<T>): Promise<T | 
     return await step();
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`dbx-gateway: ${err.message}\n`);
+      printErr(`dbx-gateway: ${err.message}\n`);
       return undefined;
     }
     throw err;

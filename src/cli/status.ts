@@ -1,4 +1,6 @@
 import type { RouteStatus, StatusData } from '../local/status-page.js';
+import { escapeControl, terminalJson } from '../observability/terminal-text.js';
+import { printErr, printOut } from './output.js';
 import { controlRequest, runningOrReport } from './running.js';
 
 /**
@@ -8,33 +10,33 @@ import { controlRequest, runningOrReport } from './running.js';
  */
 export async function statusCommand(url: string | undefined, output: string): Promise<number> {
   if (output !== 'text' && output !== 'json') {
-    process.stderr.write(`dbx-gateway: --output ${output}: use text or json\n`);
+    printErr(`dbx-gateway: --output ${output}: use text or json\n`);
     return 2;
   }
   const running = await runningOrReport(url);
   if (running === null) return 2;
   if (!running) {
-    process.stderr.write(
+    printErr(
       `dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve (dbx-gateway config check shows what it would serve)\n`,
     );
     return 1;
   }
   const res = await controlRequest(running, 'GET', '/-/status');
   if (res.status !== 200) {
-    process.stderr.write(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
+    printErr(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
     return 1;
   }
   const data = JSON.parse(res.body) as StatusData & { pid: number };
   if (output === 'json') {
-    process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+    process.stdout.write(`${terminalJson(data, 2)}\n`);
     return 0;
   }
-  process.stdout.write(formatStatus(data, running.url));
+  printOut(formatStatus(data, running.url));
   return 0;
 }
 
 export function formatStatus(data: StatusData & { pid: number }, url: string): string {
-  const lines = [`dbx-gateway ${data.version} at ${url} (pid ${data.pid}): ${data.status} for ${duration(data.uptime_s)}`, ''];
+  const lines = [escapeControl(`dbx-gateway ${data.version} at ${url} (pid ${data.pid}): ${data.status} for ${duration(data.uptime_s)}`), ''];
   const local = (r: RouteStatus) => {
     const main = `${url.replace(/\/$/, '')}${r.prefix}/`;
     const spark = r.spark_connect_port !== undefined ? ` sc://localhost:${r.spark_connect_port}` : '';
@@ -46,13 +48,15 @@ export function formatStatus(data: StatusData & { pid: number }, url: string): s
   const rows = [
     ['ROUTE', 'LOCAL', 'UPSTREAM', 'CREDENTIAL', 'TOKEN', 'REQUESTS', 'ERRORS'],
     ...data.routes.map((r) => [r.name, local(r), r.upstream, r.credential, tokenText(r, data.now), String(r.requests), String(r.errors)]),
-  ];
+  ].map((row) => row.map(escapeControl));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const row of rows) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
-  for (const r of data.routes) if (r.last_error) lines.push(`  ${r.name}: ${r.last_error}`);
+  // Errors are upstream text (an error_description, a grpc-message): one line each, escaped.
+  for (const r of data.routes) if (r.last_error) lines.push(escapeControl(`  ${r.name}: ${r.last_error}`));
   if (data.recent_errors.length > 0) {
     lines.push('', 'Recent errors:');
-    for (const e of data.recent_errors.slice(-5)) lines.push(`  ${e.at} ${e.route} ${e.method} ${e.path} ${e.status}${e.error ? ` ${e.error}` : ''}`);
+    for (const e of data.recent_errors.slice(-5))
+      lines.push(escapeControl(`  ${e.at} ${e.route} ${e.method} ${e.path} ${e.status}${e.error ? ` ${e.error}` : ''}`));
   }
   return `${lines.join('\n')}\n`;
 }

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { escapeJsonText } from './terminal-text.js';
 import { textStream } from './text-format.js';
 
 export type { Logger };
@@ -59,10 +60,13 @@ export function createLogger(options: LoggerOptions = {}, env: NodeJS.ProcessEnv
     const colour = options.colour ?? (tty && !env.NO_COLOR);
     return pino(base, textStream({ out: stream, colour }));
   }
+  // JSON lines may be read at a terminal (`serve | less`, --log-format json): pino escapes C0 as
+  // JSON does but leaves DEL, C1 and the bidi controls raw (terminal-text.ts).
+  const json = { ...base, hooks: { streamWrite: escapeJsonText } };
   if (options.stream === undefined) {
     // JSON to stdout through sonic-boom, asynchronously and in batches (4 KiB or 50 ms per
     // write(2)) instead of a write per request line. pino flushes it on exit.
-    return pino(base, pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }));
+    return pino(json, pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }));
   }
-  return pino(base, stream);
+  return pino(json, stream);
 }

@@ -2,8 +2,11 @@
  * Log lines for a person at a terminal: one line per event, never the nine of a pretty-printed
  * object. A request is `12:04:05 GET /ws/prod/api/2.0/clusters/list 200 25ms 387B`; anything
  * else is the time, the level and the message, then its fields as key=value. Colours only on a
- * terminal and without NO_COLOR (https://no-color.org).
+ * terminal and without NO_COLOR (https://no-color.org). Every piece of an event is shown with its
+ * control characters escaped (terminal-text.ts): messages and fields carry upstream text.
  */
+import { escapeControl, escapeControlLines } from './terminal-text.js';
+
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const COLOURS: Record<number, string> = { 40: '\u001b[33m', 50: '\u001b[31m', 60: '\u001b[31m' };
 const RESET = '\u001b[0m';
@@ -26,7 +29,7 @@ export function textStream({ out, colour }: TextStreamOptions): { write(line: st
       try {
         event = JSON.parse(line) as Record<string, unknown>;
       } catch {
-        return out.write(line);
+        return out.write(escapeControlLines(line));
       }
       return out.write(`${formatEvent(event, colour)}\n`);
     },
@@ -41,18 +44,20 @@ export function formatEvent(event: Record<string, unknown>, colour: boolean): st
   if (event.msg === 'request' && typeof event.method === 'string') {
     const size = typeof event.bytes === 'number' ? ` ${humanBytes(event.bytes)}` : '';
     const extra = fields(event, REQUEST_FIELDS);
-    const text = `${event.method} ${String(event.prefix ?? '')}${String(event.path ?? '')} ${String(event.status ?? '-')} ${String(event.ms ?? '-')}ms${size}${extra}`;
+    const text = `${escapeControl(`${event.method} ${String(event.prefix ?? '')}${String(event.path ?? '')} ${String(event.status ?? '-')} ${String(event.ms ?? '-')}ms`)}${size}${extra}`;
     return `${stamp} ${paint(text, COLOURS[level])}`;
   }
   const name = LEVELS[level] ?? String(event.level);
-  return `${stamp} ${paint(name.padEnd(5), COLOURS[level])} ${String(event.msg ?? '')}${fields(event, EVENT_FIELDS)}`;
+  return `${stamp} ${paint(escapeControl(name).padEnd(5), COLOURS[level])} ${escapeControl(String(event.msg ?? ''))}${fields(event, EVENT_FIELDS)}`;
 }
 
 function fields(event: Record<string, unknown>, skip: Set<string>): string {
   let out = '';
   for (const [key, value] of Object.entries(event)) {
     if (skip.has(key) || value === undefined) continue;
-    out += ` ${key}=${typeof value === 'string' ? (/\s/.test(value) ? JSON.stringify(value) : value) : JSON.stringify(value)}`;
+    // A string with spaces is quoted to stay one field; JSON.stringify leaves C1 raw, so escape after.
+    const text = typeof value === 'string' && !/\s/.test(value) ? value : JSON.stringify(value);
+    out += ` ${escapeControl(key)}=${escapeControl(text)}`;
   }
   return out;
 }

@@ -1,5 +1,6 @@
 import { errorMessage } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
+import { escapeControl } from '../observability/terminal-text.js';
 import { authHeaders } from '../proxy/auth-headers.js';
 import type { Route } from '../routing/route-table.js';
 import type { GatewayCore } from './core.js';
@@ -117,25 +118,35 @@ async function get(route: Route, path: string, headers: Record<string, string>):
   return { status: res.statusCode, ms: performance.now() - started, ...(typeof date === 'string' ? { date } : {}), body };
 }
 
-/** The table doctor prints: one block per route, PASS or FAIL first. */
 /** doctor's checks of every route, as the table it prints and whether all passed. */
 export async function doctorReport(core: Pick<GatewayCore, 'routes' | 'tokens'>): Promise<{ ok: boolean; text: string }> {
   const rows = await diagnose(core);
   return { ok: rows.every((r) => r.ok), text: formatDoctor(rows) };
 }
 
+/** The table doctor prints: one block per route, PASS or FAIL first. */
 function formatDoctor(rows: DoctorRow[]): string {
   const lines: string[] = [];
   for (const { route, ok, checks } of rows) {
-    lines.push(`${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}`);
-    lines.push(`      source:     ${route.config.source}`);
-    lines.push(`      credential: ${route.credential.type} (${route.credential.reason})`);
+    // Details carry upstream text (a SCIM user name, an error body, an error_description): each
+    // line's control characters are escaped, so none can redraw the report (terminal-text.ts).
+    lines.push(escapeControl(`${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}`));
+    lines.push(escapeControl(`      source:     ${route.config.source}`));
+    lines.push(escapeControl(`      credential: ${route.credential.type} (${route.credential.reason})`));
     for (const c of checks) {
       const mark = c.ok || c.name === 'error' ? '' : 'FAILED: ';
-      lines.push(`      ${`${c.name}:`.padEnd(11)} ${mark}${c.detail}`);
+      lines.push(`      ${`${c.name}:`.padEnd(11)} ${mark}${escapeDetail(c.detail)}`);
     }
   }
   const failed = rows.filter((r) => !r.ok).length;
   lines.push(failed === 0 ? `all ${rows.length} routes ok` : `${failed} of ${rows.length} routes failed`);
   return `${lines.join('\n')}\n`;
+}
+
+/** A detail's own lines (an aggregated credential error has several) indented under it, each escaped. */
+function escapeDetail(detail: string): string {
+  return detail
+    .split(/\r?\n/)
+    .map(escapeControl)
+    .join(`\n${' '.repeat(18)}`);
 }

@@ -16,6 +16,8 @@ export interface TokenCall {
 export interface FakeDatabricksOidcOptions {
   /** Service principals for client credentials (M2M): client id -> secret, sent in HTTP Basic. */
   m2mClients?: Record<string, string>;
+  /** The error_description of a refused client credentials grant (e.g. hostile text). */
+  m2mRefusal?: string;
   /** Replace the discovery document (e.g. to name a token endpoint on another host). */
   discovery?: (origin: string) => Record<string, string>;
 }
@@ -85,7 +87,7 @@ export async function startFakeDatabricksOidc(options: FakeDatabricksOidcOptions
             .toString()
             .split(':');
           if (!id || options.m2mClients?.[decodeURIComponent(id)] !== decodeURIComponent(secret ?? '')) {
-            return reply(401, { error: 'invalid_client', error_description: 'Client authentication failed' });
+            return reply(401, { error: 'invalid_client', error_description: options.m2mRefusal ?? 'Client authentication failed' });
           }
           issued++;
           return reply(200, { access_token: `m2m-${issued}-${account ? 'account' : 'workspace'}`, token_type: 'Bearer', expires_in: 3600, scope: form.scope });
