@@ -15,6 +15,7 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
     // The routes the running gateway actually serves, checked by it.
     printErr(`checking the gateway running at ${running.url}\n`);
     const res = await controlRequest(running, 'GET', '/-/doctor');
+    if (!res) return 1;
     const body = JSON.parse(res.body) as { ok?: boolean; text?: string; message?: string; warnings?: string[] };
     if (res.status !== 200) {
       printErr(`dbx-gateway: ${running.url}: ${body.message ?? res.body}\n`);

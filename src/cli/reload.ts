@@ -11,6 +11,7 @@ export async function reloadCommand(url: string | undefined): Promise<number> {
     return 1;
   }
   const res = await controlRequest(running, 'POST', '/-/reload');
+  if (!res) return 1;
   const body = JSON.parse(res.body) as ReloadResult & { message?: string };
   if (res.status !== 200) {
     printErr(

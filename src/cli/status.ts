@@ -22,6 +22,7 @@ export async function statusCommand(url: string | undefined, output: string): Pr
     return 1;
   }
   const res = await controlRequest(running, 'GET', '/-/status');
+  if (!res) return 1;
   if (res.status !== 200) {
     printErr(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
     return 1;

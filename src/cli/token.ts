@@ -24,6 +24,7 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
   if (running === null) return 2;
   if (running) {
     const res = await controlRequest(running, 'GET', `/-/token/${encodeURIComponent(name)}`);
+    if (!res) return 1;
     if (res.status !== 200) {
       printErr(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
       return res.status === 404 ? 2 : 1;

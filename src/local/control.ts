@@ -3,12 +3,12 @@ import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
 import { GatewayError } from '../errors.js';
 import type { RouteTable } from '../routing/route-table.js';
-import { sameSecret } from '../security/same-secret.js';
+import { CONTROL_HEADER, CONTROL_PROOF_HEADER, proveControlAnswer, verifyControlRequest } from '../security/control-proof.js';
 import type { StatusData } from './status-page.js';
-import { tokenJson } from './token-json.js';
 
-/** The header the commands of the same user send the run file's control secret in. */
-export const CONTROL_HEADER = 'x-dbx-gateway-control';
+export { CONTROL_HEADER } from '../security/control-proof.js';
+
+import { tokenJson } from './token-json.js';
 
 export interface ReloadResult {
   ok: boolean;
@@ -34,7 +34,8 @@ export interface ControlOptions {
 /**
  * Control endpoints under /-/ on the main listener (contract, "Working from the running
  * gateway"): never proxied, refused to browsers like every local endpoint (and to any request
- * with an Origin), and answered only with the control secret from the run file.
+ * with an Origin), and answered only to a request that proves the run file's control secret, with
+ * a proof of the same secret on the answer (security/control-proof.ts): the secret never travels.
  *   POST /-/reload        reload the configuration (where there is no SIGHUP: Windows)
  *   GET  /-/token/NAME    the token the gateway holds for route NAME (no second az call)
  *   GET  /-/doctor        doctor's checks of the routes this gateway serves
@@ -46,14 +47,18 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
     if (c.env.incoming.headers.origin !== undefined) {
       throw new GatewayError('GATEWAY_FORBIDDEN', 'control endpoints do not answer browsers');
     }
-    const presented = c.req.header(CONTROL_HEADER);
-    if (presented === undefined || !sameSecret(presented, options.secret)) {
+    const { incoming } = c.env;
+    const nonce = verifyControlRequest(options.secret, c.req.header(CONTROL_HEADER), incoming.method ?? '', incoming.url ?? '');
+    if (nonce === undefined) {
       throw new GatewayError(
         'GATEWAY_UNAUTHENTICATED',
-        `control endpoints need the secret of the gateway's run file in ${CONTROL_HEADER}; use the dbx-gateway commands (token, reload)`,
+        `control endpoints need a proof of the gateway's run file secret in ${CONTROL_HEADER}; use the dbx-gateway commands (token, reload)`,
       );
     }
     await next();
+    // Errors of the handler (404 for an unknown route) are answers too: app.onError has set c.res.
+    const body = new Uint8Array(await c.res.clone().arrayBuffer());
+    c.res.headers.set(CONTROL_PROOF_HEADER, proveControlAnswer(options.secret, nonce, c.res.status, body));
   });
   app.post('/-/reload', async (c) => {
     const result = await options.reload();

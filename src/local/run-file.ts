@@ -17,6 +17,11 @@ export interface RunFile {
   startedAt: string;
 }
 
+/** A run file as found: its content and where it lies (for "remove it" when it turns out stale). */
+export interface FoundRunFile extends RunFile {
+  file: string;
+}
+
 export function runDir(configDir: string): string {
   return join(configDir, 'run');
 }
@@ -40,19 +45,21 @@ export function removeRunFile(file: string): void {
 
 /**
  * The gateways whose run files are here and whose process is alive (a crashed gateway leaves its
- * file behind; its pid no longer answers). `url` picks one by its address.
+ * file behind; its pid no longer answers). `url` picks one by its address. A live pid may be
+ * another program's now: the CLI trusts what answers only once it proves the secret (running.ts).
  */
-export function runningGateways(dir: string, url?: string): RunFile[] {
+export function runningGateways(dir: string, url?: string): FoundRunFile[] {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.json'));
   } catch {
     return [];
   }
-  const found: RunFile[] = [];
+  const found: FoundRunFile[] = [];
   for (const name of names) {
     try {
-      const run = JSON.parse(readFileSync(join(dir, name), 'utf8')) as RunFile;
+      const file = join(dir, name);
+      const run = { ...(JSON.parse(readFileSync(file, 'utf8')) as RunFile), file };
       // Our own pid is never another gateway: a stale file whose pid the OS gave to us (Windows and
       // Wine reuse small pids) must not count.
       if (typeof run.url !== 'string' || typeof run.secret !== 'string' || run.pid === process.pid || !isAlive(run.pid)) continue;

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { CONTROL_HEADER, signControlRequest } from '../../src/security/control-proof.js';
 import { BIN, NO_TOOLS_PATH, runCli } from '../helpers/cli.js';
 import { type FakeAz, fakeAzToken, installFakeAz } from '../helpers/fake-az.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
@@ -83,11 +86,16 @@ describe('working from the running gateway: run file, token, reload', () => {
 
   it('the control endpoints refuse a request without the secret, and browsers', async () => {
     assert.equal((await request(`${gw.url}/-/token/prod`)).status, 401);
-    assert.equal((await request(`${gw.url}/-/reload`, { method: 'POST', headers: { 'x-dbx-gateway-control': 'guess' } })).status, 401);
+    assert.equal((await request(`${gw.url}/-/reload`, { method: 'POST', headers: { [CONTROL_HEADER]: 'guess' } })).status, 401);
     const run = JSON.parse(readFileSync(join(runDir(), readdirSync(runDir())[0]!), 'utf8')) as { secret: string };
-    const fromPage = await request(`${gw.url}/-/token/prod`, { headers: { 'x-dbx-gateway-control': run.secret, origin: 'http://evil.example' } });
+    const signed = (method: string, path: string) => signControlRequest(run.secret, method, path).header;
+    const fromPage = await request(`${gw.url}/-/token/prod`, { headers: { [CONTROL_HEADER]: signed('GET', '/-/token/prod'), origin: 'http://evil.example' } });
     assert.equal(fromPage.status, 403);
     assert.ok(!fromPage.text.includes('eyJ'));
+    // The secret itself never travels, so it is no credential either; a proof is for its own request only.
+    assert.equal((await request(`${gw.url}/-/token/prod`, { headers: { [CONTROL_HEADER]: run.secret } })).status, 401);
+    assert.equal((await request(`${gw.url}/-/token/prod`, { headers: { [CONTROL_HEADER]: signed('GET', '/-/status') } })).status, 401);
+    assert.equal((await request(`${gw.url}/-/status`, { headers: { [CONTROL_HEADER]: signed('GET', '/-/status') } })).status, 200);
   });
 
   it('reload re-reads the configuration; an invalid one is refused and the old one stays', async () => {
@@ -133,5 +141,47 @@ describe('a stale run file', () => {
     assert.equal(res.status, 1);
     assert.match(res.stderr, /no running gateway found/);
     assert.ok(existsSync(join(dir, 'http-127.0.0.1-1.json')));
+  });
+});
+
+describe('a stale run file whose address another program answers (control secret sent to an impostor)', () => {
+  it('sends the impostor no secret, prints nothing it says, and says the run file is stale', async () => {
+    const seen: string[] = [];
+    const impostor = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        seen.push(`${req.method} ${req.url}\n${req.rawHeaders.join('\n')}\n${body}`);
+        res.writeHead(200, { 'content-type': 'application/json', 'x-dbx-gateway-proof': 'forged' });
+        res.end(JSON.stringify({ access_token: 'IMPOSTOR-TOKEN', ok: true, text: 'IMPOSTOR-TEXT', routes: ['IMPOSTOR'], notes: [], message: 'IMPOSTOR' }));
+      });
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`;
+      const home = mkdtempSync(join(tmpdir(), 'dbxgw-impostor-'));
+      const dir = join(home, '.config', 'dbx-gateway', 'run');
+      mkdirSync(dir, { recursive: true });
+      const secret = 'stale-control-secret-0123456789abcdefghijklmnop';
+      const file = join(dir, 'http-127.0.0.1-impostor.json');
+      // A live pid that is no gateway (this test runner's): the pid was reused.
+      writeFileSync(file, JSON.stringify({ url, secret, pid: process.pid, version: '0.0.0', startedAt: new Date().toISOString() }));
+      const env = { PATH: NO_TOOLS_PATH, HOME: home };
+      for (const args of [['token', 'prod'], ['reload'], ['status'], ['doctor']]) {
+        const res = await runCli(args, env);
+        assert.equal(res.status, 1, `${args.join(' ')}: ${res.stderr}`);
+        assert.equal(res.stdout, '', `${args.join(' ')} prints nothing from the impostor`);
+        assert.doesNotMatch(res.stderr, /IMPOSTOR/);
+        assert.match(res.stderr, /cannot prove it holds the secret of the run file/);
+        assert.ok(res.stderr.includes(`remove ${file}`), res.stderr);
+        assert.match(res.stderr, /--url/);
+      }
+      assert.equal(seen.length, 4, 'each command asked the impostor once');
+      for (const request of seen) assert.ok(!request.includes(secret), `the impostor never sees the secret: ${request}`);
+    } finally {
+      impostor.close();
+    }
   });
 });
