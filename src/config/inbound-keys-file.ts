@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { Document, isMap, parseDocument } from 'yaml';
+import { Document, isAlias, isMap, isNode, parseDocument, visit, type YAMLMap } from 'yaml';
 import { newInboundKey } from '../security/inbound-keys.js';
 
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -26,14 +26,51 @@ export function addInboundKey(file: string, name: string): string {
 export function rotateInboundKey(file: string, name: string): string {
   checkName(name);
   const doc = openKeysFile(file);
-  const current = doc.getIn(['inboundKeys', name]);
-  if (current === undefined) throw new Error(`there is no inboundKeys.${name} in ${file}; add it with keys add ${name}`);
+  if (isAlias(doc.get('inboundKeys', true))) {
+    throw new Error(`inboundKeys in ${file} is an alias of another mapping; write the keys out under inboundKeys, then rotate`);
+  }
+  const entry = doc.getIn(['inboundKeys', name], true);
+  if (entry === undefined) throw new Error(`there is no inboundKeys.${name} in ${file}; add it with keys add ${name}`);
+  // `alice: *k` shares its anchor's node: read through it (an alias is no map, and writing a bare
+  // hash over it dropped the routes, widening the key to every route), and write this key's own copy
+  // so that the anchor and its other users stay as they are.
+  const node = isAlias(entry) ? entry.resolve(doc) : entry;
+  if (!isAlias(entry) && isNode(node) && node.anchor && anchorUsed(doc, node.anchor)) {
+    throw new Error(
+      `inboundKeys.${name} in ${file} is anchored (&${node.anchor}) and used elsewhere (*${node.anchor}): rotating it in place would change those too; write them out separately, then rotate`,
+    );
+  }
   const { key, hash } = newInboundKey();
   // `alice: sha256:...` or `alice: { hash: sha256:..., routes: [...] }`: the routes stay.
-  if (isMap(current)) doc.setIn(['inboundKeys', name, 'hash'], hash);
-  else doc.setIn(['inboundKeys', name], hash);
+  if (isMap(node)) {
+    const own = isAlias(entry) ? dropAnchors(node.clone() as typeof node) : node;
+    own.set('hash', hash);
+    if (own !== node) doc.setIn(['inboundKeys', name], own);
+  } else {
+    doc.setIn(['inboundKeys', name], hash);
+  }
   saveKeysFile(file, doc);
   return key;
+}
+
+function anchorUsed(doc: Document, anchor: string): boolean {
+  let used = false;
+  visit(doc, {
+    Alias(_, alias) {
+      if (alias.source === anchor) used = true;
+    },
+  });
+  return used;
+}
+
+/** A copy of an anchored node must not define its anchors a second time. */
+function dropAnchors(node: YAMLMap): YAMLMap {
+  visit(node, {
+    Node(_, n) {
+      if (!isAlias(n)) delete n.anchor;
+    },
+  });
+  return node;
 }
 
 /** `keys remove NAME`. */

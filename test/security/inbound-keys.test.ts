@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
 import { BIN, childEnv } from '../helpers/cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { startPatGateway, startTestGateway, type TestGateway, trustCa } from '../helpers/gateway.js';
@@ -140,6 +141,25 @@ describe('keys list, rotate and remove (team habits)', () => {
     assert.equal(run(['remove', 'alice', '--config', file]).status, 0);
     assert.equal(run(['list', '--config', file]).stdout, 'bob\troutes: dev\n');
     assert.equal(run(['remove', 'alice', '--config', file]).status, 2);
+  });
+  it('keys rotate keeps the routes of a key entry that is a YAML alias (rotate widened an aliased key to every route)', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'dbxgw-keys-')), 'team.yaml');
+    const shared = `sha256:${'0'.repeat(64)}`;
+    const text = `inboundKeys:\n  bob: &k { hash: ${shared}, routes: [dev] }\n  carol: *k\n`;
+    writeFileSync(file, text);
+    const refused = run(['rotate', 'bob', '--config', file]);
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /inboundKeys\.bob .* is anchored \(&k\) and used elsewhere \(\*k\).*write them out separately/);
+    assert.equal(readFileSync(file, 'utf8'), text, 'a refused rotation leaves the file alone');
+    const rotated = run(['rotate', 'carol', '--config', file]);
+    assert.equal(rotated.status, 0, rotated.stderr);
+    const hash = createHash('sha256').update(rotated.stdout.trim()).digest('hex');
+    assert.equal(run(['list', '--config', file]).stdout, 'bob\troutes: dev\ncarol\troutes: dev\n');
+    assert.deepEqual(parse(readFileSync(file, 'utf8')), {
+      inboundKeys: { bob: { hash: shared, routes: ['dev'] }, carol: { hash: `sha256:${hash}`, routes: ['dev'] } },
+    });
+    assert.equal(run(['rotate', 'bob', '--config', file]).status, 0, 'bob is its own entry now');
+    assert.equal(run(['list', '--config', file]).stdout, 'bob\troutes: dev\ncarol\troutes: dev\n');
   });
 });
 
