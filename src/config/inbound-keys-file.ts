@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Document, isAlias, isMap, isNode, parseDocument, visit, type YAMLMap } from 'yaml';
 import { newInboundKey } from '../security/inbound-keys.js';
+import { MAX_YAML_ALIAS_COUNT, yamlAliasProblem } from './sources.js';
 
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -84,7 +85,13 @@ export function removeInboundKey(file: string, name: string): void {
 /** `keys list`: each key's name and the routes it may use (the hashes are not shown). */
 export function listInboundKeys(file: string): Array<{ name: string; routes: string[] | 'all' }> {
   if (!existsSync(file)) return [];
-  const keys = openKeysFile(file).toJS() as { inboundKeys?: Record<string, string | { routes?: string[] }> };
+  const doc = openKeysFile(file);
+  let keys: { inboundKeys?: Record<string, string | { routes?: string[] }> };
+  try {
+    keys = doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
+  } catch (err) {
+    throw new Error(yamlAliasProblem(file, err));
+  }
   return Object.entries(keys.inboundKeys ?? {}).map(([name, value]) => ({
     name,
     routes: typeof value === 'object' && value !== null && Array.isArray(value.routes) ? value.routes : 'all',

@@ -28,6 +28,23 @@ export function findConfigFile(flags: CliFlags, env: NodeJS.ProcessEnv, cwd: str
   return existsSync(implicit) ? implicit : undefined;
 }
 
+/**
+ * yaml's cap on alias expansion (its default, set here on purpose): aliases multiply, so a few
+ * lines of `&a [*b, *b, ...]` would otherwise expand to gigabytes ("billion laughs"). yaml counts
+ * each alias use times the aliases inside its anchor (docs: ToJSOptions.maxAliasCount); a config
+ * file has no need for more.
+ */
+export const MAX_YAML_ALIAS_COUNT = 100;
+
+/** yaml's ReferenceError when aliases expand too far (or point nowhere), as a problem naming the file. */
+export function yamlAliasProblem(path: string, err: unknown): string {
+  const message = errorMessage(err);
+  if (/excessive alias count/i.test(message)) {
+    return `${path}: its YAML aliases (*name) expand to more than ${MAX_YAML_ALIAS_COUNT} copies, the shape of a resource exhaustion attack; write the values out, or use fewer aliases`;
+  }
+  return `${path}: YAML: ${message}; define each anchor (&name) before its aliases (*name)`;
+}
+
 export function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[]): FileConfig {
   let text: string;
   try {
@@ -42,7 +59,14 @@ export function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: s
     for (const e of doc.errors) problems.push(`YAML syntax: ${e.message.trimEnd().replace(/\n/g, '\n    ')}`);
     return {};
   }
-  const raw: unknown = expandEnv(doc.toJS() ?? {}, env, '', problems);
+  let tree: unknown;
+  try {
+    tree = doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT });
+  } catch (err) {
+    problems.push(yamlAliasProblem(path, err));
+    return {};
+  }
+  const raw: unknown = expandEnv(tree ?? {}, env, '', problems);
   const parsed = fileConfigSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(describeIssue(issue));
