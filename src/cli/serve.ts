@@ -94,15 +94,18 @@ export async function serve(flags: CliFlags): Promise<number> {
       logger.error({ problems }, `the new configuration is invalid, so the previous one stays in use: ${problems.join('; ')}`);
       return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }
+    // A failure to apply may echo a setting; one from ${VAR} is a secret (config/env-values.ts).
+    const mask = (text: string) => next.envValues?.mask(text) ?? text;
     try {
-      const { notes } = await gateway.reload(next);
+      const { notes: raw } = await gateway.reload(next);
+      const notes = raw.map(mask);
       for (const note of notes) logger.warn(note);
       for (const warning of gateway.warnings) logger.warn(warning);
       const routes = gateway.routes.routes.map((r) => r.name);
       logger.info({ routes }, `configuration reloaded: ${routes.length} routes`);
       return { ok: true, notes, routes };
     } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+      const problems = (err instanceof ConfigError ? err.problems : [errorMessage(err)]).map(mask);
       logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
       return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }

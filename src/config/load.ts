@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { EnvValues } from './env-values.js';
 import { assembleRoutes, toCredentialSpec, wantsProfiles } from './routes.js';
 import { findConfigFile, readConfigFile, readProfiles } from './sources.js';
 import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_TIMEOUTS, type GatewayConfig, type LoadConfigOptions } from './types.js';
@@ -28,7 +29,8 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const warnings: string[] = [];
 
   const configFile = findConfigFile(flags, env, cwd, problems);
-  const file = configFile ? readConfigFile(configFile, env, problems) : {};
+  const envValues = new EnvValues();
+  const file = configFile ? readConfigFile(configFile, env, problems, envValues) : {};
   const defaultCredential = toCredentialSpec(
     flags.credential ?? file.credential ?? 'default',
     flags.credential !== undefined ? '--credential' : 'credential',
@@ -49,7 +51,12 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const tls = listenTls(flags, file, env, cwd, problems);
   const log = logSettings(flags, file, env, problems);
   checkCredentials(routes.values(), env, problems);
-  if (problems.length > 0) throw new ConfigError(problems, configFile);
+  // Messages may echo a setting's value; one from ${VAR} is a secret by intent.
+  if (problems.length > 0)
+    throw new ConfigError(
+      problems.map((p) => envValues.mask(p)),
+      configFile,
+    );
 
   return {
     listen: { host, port, ...tls },
@@ -65,7 +72,8 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     ...(configFile ? { configFile } : {}),
     ...log,
     ...metadataServiceConfig(flags, file, env),
-    warnings,
+    warnings: warnings.map((w) => envValues.mask(w)),
+    envValues,
   };
 }
 

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { errorMessage } from '../errors.js';
 import { CfgSyntaxError, type DatabricksCfg, readDatabricksCfg } from './databrickscfg.js';
+import { EnvValues } from './env-values.js';
 import { type FileConfig, fileConfigSchema, routeSchema } from './schema.js';
 import { closest } from './suggest.js';
 import type { CliFlags } from './types.js';
@@ -45,7 +46,8 @@ export function yamlAliasProblem(path: string, err: unknown): string {
   return `${path}: YAML: ${message}; define each anchor (&name) before its aliases (*name)`;
 }
 
-export function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[]): FileConfig {
+/** The file's settings, `${VAR}` expanded; `values` collects what the expansion put in, for masking. */
+export function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: string[], values: EnvValues = new EnvValues()): FileConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -66,7 +68,7 @@ export function readConfigFile(path: string, env: NodeJS.ProcessEnv, problems: s
     problems.push(yamlAliasProblem(path, err));
     return {};
   }
-  const raw: unknown = expandEnv(tree ?? {}, env, '', problems);
+  const raw: unknown = expandEnv(tree ?? {}, env, '', problems, values);
   const parsed = fileConfigSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(describeIssue(issue));
@@ -147,7 +149,7 @@ function knownKeys(path: PropertyKey[]): string[] {
 }
 
 /** `${VAR}` in any string value is read from the environment, so secrets stay out of the file. */
-function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], values: EnvValues): unknown {
   if (typeof value === 'string') {
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
       const v = env[name];
@@ -155,12 +157,13 @@ function expandEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problem
         problems.push(`${path}: \${${name}} is not set in the environment; export ${name} or write the value in the file`);
         return '';
       }
+      values.add(name, v);
       return v;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`, problems));
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`, problems, values));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, path ? `${path}.${k}` : k, problems)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, path ? `${path}.${k}` : k, problems, values)]));
   }
   return value;
 }

@@ -1,3 +1,5 @@
+import type { EnvValues } from './env-values.js';
+
 /** The resolved, validated configuration the rest of the gateway runs on. */
 
 /** A credential as configured: its type plus that type's settings (tenantId, clientId, ...). */
@@ -110,6 +112,8 @@ export interface GatewayConfig {
   metadataService?: { secret: string; generated: boolean };
   /** Problems worth a startup warning that do not stop the gateway (skipped profiles). */
   warnings: string[];
+  /** The values the config file took from ${VAR}, to mask in messages (EnvValues.mask). */
+  envValues?: EnvValues;
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {

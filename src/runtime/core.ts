@@ -88,7 +88,10 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
   if (problems.length > 0) {
     await Promise.all(routes.map((r) => r.dispatcher.destroy()));
     await demo?.close();
-    throw new ConfigError(problems, config.configFile);
+    throw new ConfigError(
+      problems.map((p) => config.envValues?.mask(p) ?? p),
+      config.configFile,
+    );
   }
   const table = new RouteTable(routes);
 

@@ -109,7 +109,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       sparkPorts.set(route.name, (spark.server.address() as AddressInfo).port);
     }
     const unsafe = unsafeListeners(servers, config);
-    if (unsafe.length > 0) throw new ConfigError(unsafe, config.configFile);
+    if (unsafe.length > 0)
+      throw new ConfigError(
+        unsafe.map((p) => config.envValues?.mask(p) ?? p),
+        config.configFile,
+      );
     tls?.renewOn(servers);
   } catch (err) {
     await closeAll();
@@ -147,7 +151,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       const unsafe = unsafeListeners(servers, next);
       if (unsafe.length > 0)
         throw new ConfigError(
-          unsafe.map((p) => `${p}; the reload was refused and the previous configuration stays`),
+          unsafe.map((p) => `${next.envValues?.mask(p) ?? p}; the reload was refused and the previous configuration stays`),
           next.configFile,
         );
       // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
