@@ -65,3 +65,36 @@ export function scrubSecrets(text: string): string {
   }
   return out;
 }
+
+/** `/metadata/` in any letter case, as the decoded path spells it. */
+const METADATA_PREFIX = /\/metadata\//i;
+
+/**
+ * A request path with the metadata service's secret (everything after `/metadata/`) replaced,
+ * whatever the letter case (/METADATA/SECRET is a 404, still with the secret in it) and however
+ * the prefix is percent-encoded (/%6detadata%2FSECRET): the match runs on the decoded path and
+ * the raw text is cut where the decoded match ends.
+ */
+export function redactMetadataSecret(path: string): string {
+  if (!path.includes('%')) {
+    const plain = METADATA_PREFIX.exec(path);
+    return plain ? `${path.slice(0, plain.index + plain[0].length)}${REDACTED}` : path;
+  }
+  // starts[i]: where the i-th decoded character begins in the raw path.
+  const starts: number[] = [];
+  let decoded = '';
+  for (let i = 0; i < path.length; ) {
+    starts.push(i);
+    if (path[i] === '%' && /^[0-9a-f]{2}$/i.test(path.slice(i + 1, i + 3))) {
+      decoded += String.fromCharCode(Number.parseInt(path.slice(i + 1, i + 3), 16));
+      i += 3;
+    } else {
+      decoded += path[i];
+      i += 1;
+    }
+  }
+  const match = METADATA_PREFIX.exec(decoded);
+  if (!match) return path;
+  const end = starts[match.index + match[0].length] ?? path.length;
+  return `${path.slice(0, end)}${REDACTED}`;
+}

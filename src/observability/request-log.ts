@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage, GatewayError, internalError } from '../errors.js';
 import type { Logger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
-import { scrubSecrets } from './redact.js';
+import { redactMetadataSecret, scrubSecrets } from './redact.js';
 import { type RequestRecord, startRecord } from './request-record.js';
 
 /** Local endpoints polled by probes and scrapers: logged at debug so they do not drown real traffic. */
@@ -59,8 +59,16 @@ export function writeRequestLine(logger: Logger, metrics: GatewayMetrics, incomi
   const seconds = Number(process.hrtime.bigint() - record.startNs) / 1e9;
   const route = record.route ?? '-';
   const { status } = outcome;
-  // The metadata-service URL carries its secret: never log it (upstream paths are left alone).
-  const path = record.path ?? ((incoming.url ?? '').split('?', 1)[0] ?? '').replace(/\/metadata\/.*/s, '/metadata/[REDACTED]');
+  // The metadata-service URL carries its secret: never log it, nor the reason that quotes it (a
+  // 404's "no route for PATH"). Upstream paths (record.path) are left alone.
+  let path = record.path;
+  let reason = record.reason;
+  if (path === undefined || reason !== undefined) {
+    const rawPath = (incoming.url ?? '').split('?', 1)[0] ?? '';
+    const localPath = redactMetadataSecret(rawPath);
+    path ??= localPath;
+    if (reason !== undefined && localPath !== rawPath) reason = reason.split(rawPath).join(localPath);
+  }
   const meter = metrics.meter(route);
   meter.request(incoming.method ?? '-', status, record.key ?? '-');
   if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
@@ -79,7 +87,7 @@ export function writeRequestLine(logger: Logger, metrics: GatewayMetrics, incomi
     ...(outcome.upgrade ? { upgrade: true } : { bytes: outcome.bytes, bytesIn: record.bytesIn }),
     ...(record.prefix ? { prefix: record.prefix } : {}),
     ...(record.error ? { error: record.error } : {}),
-    ...(record.reason ? { reason: record.reason } : {}),
+    ...(reason ? { reason } : {}),
     ...(record.replayed ? { replayed: true } : {}),
     ...(outcome.aborted ? { aborted: true } : {}),
   };

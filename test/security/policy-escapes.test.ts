@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { redactMetadataSecret } from '../../src/observability/redact.js';
 import { canonicalPath } from '../../src/security/route-policy.js';
 import { startFakeUpstream } from '../helpers/fake-upstream.js';
 import { responsesClosed, startYamlGateway, usePatGateway } from '../helpers/gateway.js';
@@ -209,5 +210,41 @@ describe('secrets are redacted on the decoded path', () => {
       await gw.shutdown(100);
       await upstream.close();
     }
+  });
+});
+
+describe('the metadata secret is redacted whatever the path says', () => {
+  it('never logs the secret of /METADATA/SECRET (a 404), /Metadata/SECRET or /metadata/SECRET/x', async () => {
+    const secret = 'c0ffee11-2233-4455-8677-8899aabbccdd';
+    const upstream = await startFakeUpstream();
+    const gw = await startYamlGateway(`routes:\n  prod: { host: ${upstream.url.origin}, credential: pat }\nmetadataService: { secret: ${secret} }\n`, {
+      env: { DATABRICKS_TOKEN: PAT },
+    });
+    try {
+      const paths = [`/METADATA/${secret}`, `/Metadata/${secret}`, `/metadata/${secret}/x`, `/mEtAdAtA/${secret}?q=1`];
+      const logged = responsesClosed(gw.server, paths.length);
+      for (const path of paths) {
+        const res = await request(`${gw.url}${path}`, { headers: { 'x-databricks-metadata-version': '1', 'x-databricks-host': upstream.url.origin } });
+        assert.ok(res.status >= 400, `${path}: ${res.status}`);
+        assert.ok(!res.text.includes(PAT));
+      }
+      await logged;
+      const lines = gw.logs.filter((l) => l.msg === 'request');
+      assert.equal(lines.length, paths.length);
+      for (const line of lines) assert.match(String(line.path), /^\/metadata\/\[REDACTED\]$/i);
+      assert.ok(!gw.logText().includes(secret.slice(1)), 'the secret reached the log');
+      const status = await request(`${gw.url}/`, { headers: { accept: 'application/json' } });
+      assert.ok(!status.text.includes(secret.slice(1)), 'the secret reached the status page');
+    } finally {
+      await gw.shutdown(100);
+      await upstream.close();
+    }
+  });
+
+  it('cuts a percent-encoded /metadata/ prefix where it decodes', () => {
+    assert.equal(redactMetadataSecret('/%6detadata%2FSECRET/x'), '/%6detadata%2F[REDACTED]');
+    assert.equal(redactMetadataSecret('/META%44ATA/SECRET'), '/META%44ATA/[REDACTED]');
+    assert.equal(redactMetadataSecret('/ws/prod/api/2.0/metadata'), '/ws/prod/api/2.0/metadata');
+    assert.equal(redactMetadataSecret('/healthz'), '/healthz');
   });
 });
