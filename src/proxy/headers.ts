@@ -7,8 +7,14 @@ import type { IncomingHttpHeaders } from 'node:http';
  */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
 
-/** Headers through which a client could present credentials of its own or the gateway's inbound key. */
-const CLIENT_CREDENTIAL_HEADERS = ['authorization', 'x-dbx-gateway-key'];
+/** Headers through which a client could present credentials of its own. */
+const CLIENT_CREDENTIAL_HEADERS = ['authorization'];
+/**
+ * The gateway's own namespace: headers it reads itself (X-Dbx-Gateway-Key, the inbound key;
+ * X-Dbx-Gateway-Control, the control secret) or sets (X-Dbx-Gateway-Error). The whole prefix, so a
+ * header added later is never forwarded by default.
+ */
+const GATEWAY_HEADER_PREFIX = 'x-dbx-gateway-';
 /** The SDKs' service-principal headers: the gateway sets them from its own credential, never the client's. */
 const AZURE_SP_HEADER_PREFIX = 'x-databricks-azure-';
 
@@ -38,13 +44,18 @@ export function isHopByHop(name: string): boolean {
 }
 
 /**
- * A field only the gateway may set (lower case): client credentials and the inbound key, the
- * service-principal headers, and spoofable forwarding headers. Dropped from HTTP requests,
+ * A field only the gateway may set (lower case): client credentials, the gateway's own
+ * X-Dbx-Gateway-* headers (inbound key, control secret), the service-principal headers, and
+ * spoofable forwarding headers. Dropped from HTTP requests,
  * upgrades and Spark Connect calls alike.
  */
 export function isGatewayOnlyHeader(name: string): boolean {
   return (
-    CLIENT_CREDENTIAL_HEADERS.includes(name) || name.startsWith(AZURE_SP_HEADER_PREFIX) || name.startsWith(FORWARDED_PREFIX) || SPOOFABLE_HEADERS.includes(name)
+    CLIENT_CREDENTIAL_HEADERS.includes(name) ||
+    name.startsWith(GATEWAY_HEADER_PREFIX) ||
+    name.startsWith(AZURE_SP_HEADER_PREFIX) ||
+    name.startsWith(FORWARDED_PREFIX) ||
+    SPOOFABLE_HEADERS.includes(name)
   );
 }
 
