@@ -32,14 +32,17 @@ export type GatewayErrorCode = keyof typeof GATEWAY_ERROR_STATUS;
 /** Marks responses made by the gateway, so clients can tell them from Databricks' own errors. */
 export const GATEWAY_ERROR_HEADER = 'x-dbx-gateway-error';
 
+/** Extra response headers of a gateway error; a list is sent as one header line per value. */
+export type GatewayErrorHeaders = Record<string, string | string[]>;
+
 export interface GatewayErrorOptions {
   cause?: unknown;
-  headers?: Record<string, string>;
+  headers?: GatewayErrorHeaders;
 }
 
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
-  readonly headers: Record<string, string>;
+  readonly headers: GatewayErrorHeaders;
 
   constructor(
     readonly code: GatewayErrorCode,
@@ -167,7 +170,7 @@ export function writeGatewayError(res: ServerResponse, err: GatewayError, option
 export function rawGatewayError(err: GatewayError): string {
   const body = JSON.stringify(err);
   const extra = Object.entries(err.headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((one) => `${k}: ${one}\r\n`))
     .join('');
   return (
     `HTTP/1.1 ${err.status} ${err.code}\r\ncontent-type: application/json\r\n${GATEWAY_ERROR_HEADER}: 1\r\n${extra}` +
@@ -175,13 +178,21 @@ export function rawGatewayError(err: GatewayError): string {
   );
 }
 
-/** The same error as a fetch Response, for the Hono side of the app. */
+/** Whether an error carries a header with several values (fetch Headers would join them into one line). */
+export function hasRepeatedHeader(err: GatewayError): boolean {
+  return Object.values(err.headers).some((v) => Array.isArray(v) && v.length > 1);
+}
+
+/**
+ * The same error as a fetch Response, for the Hono side of the app. A repeated header comes out
+ * as one comma-joined line here: answer such errors with writeGatewayError instead.
+ */
 export function gatewayErrorResponse(err: GatewayError): Response {
   // Every error of a local endpoint is a refusal: close the connection (see WriteErrorOptions.close).
-  return new Response(JSON.stringify(err), {
-    status: err.status,
-    headers: { ...err.headers, 'content-type': 'application/json', [GATEWAY_ERROR_HEADER]: '1', connection: 'close' },
-  });
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(err.headers)) for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
+  for (const [k, v] of Object.entries({ 'content-type': 'application/json', [GATEWAY_ERROR_HEADER]: '1', connection: 'close' })) headers.set(k, v);
+  return new Response(JSON.stringify(err), { status: err.status, headers });
 }
 
 /** Every problem found in one pass, so a user fixes them all at once (oauth2-proxy style). */

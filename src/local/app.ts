@@ -1,7 +1,8 @@
 import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
-import { gatewayErrorResponse } from '../errors.js';
+import { gatewayErrorResponse, hasRepeatedHeader, writeGatewayError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { failureAnswer } from '../observability/request-log.js';
@@ -53,6 +54,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const preflight = preflightAnswer(incoming.method, incoming.headers, corsOrigin);
     if (preflight) return c.body(null, 204, preflight);
     await next();
+    // An error answered on the raw response (onError) already carries them.
+    if (c.env.outgoing.headersSent) return;
     for (const [k, v] of Object.entries(corsHeaders(corsOrigin))) c.res.headers.set(k, v);
   });
   app.use(async function requireKey(c, next) {
@@ -73,6 +76,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   // The listener has already refused unsafe targets (server.ts), so what is left is unknown.
   app.notFound((c) => gatewayErrorResponse(deps.routes.unmatched(c.env.incoming.url ?? '/')));
-  app.onError((err, c) => gatewayErrorResponse(failureAnswer(err, deps.logger, recordOf(c.env.incoming))));
+  app.onError((err, c) => {
+    const record = recordOf(c.env.incoming);
+    const answer = failureAnswer(err, deps.logger, record);
+    if (!hasRepeatedHeader(answer)) return gatewayErrorResponse(answer);
+    // Fetch Headers join a repeated field into one line, and the 401's WWW-Authenticate needs a
+    // line per challenge (inbound-keys.ts): written on the Node response, as proxied errors are.
+    const corsOrigin = record?.corsOrigin;
+    writeGatewayError(c.env.outgoing, answer, { close: true, ...(corsOrigin ? { extraHeaders: corsHeaders(corsOrigin) } : {}) });
+    return RESPONSE_ALREADY_SENT;
+  });
   return app;
 }

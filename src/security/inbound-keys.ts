@@ -4,7 +4,12 @@ import type { InboundKey } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 
 export const KEY_PREFIX = 'dgw_';
-const WWW_AUTHENTICATE = 'Bearer realm="dbx-gateway", Basic realm="dbx-gateway"';
+/**
+ * One challenge per header line: Chromium reads a single challenge from each WWW-Authenticate
+ * line, so "Bearer ..., Basic ..." in one line gave it no Basic to prompt for, and
+ * http://token:KEY@host/ never worked. charset="UTF-8" per RFC 7617 section 2.1.
+ */
+const WWW_AUTHENTICATE = ['Bearer realm="dbx-gateway"', 'Basic realm="dbx-gateway", charset="UTF-8"'];
 
 /** A new key (printed once) and the hash the config keeps. */
 export function newInboundKey(): { key: string; hash: string } {
