@@ -9,10 +9,13 @@ import type { RunningGateway } from '../runtime/server.js';
 import { printErr } from './output.js';
 import { load, orConfigError } from './shared.js';
 
+/** How long the log's last lines may take to leave, after the drain, before exit drops them. */
+const FINAL_LOG_FLUSH_MS = 2_000;
+
 export async function serve(flags: CliFlags): Promise<number> {
   const config = await load(flags);
   if (!config) return 2;
-  const [{ createLogger }, { startGateway }, { isLoopbackHost }, { loadConfig }, { scrubSecrets }] = await Promise.all([
+  const [{ createLogger, flushLogs }, { startGateway }, { isLoopbackHost }, { loadConfig }, { scrubSecrets }] = await Promise.all([
     import('../observability/logger.js'),
     import('../runtime/server.js'),
     import('../security/loopback.js'),
@@ -115,15 +118,17 @@ export async function serve(flags: CliFlags): Promise<number> {
   // A crash must not print a token: log the scrubbed error, then exit.
   process.on('uncaughtException', (err) => {
     logger.fatal({ err: { name: err.name, message: scrubSecrets(err.message), stack: scrubSecrets(err.stack ?? '') } }, 'crashed');
-    process.exit(1);
+    void flushLogs(logger, FINAL_LOG_FLUSH_MS).then(() => process.exit(1));
   });
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
       if (runFile) removeRunFile(runFile);
+      // The log's last lines get a bounded flush: exit never waits on a closed or stuck stdout.
+      const exit = (code: number) => flushLogs(logger, FINAL_LOG_FLUSH_MS).then(() => resolve(code));
       gateway.shutdown().then(
-        () => resolve(0),
-        () => resolve(1),
+        () => exit(0),
+        () => exit(1),
       );
     };
     if (runFile) process.once('exit', () => removeRunFile(runFile));

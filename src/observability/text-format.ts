@@ -17,7 +17,7 @@ const EVENT_FIELDS = new Set(['level', 'time', 'msg']);
 const REQUEST_FIELDS = new Set(['level', 'time', 'msg', 'method', 'route', 'prefix', 'path', 'status', 'grpcStatus', 'ms', 'bytes', 'bytesIn']);
 
 export interface TextStreamOptions {
-  out: NodeJS.WritableStream;
+  out: { write(text: string): boolean };
   colour: boolean;
 }
 
