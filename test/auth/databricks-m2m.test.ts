@@ -22,7 +22,7 @@ describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
     gw = await startTestGateway({
       flags: {
         workspace: [`ws=${upstream.url.origin}`, `ws2=${upstream.url.origin.replace('127.0.0.1', 'localhost')}`],
-        account: [`acct=acc-0001@${accountsHost}`],
+        account: [`acct=0a1b2c3d-0000-4000-8000-000000000001@${accountsHost}`],
       },
       env: { DATABRICKS_CLIENT_ID: CLIENT_ID, DATABRICKS_CLIENT_SECRET: SECRET, DATABRICKS_TOKEN: '' },
       configure: trustCa(testPki().caFile),
@@ -52,10 +52,10 @@ describe('databricks-m2m credential (fake Databricks OIDC over HTTPS)', () => {
   });
 
   it('uses /oidc/accounts/{id}/v1/token for an account route', async () => {
-    const res = await request(`${gw.url}/acct/acct/api/2.0/accounts/acc-0001/workspaces`);
+    const res = await request(`${gw.url}/acct/acct/api/2.0/accounts/0a1b2c3d-0000-4000-8000-000000000001/workspaces`);
     assert.equal(res.status, 200, res.text);
     assert.match(res.json<{ auth: string }>().auth, /^Bearer m2m-\d+-account$/);
-    assert.ok(calls().some((c) => c.path === '/oidc/accounts/acc-0001/v1/token'));
+    assert.ok(calls().some((c) => c.path === '/oidc/accounts/0a1b2c3d-0000-4000-8000-000000000001/v1/token'));
   });
 
   it('keeps hosts apart: one fetch per host, each token only for its host', async () => {
