@@ -351,20 +351,33 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       sent = parseGrpcStatus(trailers['grpc-status']) ?? GrpcStatus.UNKNOWN;
     };
 
+    /**
+     * The rest of the request is read and dropped, once nothing takes it any more. RFC 9113
+     * section 8.1 lets a server reset the stream instead (RST_STREAM NO_ERROR), but on Node 22 and
+     * later a reset sent right after respond() overtakes the HEADERS, and the client sees a call
+     * without a status. A client still sending after DRAIN_MS gets that reset. A stream left
+     * paused (as unpipe leaves it) would never see its 'end', so never close: its slot and its
+     * connection would be held for good.
+     */
+    let draining = false;
+    const drain = () => {
+      if (draining || stream.readableEnded || stream.destroyed) return;
+      draining = true;
+      if (upstream) stream.unpipe(upstream);
+      stream.resume();
+      // Not before the client has its status: a reset would cut off what is still queued for it.
+      const timer = setTimeout(() => {
+        if (sent === undefined) timer.refresh();
+        else if (!stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+      }, DRAIN_MS).unref();
+      stream.once('close', () => clearTimeout(timer));
+    };
+
     /** A whole answer in one HEADERS frame with END_STREAM; `code` is what the client was told. */
     const answer = (response: http2.OutgoingHttpHeaders, code: number) => {
       stream.respond(response, { endStream: true });
       sent = code;
-      if (stream.readableEnded) return;
-      // The rest of the request is read and dropped. RFC 9113 section 8.1 lets a server reset the
-      // stream instead (RST_STREAM NO_ERROR), but on Node 22 and later a reset sent right after
-      // respond() overtakes the HEADERS, and the client sees a call without a status. A client
-      // still sending after DRAIN_MS gets that reset.
-      stream.resume();
-      const timer = setTimeout(() => {
-        if (!stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
-      }, DRAIN_MS).unref();
-      stream.once('close', () => clearTimeout(timer));
+      drain();
     };
 
     /** Ends the call with `code`: Trailers-Only if no response headers went out, else trailers. */
@@ -542,7 +555,11 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       up.once('trailers', guard(onTrailers));
       up.once(
         'close',
-        guard(() => onUpstreamClose(up, s, error)),
+        guard(() => {
+          // Before pipe's own 'close' handler, whose unpipe would pause the client stream.
+          drain();
+          onUpstreamClose(up, s, error);
+        }),
       );
       stream.pipe(up);
       stream.on('data', (chunk: Buffer) => (requestBytes += chunk.length));

@@ -1,0 +1,148 @@
+/**
+ * Spark Connect against clients that misbehave on purpose: calls the workspace ends while the
+ * client still sends, HEADERS + RST_STREAM floods, connections holding silent calls, metadata only
+ * the gateway may set. A raw Node http2 client sends exactly those frames; a raw http2 TLS upstream
+ * counts the streams it is opened and records what it was sent.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http2, { constants } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { createKeyAuthenticator, newInboundKey } from '../../src/security/inbound-keys.js';
+import { testPki } from '../helpers/tls.js';
+import { waitFor, within } from '../helpers/wait.js';
+import { startGateway, TEST_TOKEN, type TestGateway } from './fixtures/gateway.js';
+
+const pki = testPki();
+const SPARK = '/spark.connect.SparkConnectService';
+
+/** A gRPC message: compressed flag, 32-bit big-endian length, payload (PROTOCOL-HTTP2.md "Length-Prefixed-Message"). */
+function frame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
+}
+
+interface CountingUpstream {
+  port: number;
+  seen: http2.IncomingHttpHeaders[];
+  /** Streams opened to it for `method` so far. */
+  opened(method: string): number;
+  close(): Promise<void>;
+}
+
+async function startCountingUpstream(): Promise<CountingUpstream> {
+  const seen: http2.IncomingHttpHeaders[] = [];
+  const server = http2.createSecureServer({ key: pki.key, cert: pki.cert, settings: { maxConcurrentStreams: 10_000 } });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+    s.on('error', () => {});
+  });
+  server.on('stream', (stream, headers) => {
+    seen.push(headers);
+    stream.on('error', () => {});
+    const method = String(headers[':path']).slice(SPARK.length + 1);
+    if (method === 'Ok') {
+      stream.resume();
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(frame('pong'));
+    } else if (method === 'Refuse') {
+      stream.close(constants.NGHTTP2_REFUSED_STREAM);
+    } else if (method !== 'Silent') {
+      // An unknown method, as a workspace answers it without reading the request: Trailers-Only,
+      // then RST_STREAM NO_ERROR for the rest of the request (RFC 9113 section 8.1).
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12' }, { endStream: true });
+      setImmediate(() => stream.close(constants.NGHTTP2_NO_ERROR));
+    }
+    // Silent: no answer, and the request is not read.
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    opened: (method) => seen.filter((h) => h[':path'] === `${SPARK}/${method}`).length,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sessions) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function connectClient(port: number): http2.ClientHttp2Session {
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  client.on('error', () => {});
+  return client;
+}
+
+function startCall(client: http2.ClientHttp2Session, method: string, metadata: http2.OutgoingHttpHeaders = {}): http2.ClientHttp2Stream {
+  const call = client.request(
+    { ':method': 'POST', ':path': `${SPARK}/${method}`, 'content-type': 'application/grpc', te: 'trailers', ...metadata },
+    { endStream: false },
+  );
+  call.on('error', () => {});
+  return call;
+}
+
+/** The call's grpc-status (Trailers-Only or trailers); undefined when it closed without one. */
+function statusOf(call: http2.ClientHttp2Stream): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    call.once('response', (headers, flags) => {
+      if (flags & constants.NGHTTP2_FLAG_END_STREAM) resolve(String(headers['grpc-status']));
+    });
+    call.once('trailers', (trailers) => resolve(String(trailers['grpc-status'])));
+    call.once('close', () => resolve(undefined));
+    call.resume();
+  });
+}
+
+/** One whole call on a connection of its own, closed after: its grpc-status. */
+async function callOnce(port: number, method: string, metadata: http2.OutgoingHttpHeaders = {}): Promise<string | undefined> {
+  const client = connectClient(port);
+  try {
+    const call = startCall(client, method, metadata);
+    call.end(frame('ping'));
+    return await within(statusOf(call), { what: `the ${method} call's status` });
+  } finally {
+    client.close();
+  }
+}
+
+describe('Spark Connect: clients that hold, reset or smuggle', () => {
+  let upstream: CountingUpstream;
+  let gw: TestGateway;
+
+  before(async () => {
+    upstream = await startCountingUpstream();
+    gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${upstream.port}`), caFile: pki.caFile });
+  });
+  after(async () => {
+    await gw.close();
+    await upstream.close();
+  });
+
+  test('a call the workspace ends while the client still sends releases its slot', async () => {
+    const reported = gw.calls.length;
+    // Past the route's cap of 128 calls in flight: a slot kept by any of them would leave the
+    // last ones, and the call after them, RESOURCE_EXHAUSTED.
+    const ROUNDS = 140;
+    for (let i = 0; i < ROUNDS; i++) {
+      const client = connectClient(gw.port);
+      const call = startCall(client, i % 2 === 0 ? 'Unknown' : 'Refuse');
+      call.write(frame('first'));
+      const status = await within(statusOf(call), { what: `call ${i}'s status` });
+      assert.notEqual(status, '8', `call ${i} was refused RESOURCE_EXHAUSTED`);
+      call.end(frame('the rest'));
+      client.close();
+    }
+    assert.equal(await callOnce(gw.port, 'Ok'), '0');
+    // Every call reported (log line and metric), and no client connection left open.
+    await within(gw.call(reported + ROUNDS + 1), { what: () => `every call reported (${gw.calls.length - reported} of ${ROUNDS + 1})` });
+    await waitFor(() => gw.openSessions() === 0, { what: () => `the client connections to close (${gw.openSessions()} open)` });
+  });
+});
