@@ -154,7 +154,14 @@ function passHeaders(from: http2.IncomingHttpHeaders, dropped: (name: string) =>
   return out;
 }
 
-const droppedRequestHeader = (name: string) => name.startsWith(':') || isHopByHop(name) || HTTP2_REQUEST_HEADERS.has(name) || isGatewayOnlyHeader(name);
+/** The gateway's own headers (the inbound key, the control secret): never from a client to an upstream. */
+const GATEWAY_HEADER_PREFIX = 'x-dbx-gateway-';
+/**
+ * gRPC binary metadata is the same field with a `-bin` suffix (PROTOCOL-HTTP2.md "Requests",
+ * Binary-Header), so `authorization-bin` is dropped as `authorization` is.
+ */
+const gatewayOnly = (name: string) => name.startsWith(GATEWAY_HEADER_PREFIX) || isGatewayOnlyHeader(name.endsWith('-bin') ? name.slice(0, -4) : name);
+const droppedRequestHeader = (name: string) => name.startsWith(':') || isHopByHop(name) || HTTP2_REQUEST_HEADERS.has(name) || gatewayOnly(name);
 const droppedResponseHeader = (name: string) => name.startsWith(':') || DROPPED_RESPONSE_HEADERS.has(name);
 
 /** grpc-message as a person reads it, for `reason`. */

@@ -146,3 +146,29 @@ describe('Spark Connect: clients that hold, reset or smuggle', () => {
     await waitFor(() => gw.openSessions() === 0, { what: () => `the client connections to close (${gw.openSessions()} open)` });
   });
 });
+
+describe('Spark Connect: gateway-only metadata', () => {
+  test('a client-sent authorization-bin, x-dbx-gateway-control or x-dbx-gateway-key never reaches the workspace', async () => {
+    const upstream = await startCountingUpstream();
+    const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${upstream.port}`), caFile: pki.caFile });
+    try {
+      const status = await callOnce(gw.port, 'Ok', {
+        'authorization-bin': Buffer.from('client-secret').toString('base64'),
+        'x-dbx-gateway-control': 'control-secret',
+        'x-dbx-gateway-key': 'dgw_not_forwarded',
+        'x-databricks-azure-sp-management-token-bin': 'c3Bvb2Y',
+        'x-databricks-cluster-id': 'c-1',
+      });
+      assert.equal(status, '0');
+      const seen = upstream.seen.at(-1)!;
+      assert.equal(seen.authorization, `Bearer ${TEST_TOKEN}`);
+      assert.equal(seen['x-databricks-cluster-id'], 'c-1');
+      for (const name of ['authorization-bin', 'x-dbx-gateway-control', 'x-dbx-gateway-key', 'x-databricks-azure-sp-management-token-bin']) {
+        assert.equal(seen[name], undefined, `${name} was forwarded`);
+      }
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});
