@@ -128,6 +128,7 @@ function sparkForwarder(route: Route, core: GatewayCore, admission: Admission, c
       ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
       ...(admission.rateLimit ? { rateLimit: admission.rateLimit } : {}),
       connectTimeoutMs: config.timeouts.connectMs,
+      callIdleMs: config.timeouts.idleMs,
     },
     (call) => recordSparkCall(logger, metrics, call),
   );

@@ -9,6 +9,7 @@ import { ConfigError, GatewayError, rawGatewayError, writeGatewayError } from '.
 import type { FrontDoor } from '../proxy/handler.js';
 import { methodNotAllowed } from '../security/admission.js';
 import { isLoopbackAddress, OPEN_LISTENER_FIX } from '../security/loopback.js';
+import { MAX_CALLS_PER_CONNECTION } from '../spark/forwarder.js';
 import { GrpcStatus, statusTrailers } from '../spark/grpc-status.js';
 
 // The listeners: TCP (HTTP or HTTPS), unix socket or named pipe, with the limits and answers every
@@ -90,9 +91,9 @@ export function createSparkListener({
   door,
   routeName,
 }: Omit<ListenerOptions, 'door'> & { door: () => SparkDoor | undefined }): SparkListener {
-  // One connection may not open unbounded calls (each can hold a stream window of data); 100 is
-  // what RFC 9113 section 6.5.2 recommends as the least, and gRPC clients queue beyond it.
-  const settings = { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: 100 };
+  // One connection may not open unbounded calls (each can hold a stream window of data): its share
+  // of the route's calls, advertised so that gRPC clients queue beyond it rather than be refused.
+  const settings = { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: MAX_CALLS_PER_CONNECTION };
   const server = tls
     ? http2.createSecureServer({ key: tls.current.key, cert: tls.current.cert, ALPNProtocols: ['h2'], settings })
     : http2.createServer({ settings });

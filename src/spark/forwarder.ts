@@ -83,6 +83,8 @@ export interface SparkConnectTarget {
   connectTimeoutMs: number;
   /** An upstream session with no call open closes after this long (default 60 s). */
   idleTimeoutMs?: number;
+  /** timeouts.idleMs: a call with no data either way for this long ends UNAVAILABLE (none when absent). */
+  callIdleMs?: number;
 }
 
 export interface SparkConnectForwarder {
@@ -106,6 +108,22 @@ const SESSION_WINDOW = 16 << 20;
 const DRAIN_MS = 5_000;
 /** Calls in flight per route: with STREAM_WINDOW each, what stalled clients can make the gateway hold is bounded (128 MiB). */
 const MAX_OPEN_CALLS = 128;
+/**
+ * A client connection's share of those, and an inbound key's: no one client can take them all. The
+ * listener advertises the per-connection share as SETTINGS_MAX_CONCURRENT_STREAMS, so gRPC clients
+ * queue their calls rather than have them refused.
+ */
+export const MAX_CALLS_PER_CONNECTION = 32;
+const MAX_CALLS_PER_KEY = 64;
+/**
+ * Calls a client may cancel before the upstream answered them, in a burst and then per second, per
+ * connection and per key. Each may have cost a stream on the session every user of the route
+ * shares; a client resetting them in a loop (the HTTP/2 "Rapid Reset", CVE-2023-44487) would get
+ * that session a GOAWAY from the workspace. Over the budget its connection is closed with GOAWAY
+ * ENHANCE_YOUR_CALM (RFC 9113 section 7), and the key's new calls are refused while it refills.
+ */
+const EARLY_CANCELS_PER_CONNECTION = { burst: 32, perSecond: 1 };
+const EARLY_CANCELS_PER_KEY = { burst: 64, perSecond: 2 };
 /** The methods of Spark Connect's one service (spark/connect/base.proto: ExecutePlan, AnalyzePlan, Config, ...). */
 const SPARK_CONNECT_METHOD = /^\/spark\.connect\.SparkConnectService\/[A-Za-z]\w*$/;
 /**
@@ -183,6 +201,52 @@ const SESSION_GONE = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SES
 /** No upstream session could be had: the call ends UNAVAILABLE with this message. */
 class Unreachable extends Error {}
 
+/** A token bucket: `burst` takes at once, refilled at `perSecond`. */
+class Budget {
+  private tokens: number;
+  private at = performance.now();
+  constructor(private readonly limit: { burst: number; perSecond: number }) {
+    this.tokens = limit.burst;
+  }
+  private refill(): void {
+    const now = performance.now();
+    this.tokens = Math.min(this.limit.burst, this.tokens + ((now - this.at) / 1000) * this.limit.perSecond);
+    this.at = now;
+  }
+  /** Takes one; false when none was left. */
+  take(): boolean {
+    this.refill();
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+  empty(): boolean {
+    this.refill();
+    return this.tokens < 1;
+  }
+}
+
+function budgetOf<K>(budgets: { get(k: K): Budget | undefined; set(k: K, b: Budget): unknown }, k: K, limit: { burst: number; perSecond: number }): Budget {
+  const found = budgets.get(k);
+  if (found) return found;
+  const made = new Budget(limit);
+  budgets.set(k, made);
+  return made;
+}
+
+/** Calls in flight per client connection or key name; an entry goes when its count is back to 0. */
+function tally<K>() {
+  const map = new Map<K, number>();
+  return {
+    count: (k: K) => map.get(k) ?? 0,
+    add: (k: K, n: number) => {
+      const next = (map.get(k) ?? 0) + n;
+      if (next === 0) map.delete(k);
+      else map.set(k, next);
+    },
+  };
+}
+
 export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: (call: SparkCall) => void): SparkConnectForwarder {
   if (target.upstream.protocol !== 'https:') throw new TypeError(`Spark Connect upstream ${target.upstream.origin}: only https:// is supported`);
   const host = target.upstream.hostname.replace(/^\[|\]$/g, '');
@@ -197,6 +261,10 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
   let retired = false;
   let closed = false;
   let openCalls = 0;
+  const callsByConnection = tally<http2.Http2Session>();
+  const callsByKey = tally<string>();
+  const cancelsByConnection = new WeakMap<http2.Http2Session, Budget>();
+  const cancelsByKey = new Map<string, Budget>();
   /** retire()'s waiters, told when the last session has closed. */
   const emptied: Array<() => void> = [];
 
@@ -324,6 +392,8 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
   function handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const started = performance.now();
     const method = String(headers[':path'] ?? '');
+    /** The client's connection (a closed stream no longer knows it). */
+    const connection = stream.session;
     let key: ReturnType<KeyAuthenticator> | undefined;
     let upstream: http2.ClientHttp2Stream | undefined;
     let token: string | undefined;
@@ -337,6 +407,12 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     /** What 'wantTrailers' sends, and whether it fired. */
     let trailers: Headers | undefined;
     let trailersWanted = false;
+    /** The call took a slot; the upstream sent its response headers. */
+    let admitted = false;
+    let answered = false;
+    /** When data last moved either way, for callIdleMs. */
+    let active = performance.now();
+    let idleTimer: NodeJS.Timeout | undefined;
 
     const over = () => sent !== undefined || stream.destroyed || stream.closed;
 
@@ -426,6 +502,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     };
 
     const onResponse = (response: http2.IncomingHttpHeaders, flags: number) => {
+      answered = true;
       const httpStatus = Number(response[':status']);
       const code = parseGrpcStatus(response['grpc-status']);
       if (httpStatus !== 200) {
@@ -447,7 +524,10 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       }
       stream.respond({ ...passHeaders(response, droppedResponseHeader), ':status': 200 }, { waitForTrailers: true });
       upstream!.pipe(stream);
-      upstream!.on('data', (chunk: Buffer) => (responseBytes += chunk.length));
+      upstream!.on('data', (chunk: Buffer) => {
+        responseBytes += chunk.length;
+        active = performance.now();
+      });
     };
 
     const onTrailers = (received: http2.IncomingHttpHeaders) => {
@@ -479,6 +559,29 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       }
     };
 
+    /** Ends the call once no data has moved either way for `idleMs`; a call that only waits cannot hold its slot for good. */
+    const watchIdle = (idleMs: number, delayMs: number) => {
+      idleTimer = setTimeout(
+        guard(() => {
+          const quiet = performance.now() - active;
+          if (quiet < idleMs) watchIdle(idleMs, idleMs - quiet);
+          else fail(GrpcStatus.UNAVAILABLE, `no data either way for ${idleMs} ms (timeouts.idleMs); the gateway ended the call`);
+        }),
+        delayMs,
+      ).unref();
+    };
+
+    /** A call the client left before any answer: counted against its connection and key, which are cut off over budget. */
+    const countEarlyCancel = () => {
+      let over = false;
+      if (connection) over = !budgetOf(cancelsByConnection, connection, EARLY_CANCELS_PER_CONNECTION).take();
+      if (key) over = !budgetOf(cancelsByKey, key.name, EARLY_CANCELS_PER_KEY).take() || over;
+      if (over && connection && !connection.destroyed) {
+        reason = 'the client cancelled too many calls before the workspace answered; its connection was closed (GOAWAY ENHANCE_YOUR_CALM)';
+        connection.destroy(new Error(reason), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+    };
+
     const forward = async () => {
       // Browsers are refused, as on every local endpoint: no gRPC client sends Origin or Sec-Fetch-Site.
       if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) {
@@ -506,7 +609,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
 
       if (target.rateLimit) {
         try {
-          target.rateLimit(key, stream.session?.socket?.remoteAddress);
+          target.rateLimit(key, connection?.socket?.remoteAddress);
         } catch (err) {
           fail(GrpcStatus.RESOURCE_EXHAUSTED, errorMessage(err));
           return;
@@ -523,8 +626,31 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
         fail(GrpcStatus.RESOURCE_EXHAUSTED, `more than ${MAX_OPEN_CALLS} Spark Connect calls are in flight on route ${target.routeName}; retry later`);
         return;
       }
+      if (connection && callsByConnection.count(connection) >= MAX_CALLS_PER_CONNECTION) {
+        fail(GrpcStatus.RESOURCE_EXHAUSTED, `more than ${MAX_CALLS_PER_CONNECTION} Spark Connect calls are in flight on this connection; retry later`);
+        return;
+      }
+      if (key && callsByKey.count(key.name) >= MAX_CALLS_PER_KEY) {
+        fail(
+          GrpcStatus.RESOURCE_EXHAUSTED,
+          `more than ${MAX_CALLS_PER_KEY} Spark Connect calls of key ${key.name} are in flight on route ${target.routeName}; retry later`,
+        );
+        return;
+      }
+      if (key && cancelsByKey.get(key.name)?.empty()) {
+        fail(GrpcStatus.RESOURCE_EXHAUSTED, `key ${key.name} cancelled too many Spark Connect calls before the workspace answered; slow down`);
+        return;
+      }
       openCalls++;
-      stream.once('close', () => openCalls--);
+      if (connection) callsByConnection.add(connection, 1);
+      if (key) callsByKey.add(key.name, 1);
+      admitted = true;
+      stream.once('close', () => {
+        openCalls--;
+        if (connection) callsByConnection.add(connection, -1);
+        if (key) callsByKey.add(key.name, -1);
+      });
+      if (target.callIdleMs) watchIdle(target.callIdleMs, target.callIdleMs);
 
       let auth: AuthHeaders;
       try {
@@ -569,7 +695,10 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
         }),
       );
       stream.pipe(up);
-      stream.on('data', (chunk: Buffer) => (requestBytes += chunk.length));
+      stream.on('data', (chunk: Buffer) => {
+        requestBytes += chunk.length;
+        active = performance.now();
+      });
     };
 
     try {
@@ -584,7 +713,9 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       stream.once(
         'close',
         guard(() => {
+          clearTimeout(idleTimer);
           closeUpstream();
+          if (sent === undefined && admitted && !answered) countEarlyCancel();
           if (sent === undefined) reason ??= 'the client cancelled the call (or its deadline passed)';
           onCall({
             route: target.routeName,

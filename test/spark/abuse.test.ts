@@ -147,6 +147,118 @@ describe('Spark Connect: clients that hold, reset or smuggle', () => {
   });
 });
 
+describe('Spark Connect: clients that reset or hold calls', () => {
+  let upstream: CountingUpstream;
+  before(async () => {
+    upstream = await startCountingUpstream();
+  });
+  after(() => upstream.close());
+
+  /** HEADERS + RST_STREAM pairs on one connection until it is closed (or `pairs` sent): how many were sent. */
+  async function resetFlood(client: http2.ClientHttp2Session, pairs: number): Promise<number> {
+    let sent = 0;
+    for (; sent < pairs && !client.destroyed && !client.closed; sent++) {
+      let call: http2.ClientHttp2Stream;
+      try {
+        call = startCall(client, 'Silent');
+      } catch {
+        break; // the gateway's GOAWAY arrived: no new streams on this connection
+      }
+      // A turn of the event loop: time enough for the gateway to open the upstream stream.
+      await new Promise((resolve) => setImmediate(resolve));
+      call.close(constants.NGHTTP2_CANCEL);
+    }
+    return sent;
+  }
+
+  test('a client resetting its calls before the workspace answers is cut off (GOAWAY ENHANCE_YOUR_CALM) and others keep working', async () => {
+    const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${upstream.port}`), caFile: pki.caFile });
+    try {
+      const opened = upstream.opened('Silent');
+      const attacker = connectClient(gw.port);
+      const goaway = once(attacker, 'goaway');
+      const sent = await resetFlood(attacker, 500);
+      const [code] = await within(goaway, { what: 'a GOAWAY to the resetting client' });
+      assert.equal(code, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      assert.ok(sent < 100, `${sent} HEADERS + RST_STREAM pairs went through before the cut-off`);
+      assert.ok(upstream.opened('Silent') - opened <= 40, `${upstream.opened('Silent') - opened} upstream streams opened`);
+      assert.equal(await callOnce(gw.port, 'Ok'), '0');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test('a key resetting its calls over many connections is cut off too', async () => {
+    const alice = newInboundKey();
+    const gw = await startGateway({
+      upstream: new URL(`https://127.0.0.1:${upstream.port}`),
+      caFile: pki.caFile,
+      authenticate: createKeyAuthenticator([{ name: 'alice', sha256: Buffer.from(alice.hash.slice('sha256:'.length), 'hex') }])!,
+    });
+    try {
+      const opened = upstream.opened('Silent');
+      // 16 pairs per connection stay within a connection's budget; 20 connections overrun the key's.
+      for (let i = 0; i < 20; i++) {
+        const client = connectClient(gw.port);
+        const request = client.request.bind(client);
+        client.request = ((headers: http2.OutgoingHttpHeaders, options?: http2.ClientSessionRequestOptions) =>
+          request({ ...headers, authorization: `Bearer ${alice.key}` }, options)) as typeof client.request;
+        await resetFlood(client, 16);
+        client.close();
+      }
+      const reached = upstream.opened('Silent') - opened;
+      assert.ok(reached <= 80, `${reached} of 320 reset calls reached the workspace`);
+      // While its budget refills, the key's calls are refused before they reach the workspace.
+      assert.equal(await callOnce(gw.port, 'Ok', { authorization: `Bearer ${alice.key}` }), '8');
+      assert.match(gw.calls.at(-1)?.reason ?? '', /key alice cancelled too many Spark Connect calls/);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  test("one connection holding many silent calls cannot block another connection's call", async () => {
+    const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${upstream.port}`), caFile: pki.caFile });
+    const hog = connectClient(gw.port);
+    try {
+      const opened = upstream.opened('Silent');
+      // The route's whole cap of 128, on one connection.
+      const statuses = [...Array(128)].map(() => {
+        const call = startCall(hog, 'Silent');
+        let status: string | undefined;
+        void statusOf(call).then((s) => (status = s));
+        return () => status;
+      });
+      await waitFor(() => upstream.opened('Silent') - opened + statuses.filter((s) => s() !== undefined).length === 128, {
+        what: 'the gateway to take or refuse every held call',
+      });
+      assert.ok(upstream.opened('Silent') - opened < 128);
+      assert.ok(
+        statuses.some((s) => s() === '8'),
+        'calls past the connection share are refused RESOURCE_EXHAUSTED',
+      );
+      assert.equal(await callOnce(gw.port, 'Ok'), '0');
+    } finally {
+      hog.destroy();
+      await gw.close();
+    }
+  });
+
+  test('a call that sends nothing either way for the idle limit ends UNAVAILABLE and frees its slot', async () => {
+    const gw = await startGateway({ upstream: new URL(`https://127.0.0.1:${upstream.port}`), caFile: pki.caFile, callIdleMs: 200 });
+    const client = connectClient(gw.port);
+    try {
+      const call = startCall(client, 'Silent');
+      const status = await within(statusOf(call), { what: 'the silent call to be ended' });
+      assert.equal(status, '14');
+      call.end();
+      assert.match((await gw.call(1)).reason ?? '', /no data either way for 200 ms \(timeouts\.idleMs\)/);
+    } finally {
+      client.destroy();
+      await gw.close();
+    }
+  });
+});
+
 describe('Spark Connect: gateway-only metadata', () => {
   test('a client-sent authorization-bin, x-dbx-gateway-control or x-dbx-gateway-key never reaches the workspace', async () => {
     const upstream = await startCountingUpstream();

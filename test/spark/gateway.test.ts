@@ -103,12 +103,12 @@ describe('Spark Connect through the gateway', () => {
     assert.ok(html.includes(`Spark Connect: sc://localhost:${port}`));
   });
 
-  test('a client connection may open at most 100 calls at once', async () => {
+  test('a client connection may open at most 32 calls at once', async () => {
     const session = http2.connect(`http://127.0.0.1:${gw.sparkPorts.get('prod')}`);
     session.on('error', () => {});
     try {
       const settings = await within(once(session, 'remoteSettings'), { what: "the listener's SETTINGS" });
-      assert.equal((settings[0] as http2.Settings).maxConcurrentStreams, 100);
+      assert.equal((settings[0] as http2.Settings).maxConcurrentStreams, 32);
     } finally {
       session.destroy();
     }
