@@ -9,11 +9,14 @@
  * and it only checks that every system answered in every scenario.
  */
 import { type ChildProcess, execFile, execSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { judgePeersAsync } from '../src/security/peer-user.js';
 import { installFakeAz } from '../test/helpers/fake-az.js';
 import { freePort } from '../test/helpers/ports.js';
 import { testPki } from '../test/helpers/tls.js';
@@ -284,6 +287,33 @@ async function main(): Promise<void> {
     });
     bars.push({ label: 'p50 latency vs node-limit', value: lat.gateway.p50ms / lat['node-limit'].p50ms, higherIsBetter: false });
     bars.push({ label: 'p99 latency vs node-limit', value: lat.gateway.p99ms / lat['node-limit'].p99ms, higherIsBetter: false });
+
+    // 2b. A new connection per request (Connection: close), where the gateway looks up every
+    // connection's user in /proc/net/tcp (loopback without inbound keys, Linux); and that lookup
+    // alone, in this process, on a real loopback connection.
+    const fresh = {} as Systems<WrkResult>;
+    const closeEach = { ...auth, Connection: 'close' };
+    for (const system of SYSTEMS) fresh[system] = await wrk(urls[system], { connections: 4, seconds: sizes.seconds, headers: closeEach });
+    checkErrors('new connection per request', fresh);
+    rows.push({
+      scenario: 'New connection per request, 4 connections (req/s)',
+      direct: fmt(fresh.direct.rps, 0),
+      limit: fmt(fresh['node-limit'].rps, 0),
+      gateway: fmt(fresh.gateway.rps, 0),
+      nginx: fmt(fresh.nginx.rps, 0),
+      ratio: `${x(fresh.gateway.rps / fresh['node-limit'].rps)} node-limit`,
+      target: '',
+    });
+    const lookup = await peerLookupMs(QUICK ? 5 : 50);
+    rows.push({
+      scenario: `Same-user lookup of one loopback connection in /proc/net/tcp (ms, median of ${QUICK ? 5 : 50})`,
+      direct: '-',
+      limit: '-',
+      gateway: lookup === undefined ? 'n/a (not Linux)' : fmt(lookup, 2),
+      nginx: '-',
+      ratio: lookup === undefined ? '' : `${readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2} rows in /proc/net/tcp`,
+      target: '',
+    });
 
     // 3. A sequential curl loop over a 20 ms RTT link: direct pays TCP + TLS per call. Each system
     // has its own relay (node-limit a second process whose upstream is its relay).
@@ -602,6 +632,31 @@ function getWithHeaders(url: string, headers: Record<string, string>): Promise<n
         .on('error', reject),
     );
   });
+}
+
+/** The gateway's per-connection same-user lookup (security/peer-user.ts) on a real loopback connection, median ms. */
+async function peerLookupMs(times: number): Promise<number | undefined> {
+  if (process.platform !== 'linux') return undefined;
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const [socket] = await accepted;
+  try {
+    const ms: number[] = [];
+    for (let i = 0; i < times; i++) {
+      const started = performance.now();
+      const [refusal] = await judgePeersAsync([socket]);
+      ms.push(performance.now() - started);
+      if (refusal) throw new Error(`the lookup refused this process's own connection: ${refusal.message}`);
+    }
+    return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+  } finally {
+    client.destroy();
+    socket.destroy();
+    server.close();
+  }
 }
 
 function execSyncSafe(command: string): string {

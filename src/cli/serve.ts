@@ -63,6 +63,8 @@ export async function serve(flags: CliFlags): Promise<number> {
       `listening on ${config.listen.host} without inbound keys (--allow-unauthenticated-network): anyone who can reach this port acts as the gateway's Databricks identities`,
     );
   }
+  if (gateway.sameUser?.enforced) logger.info(gateway.sameUser.message);
+  else if (gateway.sameUser) logger.warn(gateway.sameUser.message);
   if (config.demo) {
     const curl = config.socket ? `curl --unix-socket ${config.socket} http://localhost` : `curl ${gateway.url}`;
     logger.info(`demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`);

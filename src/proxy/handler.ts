@@ -22,10 +22,13 @@ export interface FrontDoorDeps {
   local?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 }
 
-/** What a listener hands every request and upgrade to. */
+/**
+ * What a listener hands every request and upgrade to; `refusal` is the listener's own verdict on
+ * the connection (another local user's), answered and recorded here like any refusal.
+ */
 export interface FrontDoor {
-  request(req: IncomingMessage, res: ServerResponse): void;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  request(req: IncomingMessage, res: ServerResponse, refusal?: GatewayError): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, refusal?: GatewayError): void;
 }
 
 /**
@@ -55,9 +58,10 @@ export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDo
   };
 
   return {
-    request(req, res) {
+    request(req, res, refusal) {
       const record = trackRequest(req, res, logger, metrics);
       try {
+        if (refusal) throw refusal;
         if (local && !isProxiedTarget(req.url)) {
           // Local endpoints get the same target rules: Hono would otherwise resolve an
           // absolute-form or dot-segment target to /metadata/SECRET and the like.
@@ -89,7 +93,7 @@ export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDo
       }
     },
 
-    upgrade(req, socket, head) {
+    upgrade(req, socket, head, refusal) {
       tunnels.add(socket);
       socket.once('close', () => tunnels.delete(socket));
       socket.on('error', () => socket.destroy());
@@ -110,6 +114,7 @@ export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDo
         if (!socket.destroyed) socket.write(rawGatewayError(answer), () => socket.destroy());
       };
       try {
+        if (refusal) throw refusal;
         const { admitted } = admit(req, record);
         if (!admitted) throw new GatewayError('GATEWAY_BAD_REQUEST', 'an OPTIONS preflight cannot ask for an upgrade');
         forwarder.ws(req, socket, head, admitted.route, admitted.upstreamPath, admitted.prefix, finish).catch(fail);

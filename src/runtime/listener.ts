@@ -9,6 +9,7 @@ import { ConfigError, GatewayError, rawGatewayError, writeGatewayError } from '.
 import type { FrontDoor } from '../proxy/handler.js';
 import { methodNotAllowed } from '../security/admission.js';
 import { isLoopbackAddress, OPEN_LISTENER_FIX } from '../security/loopback.js';
+import { createSameUserGuard } from '../security/peer-user.js';
 import { MAX_CALLS_PER_CONNECTION } from '../spark/forwarder.js';
 import { GrpcStatus, statusTrailers } from '../spark/grpc-status.js';
 
@@ -23,18 +24,28 @@ export interface ListenerOptions {
   door: () => FrontDoor | undefined;
   /** For the answer when `door()` is gone. */
   routeName?: string;
+  /**
+   * True while no inbound keys are configured (asked per connection: a reload may change it): a
+   * loopback listener then serves only this process's user, where the OS can tell (peer-user.ts).
+   */
+  sameUserOnly: () => boolean;
 }
 
-export function createListener({ config, tls, connections, door, routeName }: ListenerOptions): Server {
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    const current = door();
-    if (current) current.request(req, res);
-    else writeGatewayError(res, routeGone(routeName), { close: true });
-  };
+export function createListener({ config, tls, connections, door, routeName, sameUserOnly }: ListenerOptions): Server {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) =>
+    sameUser.decide(req.socket, req.socket, (refusal) => {
+      const current = door();
+      if (current) current.request(req, res, refusal);
+      else writeGatewayError(res, refusal ?? routeGone(routeName), { close: true });
+    });
   // A port speaks either HTTP or HTTPS, never both (contract, "Local TLS").
   const server = tls
     ? createTlsServer({ maxHeaderSize: config.limits.maxHeaderBytes, key: tls.current.key, cert: tls.current.cert }, onRequest)
     : createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, onRequest);
+  const sameUser = createSameUserGuard(server, sameUserOnly);
+  // Looked up as the connection arrives, while the client's end is surely still open; the socket that
+  // carries requests is the TLS one on a TLS port.
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => sameUser.expect(socket, socket));
   if (tls) {
     // A client that fails the handshake (plain HTTP on the TLS port, an untrusted CA) is closed.
     server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
@@ -55,14 +66,16 @@ export function createListener({ config, tls, connections, door, routeName }: Li
     socket.on('error', () => socket.destroy());
     socket.end(rawGatewayError(methodNotAllowed('CONNECT')));
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const current = door();
-    if (current) current.upgrade(req, socket, head);
-    else {
-      socket.on('error', () => socket.destroy());
-      socket.end(rawGatewayError(routeGone(routeName)));
-    }
-  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    sameUser.decide(req.socket, req.socket, (refusal) => {
+      const current = door();
+      if (current) current.upgrade(req, socket, head, refusal);
+      else {
+        socket.on('error', () => socket.destroy());
+        socket.end(rawGatewayError(refusal ?? routeGone(routeName)));
+      }
+    }),
+  );
   return server;
 }
 
@@ -82,7 +95,8 @@ export interface SparkListener {
  * A route's Spark Connect listener: HTTP/2 with prior knowledge (h2c), or h2 over TLS with ALPN
  * when listen.tls is on, so a client may pass an inbound key as `token=` (the Spark Connect
  * client sends a token only over TLS). The same connection limits as every listener; the
- * loopback-or-keys rule is checked by the caller on the bound address.
+ * loopback-or-keys rule is checked by the caller on the bound address, and the same-user rule per
+ * connection (a refused client's calls end PERMISSION_DENIED, then GOAWAY).
  */
 export function createSparkListener({
   config,
@@ -90,6 +104,7 @@ export function createSparkListener({
   connections,
   door,
   routeName,
+  sameUserOnly,
 }: Omit<ListenerOptions, 'door'> & { door: () => SparkDoor | undefined }): SparkListener {
   // One connection may not open unbounded calls (each can hold a stream window of data): its share
   // of the route's calls, advertised so that gRPC clients queue beyond it rather than be refused.
@@ -98,7 +113,10 @@ export function createSparkListener({
     ? http2.createSecureServer({ key: tls.current.key, cert: tls.current.cert, ALPNProtocols: ['h2'], settings })
     : http2.createServer({ settings });
   const sessions = new Map<http2.ServerHttp2Session, { streams: number }>();
+  const sameUser = createSameUserGuard(server, sameUserOnly);
   server.on('session', (session) => {
+    // Emitted as the connection (or its TLS handshake) completes; session.socket forwards the addresses.
+    sameUser.expect(session, session.socket);
     sessions.set(session, { streams: 0 });
     session.once('close', () => sessions.delete(session));
     session.on('error', () => session.destroy());
@@ -116,15 +134,26 @@ export function createSparkListener({
       state.streams++;
       stream.once('close', () => state.streams--);
     }
-    const current = door();
-    if (current) current.handleStream(stream, headers);
-    else {
-      stream.on('error', () => stream.destroy());
-      stream.respond(
-        { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.NOT_FOUND, routeGone(routeName).message) },
-        { endStream: true },
-      );
-    }
+    const session = stream.session as http2.ServerHttp2Session;
+    sameUser.decide(session, session.socket, (refusal) => {
+      if (stream.destroyed) return;
+      const current = door();
+      if (refusal) {
+        stream.on('error', () => stream.destroy());
+        stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.PERMISSION_DENIED, refusal.message) },
+          { endStream: true },
+        );
+        session.close();
+      } else if (current) current.handleStream(stream, headers);
+      else {
+        stream.on('error', () => stream.destroy());
+        stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.NOT_FOUND, routeGone(routeName).message) },
+          { endStream: true },
+        );
+      }
+    });
   });
   if (tls) server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
   // Over the limit, the connection is closed: an HTTP/1 answer would be garbage inside HTTP/2 or TLS.

@@ -10,6 +10,7 @@ import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { preloadTransport } from '../proxy/transport.js';
 import type { RouteTable } from '../routing/route-table.js';
+import { describeSameUser } from '../security/peer-user.js';
 import { type CoreOptions, createGatewayCore } from './core.js';
 import { buildGeneration, type Generation } from './generation.js';
 import {
@@ -40,6 +41,11 @@ export interface RunningGateway {
   routePorts: Map<string, number>;
   /** Spark Connect ports actually bound (route name -> port), for routes with `sparkConnect`. */
   sparkPorts: Map<string, number>;
+  /**
+   * Without inbound keys, with a TCP loopback listener: whether only this user's processes are
+   * served (Linux) or why not, for the startup line.
+   */
+  sameUser: { enforced: boolean; message: string } | undefined;
   /**
    * Applies a new configuration without dropping connections: new requests use the new routes,
    * credentials and policy; requests in flight finish on the old ones. Listen addresses, per-route
@@ -86,7 +92,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const sparkListeners: SparkListener[] = [];
   const httpServers = () => servers.filter((s): s is Server => 'closeAllConnections' in s);
   const closeAll = () => Promise.all(servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
-  const server = createListener({ config, tls, connections, door: () => current.main });
+  const sameUserOnly = () => current.config.inboundKeys.length === 0;
+  const server = createListener({ config, tls, connections, door: () => current.main, sameUserOnly });
   try {
     servers.push(server);
     if (config.socket) await listenOnSocket(server, config.socket);
@@ -94,7 +101,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     // Per-route ports: the same route with no prefix, for tools that take only host:port.
     for (const route of current.core.routes.routes) {
       if (route.config.port === undefined) continue;
-      const routeServer = createListener({ config, tls, connections, door: () => current.routeDoors.get(route.name), routeName: route.name });
+      const routeServer = createListener({ config, tls, connections, door: () => current.routeDoors.get(route.name), routeName: route.name, sameUserOnly });
       servers.push(routeServer);
       await listen(routeServer, route.config.port, config.listen.host);
       routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
@@ -102,7 +109,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     // Spark Connect: an HTTP/2 listener per route that asks for one.
     for (const route of current.core.routes.routes) {
       if (!route.config.sparkConnect) continue;
-      const spark = createSparkListener({ config, tls, connections, door: () => current.sparkDoors.get(route.name), routeName: route.name });
+      const spark = createSparkListener({ config, tls, connections, door: () => current.sparkDoors.get(route.name), routeName: route.name, sameUserOnly });
       sparkListeners.push(spark);
       servers.push(spark.server);
       await listen(spark.server, route.config.sparkConnect.port, config.listen.host);
@@ -143,6 +150,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     port,
     routePorts,
     sparkPorts,
+    sameUser: config.inboundKeys.length === 0 ? describeSameUser(servers) : undefined,
     url: config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`,
     async reload(next) {
       const previous = current;
