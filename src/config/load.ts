@@ -11,6 +11,7 @@ import {
   listenTls,
   logSettings,
   metadataServiceConfig,
+  parseAllowedHosts,
   parseInboundKeys,
   parseOrigins,
   parsePort,
@@ -45,6 +46,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   checkPortClashes([...routes.values()], problems, port === 0 ? undefined : port);
   const inboundKeys = parseInboundKeys(file.inboundKeys ?? {}, [...routes.keys()], problems);
   const allowedOrigins = parseOrigins(file.allowedOrigins ?? [], problems);
+  const allowedHosts = parseAllowedHosts(file.allowedHosts ?? [], problems);
   const allowUnauthenticatedNetwork = flags.allowUnauthenticatedNetwork === true;
   const socket = flags.socket ?? env.DBX_GATEWAY_SOCKET;
   checkExposure(host, socket, [...routes.values()], inboundKeys.length > 0, allowUnauthenticatedNetwork, problems);
@@ -62,7 +64,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     listen: { host, port, ...tls },
     ...(socket !== undefined ? { socket: resolve(cwd, socket) } : {}),
     routes: [...routes.values()],
-    allowedHosts: file.allowedHosts ?? [],
+    allowedHosts,
     allowedOrigins,
     inboundKeys,
     limits: withDefaults(DEFAULT_LIMITS, file.limits),

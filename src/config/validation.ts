@@ -51,6 +51,20 @@ export function parseOrigins(raw: string[], problems: string[]): string[] {
 }
 
 /**
+ * Host names accepted besides the loopback ones, each an exact name: the Host check compares
+ * exactly, and the local CA's name constraints permit exactly these names (a wildcard there
+ * would let its key vouch for every host under it).
+ */
+export function parseAllowedHosts(raw: string[], problems: string[]): string[] {
+  return raw.filter((host, i) => {
+    if (!host.includes('*')) return true;
+    const example = /^\*\.[^*]+$/.test(host) ? `dev${host.slice(1)}` : 'dev.example.com';
+    problems.push(`allowedHosts[${i}]: "${host}" has a wildcard; allowedHosts takes exact host names only: list each name clients use, e.g. ${example}`);
+    return false;
+  });
+}
+
+/**
  * On with --metadata-service or `metadataService:` in the file. The secret in the URL is random per
  * start unless DBX_GATEWAY_METADATA_SECRET or `metadataService.secret` fixes it.
  */

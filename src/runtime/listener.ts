@@ -184,13 +184,17 @@ export interface ListenerTls {
 }
 
 /** The certificate every listener serves: the local CA's leaf (auto), or the operator's files. */
-export async function listenerTls(setting: NonNullable<GatewayConfig['listen']['tls']>, allowedHosts: readonly string[]): Promise<ListenerTls> {
+export async function listenerTls(
+  setting: NonNullable<GatewayConfig['listen']['tls']>,
+  allowedHosts: readonly string[],
+  warn: (message: string) => void,
+): Promise<ListenerTls> {
   if (setting.mode === 'files') {
     const current = { key: readFileSync(setting.keyFile, 'utf8'), cert: readFileSync(setting.certFile, 'utf8') };
     return { current, renewOn: () => {}, stop: () => {} };
   }
   const { LEAF_RENEW_BEFORE_MS, localCertificate } = await import('../local/local-tls.js');
-  let leaf = await localCertificate(setting.dir, allowedHosts);
+  let leaf = await localCertificate(setting.dir, allowedHosts, { warn });
   let timer: NodeJS.Timeout | undefined;
   return {
     get current() {
@@ -199,7 +203,7 @@ export async function listenerTls(setting: NonNullable<GatewayConfig['listen']['
     renewOn(servers) {
       timer = setInterval(() => {
         if (leaf.notAfterMs - Date.now() > LEAF_RENEW_BEFORE_MS) return;
-        localCertificate(setting.dir, allowedHosts).then(
+        localCertificate(setting.dir, allowedHosts, { warn }).then(
           (fresh) => {
             leaf = fresh;
             for (const s of servers)

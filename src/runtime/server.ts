@@ -84,7 +84,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     sparkPorts,
     tunnels,
   };
-  const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts) : undefined;
+  const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts, (message) => options.logger.warn(message)) : undefined;
   let current: Generation = buildGeneration(config, await createGatewayCore(config, options), context);
   const retired = new Set<Generation>();
 
