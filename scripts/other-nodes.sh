@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 status=0
 for major in 22 24; do
   dir="$(mktemp -d)"
+  # mktemp makes it 0700: the tests that run a client as another user (nobody) need to execute
+  # this Node too.
+  chmod 755 "$dir"
   if ! (cd "$dir" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent "node@$major" >/dev/null 2>&1) || [ ! -x "$dir/node_modules/.bin/node" ]; then
     echo "Node $major: skipped (npm install node@$major failed: no registry?)"
     continue
