@@ -144,7 +144,9 @@ export function createSparkListener({
           { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.PERMISSION_DENIED, refusal.message) },
           { endStream: true },
         );
-        session.close();
+        // Deferred: the verdict may arrive inside the 'stream' handler, within nghttp2's receive loop
+        // (ending a session there can abort Node 22+, nodejs/node#64850).
+        setImmediate(() => session.close());
       } else if (current) current.handleStream(stream, headers);
       else {
         stream.on('error', () => stream.destroy());

@@ -578,7 +578,13 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       if (key) over = !budgetOf(cancelsByKey, key.name, EARLY_CANCELS_PER_KEY).take() || over;
       if (over && connection && !connection.destroyed) {
         reason = 'the client cancelled too many calls before the workspace answered; its connection was closed (GOAWAY ENHANCE_YOUR_CALM)';
-        connection.destroy(new Error(reason), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        // Not from inside nghttp2's receive loop: destroying a session there while the peer's DATA
+        // frames are still buffered aborts Node 22+ (nodejs/node#64850, onread->IsFunction()).
+        const session = connection;
+        const why = reason;
+        setImmediate(() => {
+          if (!session.destroyed) session.destroy(new Error(why), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        });
       }
     };
 
