@@ -24,6 +24,7 @@ import { startFakeSpark } from '../test/spark/fixtures/spark-grpc.js';
 import { type Bar, ratioChart } from './lib/chart.js';
 import { directClient, gatewayClient, measureGrpc } from './lib/grpc.js';
 import { ensureTool, type Nginx, startNginx } from './lib/nginx.js';
+import { benchPostgres, type PostgresRow } from './lib/postgres.js';
 import { cpuMeter, memoryMiB, sampleRss } from './lib/proc.js';
 import { startRelay } from './lib/relay.js';
 import { startBenchUpstream } from './lib/upstream.js';
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const bars: Bar[] = [];
   const answered: string[] = [];
+  let postgresRows: PostgresRow[] | string = 'not run';
   const extra: Gateway[] = [];
   const x = (n: number) => `${n.toFixed(2)}x`;
 
@@ -533,7 +535,11 @@ async function main(): Promise<void> {
       await spark.close();
     }
 
-    // 8. Start-up and footprint of the CLI: median of `startRuns` runs, spawn to exit. The
+    // 8. Lakebase (PostgreSQL): pgbench and a COPY, direct vs pgbouncer vs the gateway's door.
+    postgresRows = await benchPostgres({ quick: QUICK, startGateway: (yaml) => startGateway(yaml, dir) });
+    if (typeof postgresRows !== 'string') answered.push('postgres');
+
+    // 9. Start-up and footprint of the CLI: median of `startRuns` runs, spawn to exit. The
     // node-limit column holds `node -e 0`, the floor of any Node program.
     const tokenFile = join(dir, 'token.yaml');
     writeFileSync(tokenFile, `routes:\n  prod:\n    host: https://127.0.0.1:${upstream.port}\n    credential: { type: pat, token: ${TOKEN} }\n`);
@@ -609,6 +615,10 @@ async function main(): Promise<void> {
   }
 
   printTable(rows);
+  if (typeof postgresRows === 'string') say(`Postgres: ${postgresRows}`);
+  else
+    for (const r of postgresRows)
+      say(`${r.scenario}: direct ${r.direct}, pgbouncer ${r.pgbouncer}, gateway ${r.gateway} (${r.ratio}; target ${r.target}${r.met ? ', met' : ', NOT MET'})`);
   if (QUICK) {
     say(`quick mode: every system answered in every scenario (${answered.join(', ')}); figures above are not meaningful at this size`);
     return;
@@ -616,7 +626,7 @@ async function main(): Promise<void> {
   const machine = `${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${execSyncSafe('nginx -v 2>&1')}, ${execSyncSafe('wrk -v 2>&1 | head -1')}`;
   mkdirSync(join(ROOT, 'docs'), { recursive: true });
   writeFileSync(join(ROOT, 'docs/benchmarks.svg'), ratioChart('dbx-gateway: ratios from one run (see docs/benchmarks.md)', bars));
-  writeFileSync(join(ROOT, 'docs/benchmarks.md'), report(rows, machine));
+  writeFileSync(join(ROOT, 'docs/benchmarks.md'), report(rows, machine, postgresRows));
   say('wrote docs/benchmarks.md and docs/benchmarks.svg');
 }
 
@@ -684,7 +694,21 @@ function printTable(rows: Row[]): void {
   for (const l of [header, ...lines]) say(l.map((c, i) => c.padEnd(widths[i]!)).join('  '));
 }
 
-function report(rows: Row[], machine: string): string {
+function postgresTable(pg: PostgresRow[] | string): string {
+  if (typeof pg === 'string') return `Lakebase (PostgreSQL): ${pg}.`;
+  return [
+    'Lakebase (PostgreSQL), against a real PostgreSQL server with TLS and password roles: **direct** is pgbench/psql',
+    'over TLS (verify-full) with the current database credential; **pgbouncer** is pgbouncer in session mode (TLS',
+    "verify-full to the server, one process as the postgres user); **gateway** is the route's Postgres port",
+    '(plain locally, TLS to the server, the credential minted once and cached).',
+    '',
+    '| scenario | direct | pgbouncer | gateway | gateway ratio | target | met |',
+    '|---|---:|---:|---:|---|---|---|',
+    ...pg.map((r) => `| ${r.scenario} | ${r.direct} | ${r.pgbouncer} | ${r.gateway} | ${r.ratio} | ${r.target} | ${r.met ? 'met' : '**not met**'} |`),
+  ].join('\n');
+}
+
+function report(rows: Row[], machine: string, pg: PostgresRow[] | string): string {
   const table = [
     '| scenario | direct | node-limit | gateway | nginx | gateway ratio | target | met |',
     '|---|---:|---:|---:|---:|---|---|---|',
@@ -720,6 +744,8 @@ gateway whose route uses \`credential: azure-cli\` with a fake \`az\` on PATH, o
 through it (the first token), then VmRSS after 1 s idle.
 
 ${table}
+
+${postgresTable(pg)}
 
 ![ratios](benchmarks.svg)
 

@@ -40,7 +40,9 @@ export function formatStatus(data: StatusData & { pid: number }, url: string): s
   const lines = [escapeControl(`dbx-gateway ${data.version} at ${url} (pid ${data.pid}): ${data.status} for ${duration(data.uptime_s)}`), ''];
   const local = (r: RouteStatus) => {
     const main = `${url.replace(/\/$/, '')}${r.prefix}/`;
-    const spark = r.spark_connect_port !== undefined ? ` sc://localhost:${r.spark_connect_port}` : '';
+    const spark =
+      (r.spark_connect_port !== undefined ? ` sc://localhost:${r.spark_connect_port}` : '') +
+      (r.postgres_port !== undefined ? ` postgres://localhost:${r.postgres_port} (${r.postgres_sessions ?? 0} open)` : '');
     if (r.port === undefined || url.startsWith('unix:')) return `${main}${spark}`;
     const own = new URL(url);
     own.port = String(r.port);

@@ -8,6 +8,7 @@ import {
   checkCredentials,
   checkExposure,
   checkPortClashes,
+  checkPostgresKeys,
   listenTls,
   logSettings,
   metadataServiceConfig,
@@ -51,6 +52,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const socket = flags.socket ?? env.DBX_GATEWAY_SOCKET;
   checkExposure(host, socket, [...routes.values()], inboundKeys.length > 0, allowUnauthenticatedNetwork, problems);
   const tls = listenTls(flags, file, env, cwd, problems);
+  checkPostgresKeys([...routes.values()], inboundKeys.length > 0, tls.tls !== undefined, problems);
   const log = logSettings(flags, file, env, problems);
   checkCredentials(routes.values(), env, problems);
   // Messages may echo a setting's value; one from ${VAR} is a secret by intent.

@@ -156,6 +156,7 @@ function buildFileRoute(
     ...policySettings(route, field, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...sparkConnectSetting(route, upstream, kind, field, problems),
+    ...postgresSetting(route, upstream, kind, field, problems),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...proxySetting(route, field, problems),
     ...(azureResourceId !== undefined ? { azureResourceId } : {}),
@@ -201,6 +202,43 @@ function sparkConnectSetting(route: FileRoute, upstream: URL, kind: RouteConfig[
     );
   }
   return { sparkConnect: { port: route.sparkConnect.port } };
+}
+
+/** Lakebase's default database (Databricks docs, oltp/projects/authentication). */
+export const DEFAULT_POSTGRES_DATABASE = 'databricks_postgres';
+const ENDPOINT_PATTERN = /^projects\/[^/]+\/branches\/[^/]+\/endpoints\/[^/]+$/;
+
+/**
+ * `postgres: { port, endpoint | instance, host?, database?, user? }`: the credential is minted with
+ * the workspace token, so the route must be a workspace route.
+ */
+function postgresSetting(route: FileRoute, upstream: URL, kind: RouteConfig['kind'], field: string, problems: string[]): Pick<RouteConfig, 'postgres'> {
+  const pg = route.postgres;
+  if (pg === undefined) return {};
+  const where = `${field}.postgres`;
+  if (kind === 'account') problems.push(`${where}: Lakebase credentials are minted by a workspace, not the accounts console; set it on a workspace route`);
+  if ((pg.endpoint === undefined) === (pg.instance === undefined)) {
+    problems.push(
+      `${where}: set exactly one of endpoint (Lakebase Autoscaling: projects/P/branches/B/endpoints/E) and instance (a Provisioned instance's name)`,
+    );
+  }
+  if (pg.endpoint !== undefined && !ENDPOINT_PATTERN.test(pg.endpoint)) {
+    problems.push(`${where}.endpoint: "${pg.endpoint}" is not an endpoint name; use projects/P/branches/B/endpoints/E as the Lakebase UI shows it`);
+  }
+  if (pg.host !== undefined && !/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(pg.host)) {
+    problems.push(`${where}.host: "${pg.host}" is not HOST or HOST:PORT; use the endpoint's host, e.g. ep-example.database.azuredatabricks.net`);
+  }
+  void upstream;
+  return {
+    postgres: {
+      port: pg.port,
+      ...(pg.endpoint !== undefined ? { endpoint: pg.endpoint } : {}),
+      ...(pg.instance !== undefined ? { instance: pg.instance } : {}),
+      ...(pg.host !== undefined ? { host: pg.host } : {}),
+      database: pg.database ?? DEFAULT_POSTGRES_DATABASE,
+      ...(pg.user !== undefined ? { user: pg.user } : {}),
+    },
+  };
 }
 
 /** `proxy: http://host:port` (credentials allowed in the URL) or `proxy: none`. */

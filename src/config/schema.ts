@@ -43,6 +43,16 @@ export const routeSchema = z.strictObject({
   allowTokenCreation: z.boolean().optional(),
   metadataService: z.boolean().optional(),
   sparkConnect: z.strictObject({ port }).optional(),
+  postgres: z
+    .strictObject({
+      port,
+      endpoint: z.string().optional(),
+      instance: z.string().optional(),
+      host: z.string().optional(),
+      database: z.string().optional(),
+      user: z.string().optional(),
+    })
+    .optional(),
 });
 
 /** `alice: sha256:<hex>` or `alice: { hash: sha256:<hex>, routes: [dev] }`. */

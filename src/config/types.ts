@@ -38,6 +38,8 @@ export interface RouteConfig {
   metadataService?: boolean;
   /** An HTTP/2 listener on this port for Spark Connect (gRPC) clients, forwarded to the workspace. */
   sparkConnect?: { port: number };
+  /** A PostgreSQL listener on this port for Lakebase, with the hourly database credential injected. */
+  postgres?: PostgresSettings;
   /** The ~/.databrickscfg profile the route came from (databricks-cli logs in with it). */
   profile?: string;
   /** Where the route came from, for startup output and doctor. */
@@ -47,6 +49,21 @@ export interface RouteConfig {
    * unavailable (503 saying why) instead of stopping the gateway.
    */
   lenient?: boolean;
+}
+
+/** A route's Lakebase door: exactly one of endpoint (Autoscaling) and instance (Provisioned). */
+export interface PostgresSettings {
+  port: number;
+  /** projects/P/branches/B/endpoints/E (Lakebase Autoscaling). */
+  endpoint?: string;
+  /** A Provisioned database instance's name. */
+  instance?: string;
+  /** HOST or HOST:PORT of the server; absent: discovered from the endpoint or instance API. */
+  host?: string;
+  /** Used when the client names no database of its own. */
+  database: string;
+  /** The Postgres role to log in as; absent: the route identity's Databricks user name. */
+  user?: string;
 }
 
 export interface Timeouts {

@@ -118,9 +118,12 @@ export function checkPortClashes(routes: RouteConfig[], problems: string[], main
   const ports = routes.flatMap((r) => [
     ...(r.port !== undefined ? [{ port: r.port, field: `routes.${r.name}.port`, owner: `route ${r.name}` }] : []),
     ...(r.sparkConnect ? [{ port: r.sparkConnect.port, field: `routes.${r.name}.sparkConnect.port`, owner: `route ${r.name}'s Spark Connect` }] : []),
+    ...(r.postgres ? [{ port: r.postgres.port, field: `routes.${r.name}.postgres.port`, owner: `route ${r.name}'s Postgres listener` }] : []),
   ]);
   const seen = new Map<number, string>();
   for (const { port, field, owner } of ports) {
+    // 0 asks for any free port: many listeners may ask for it.
+    if (port === 0) continue;
     if (port === mainPort) problems.push(`${field}: ${port} is the main port (listen.port); give it another port, e.g. ${mainPort + 1}`);
     const other = seen.get(port);
     if (other) problems.push(`${field}: ${port} is already used by ${other}; give each listener its own port`);
@@ -137,11 +140,25 @@ export function checkExposure(
   allowed: boolean,
   problems: string[],
 ): void {
-  const tcp = socket === undefined || routes.some((r) => r.port !== undefined || r.sparkConnect !== undefined);
+  const tcp = socket === undefined || routes.some((r) => r.port !== undefined || r.sparkConnect !== undefined || r.postgres !== undefined);
   if (tcp && !isLoopbackHost(host) && !keyed && !allowed) {
     problems.push(
       `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ${OPEN_LISTENER_FIX}`,
     );
+  }
+}
+
+/**
+ * With inbound keys, a Postgres client's password is the key, and a password may only cross TLS
+ * (a cleartext password over a plain socket is readable by anyone on the path).
+ */
+export function checkPostgresKeys(routes: readonly RouteConfig[], keyed: boolean, tls: boolean, problems: string[]): void {
+  if (!keyed || tls) return;
+  for (const r of routes) {
+    if (r.postgres)
+      problems.push(
+        `routes.${r.name}.postgres: with inboundKeys, Postgres clients send their key as the password, which must travel over TLS; set listen.tls: auto (or --tls) and connect with sslmode=require`,
+      );
   }
 }
 

@@ -15,6 +15,10 @@ export interface StatusOptions {
   routePorts?: () => Map<string, number>;
   /** Spark Connect port per route with `sparkConnect`. */
   sparkPorts?: () => Map<string, number>;
+  /** Lakebase (PostgreSQL) port per route with `postgres`. */
+  postgresPorts?: () => Map<string, number>;
+  /** Open Lakebase sessions per route. */
+  postgresSessions?: () => Map<string, number>;
   version: string;
 }
 
@@ -32,6 +36,9 @@ export interface RouteStatus {
   port?: number;
   /** The route's Spark Connect (gRPC) port: sc://localhost:PORT. */
   spark_connect_port?: number;
+  /** The route's Lakebase (PostgreSQL) port and its open sessions. */
+  postgres_port?: number;
+  postgres_sessions?: number;
   source: string;
   credential: string;
   reason: string;
@@ -83,9 +90,14 @@ export function statusPage(options: StatusOptions): Hono {
   return app;
 }
 
-export function statusJson({ routes, tokens, metrics, isDraining, routePorts, sparkPorts, version }: StatusOptions, now = Date.now()): StatusData {
+export function statusJson(
+  { routes, tokens, metrics, isDraining, routePorts, sparkPorts, postgresPorts, postgresSessions, version }: StatusOptions,
+  now = Date.now(),
+): StatusData {
   const ports = routePorts?.() ?? new Map<string, number>();
   const spark = sparkPorts?.() ?? new Map<string, number>();
+  const pgPorts = postgresPorts?.() ?? new Map<string, number>();
+  const pgSessions = postgresSessions?.() ?? new Map<string, number>();
   const list = routes.routes.map((route): RouteStatus => {
     const status = tokens.status(route.credential, 'databricks');
     const token = status.token;
@@ -93,12 +105,14 @@ export function statusJson({ routes, tokens, metrics, isDraining, routePorts, sp
     const counts = metrics.stats.counts(route.name);
     const port = ports.get(route.name);
     const sparkPort = spark.get(route.name);
+    const pgPort = pgPorts.get(route.name);
     return {
       name: route.name,
       prefix: route.prefix,
       upstream: route.target.origin,
       ...(port !== undefined ? { port } : {}),
       ...(sparkPort !== undefined ? { spark_connect_port: sparkPort } : {}),
+      ...(pgPort !== undefined ? { postgres_port: pgPort, postgres_sessions: pgSessions.get(route.name) ?? 0 } : {}),
       source: route.config.source,
       credential: route.credential.type,
       reason: route.credential.reason,
@@ -160,7 +174,10 @@ function expiresHtml(r: RouteStatus): string {
 function routeRowHtml(r: RouteStatus, nowMs: number): string {
   const port =
     (r.port !== undefined ? `<div class="why">port ${escapeHtml(r.port)}</div>` : '') +
-    (r.spark_connect_port !== undefined ? `<div class="why">Spark Connect: sc://localhost:${escapeHtml(r.spark_connect_port)}</div>` : '');
+    (r.spark_connect_port !== undefined ? `<div class="why">Spark Connect: sc://localhost:${escapeHtml(r.spark_connect_port)}</div>` : '') +
+    (r.postgres_port !== undefined
+      ? `<div class="why">Postgres: host=localhost port=${escapeHtml(r.postgres_port)} (${escapeHtml(r.postgres_sessions ?? 0)} open)</div>`
+      : '');
   const lastError = r.last_error ? `<div class="err">Last error: ${escapeHtml(r.last_error)}</div>` : '';
   return (
     `<tr data-route="${escapeHtml(r.name)}">` +
@@ -273,6 +290,7 @@ function routeRow(r) {
   const name = el("th"); name.scope = "row"; name.append(el("div", r.name, "name"), el("code", r.prefix + "/"));
   if (r.port !== undefined && r.port !== null) name.append(el("div", "port " + r.port, "why"));
   if (r.spark_connect_port !== undefined) name.append(el("div", "Spark Connect: sc://localhost:" + r.spark_connect_port, "why"));
+  if (r.postgres_port !== undefined) name.append(el("div", "Postgres: host=localhost port=" + r.postgres_port + " (" + (r.postgres_sessions || 0) + " open)", "why"));
   const cred = el("td"); cred.append(el("div", r.credential), el("div", r.reason, "why"));
   const tok = el("td"); tok.append(el("span", r.token, stateClass(r.token)));
   if (r.last_error) tok.append(el("div", "Last error: " + r.last_error, "err"));

@@ -23,6 +23,10 @@ export interface GatewayMetrics {
   /** Spark Connect (gRPC) calls by route, method path (bounded: see grpcMethodLabel) and grpc-status. */
   grpcCalls: Counter<'route' | 'method' | 'grpc_status' | 'key'>;
   grpcDuration: Histogram<'route'>;
+  /** Lakebase (PostgreSQL) sessions open now, by route. */
+  postgresSessions: Gauge<'route'>;
+  /** Lakebase sessions ended, by route and outcome (ok, token_unavailable, server_refused, ...). */
+  postgresSessionsTotal: Counter<'route' | 'outcome'>;
   /** A client-chosen method path as a label: well-formed and among the first 64 seen, else "other". */
   grpcMethodLabel(method: string): string;
   /** Counts and recent errors for the status page (not exported to Prometheus). */
@@ -110,6 +114,18 @@ export function createMetrics(): GatewayMetrics {
       help: 'Time from a gRPC call to its end (a streamed ExecutePlan included)',
       labelNames: ['route'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+    postgresSessions: new Gauge({
+      name: `${prefix}postgres_sessions`,
+      help: 'Lakebase (PostgreSQL) sessions open now, by route',
+      labelNames: ['route'],
+      registers: [registry],
+    }),
+    postgresSessionsTotal: new Counter({
+      name: `${prefix}postgres_sessions_total`,
+      help: 'Lakebase (PostgreSQL) sessions ended, by route and outcome',
+      labelNames: ['route', 'outcome'],
       registers: [registry],
     }),
     tokenExpiry: new Gauge({

@@ -7,6 +7,8 @@ import type { GatewayCore } from './core.js';
 
 /** Clocks further apart than this break token validation (Entra allows about 5 min of skew). */
 export const MAX_CLOCK_SKEW_S = 120;
+/** doctor's Postgres login: the default timeouts.connectMs. */
+const DOCTOR_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface DoctorCheck {
   name: string;
@@ -84,6 +86,15 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
       // not JSON: keep "unknown"
     }
     checks.push({ name: 'identity', ok: true, detail: who });
+    const pg = route.config.postgres;
+    if (pg) {
+      try {
+        const { probePostgres } = await import('../postgres/probe.js');
+        checks.push({ name: 'postgres', ok: true, detail: await probePostgres(route, pg, core.tokens, DOCTOR_CONNECT_TIMEOUT_MS) });
+      } catch (err) {
+        checks.push({ name: 'postgres', ok: false, detail: scrubSecrets(errorMessage(err)) });
+      }
+    }
   }
   if (probe.date) {
     const skew = (Date.now() - Date.parse(probe.date)) / 1000;

@@ -6,7 +6,10 @@ import { createApp } from '../local/app.js';
 import type { ControlOptions } from '../local/control.js';
 import { statusJson } from '../local/status-page.js';
 import type { Logger } from '../observability/logger.js';
+import { databaseCredential, discoverServer, loginUser } from '../postgres/credential.js';
+import type { PostgresDoor } from '../postgres/session.js';
 import { authHeaders } from '../proxy/auth-headers.js';
+import { resolveProxy } from '../proxy/egress-proxy.js';
 import { Forwarder } from '../proxy/forward.js';
 import { createFrontDoor, type FrontDoor } from '../proxy/handler.js';
 import type { Route } from '../routing/route-table.js';
@@ -27,6 +30,8 @@ export interface Generation {
   routeDoors: Map<string, FrontDoor>;
   /** Spark Connect forwarders of the routes with `sparkConnect`, by route name. */
   sparkDoors: Map<string, SparkConnectForwarder>;
+  /** Lakebase doors of the routes with `postgres`, by route name. */
+  postgresDoors: Map<string, PostgresDoor>;
   /** Replaced by a reload: upstream connections close as their exchanges end; resolves when all have. */
   retire(): Promise<void>;
   /** Shutdown, after the drain: everything now. */
@@ -43,6 +48,10 @@ export interface GenerationContext {
   routePorts: Map<string, number>;
   /** Route name -> bound Spark Connect port. */
   sparkPorts: Map<string, number>;
+  /** Route name -> bound Lakebase (PostgreSQL) port. */
+  postgresPorts: Map<string, number>;
+  /** Route name -> open Lakebase sessions. */
+  postgresSessions: () => Map<string, number>;
   tunnels: Set<Duplex>;
 }
 
@@ -58,6 +67,8 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
     isDraining: context.isDraining,
     routePorts: () => routePorts,
     sparkPorts: () => context.sparkPorts,
+    postgresPorts: () => context.postgresPorts,
+    postgresSessions: context.postgresSessions,
     version: context.version,
   };
   const app = createApp({
@@ -96,10 +107,15 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   for (const route of core.routes.routes) {
     if (route.config.sparkConnect) sparkDoors.set(route.name, sparkForwarder(route, core, admission, config, logger));
   }
+  const postgresDoors = new Map<string, PostgresDoor>();
+  for (const route of core.routes.routes) {
+    if (route.config.postgres) postgresDoors.set(route.name, postgresDoor(route, route.config.postgres, core, admission, config));
+  }
   return {
     config,
     core,
     admission,
+    postgresDoors,
     main: createFrontDoor({ ...doorDeps, local }, prefixResolver(core.routes)),
     routeDoors,
     sparkDoors,
@@ -132,4 +148,40 @@ function sparkForwarder(route: Route, core: GatewayCore, admission: Admission, c
     },
     (call) => recordSparkCall(logger, metrics, call),
   );
+}
+
+/**
+ * A route's Lakebase door for this generation: its database credential, and the server address
+ * and login role, each found once (a failure is not kept: the next session asks again).
+ */
+function postgresDoor(
+  route: Route,
+  settings: NonNullable<Route['config']['postgres']>,
+  core: GatewayCore,
+  admission: Admission,
+  config: GatewayConfig,
+): PostgresDoor {
+  const { tokens } = core;
+  const once = <T>(work: () => Promise<T>) => {
+    let pending: Promise<T> | undefined;
+    return () => {
+      pending ??= work().catch((err: unknown) => {
+        pending = undefined;
+        throw err;
+      });
+      return pending;
+    };
+  };
+  return {
+    route,
+    settings,
+    tokens,
+    credential: databaseCredential(route, settings, tokens),
+    ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
+    // The server's own NO_PROXY entry may differ from the workspace's.
+    proxyFor: (address) => resolveProxy(new URL(`https://${address.host}:${address.port}`), process.env, route.config.proxy),
+    connectTimeoutMs: config.timeouts.connectMs,
+    server: once(() => discoverServer(route, settings, tokens)),
+    user: once(() => loginUser(route, settings, tokens)),
+  };
 }

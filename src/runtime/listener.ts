@@ -294,7 +294,16 @@ export interface ConnectionCounts {
  * closed, instead of silently queueing (a clear answer beats a hang). The per-address cap keeps
  * one misbehaving client from taking every slot.
  */
-function limitConnections(server: NetServer, limits: GatewayConfig['limits'], connections: ConnectionCounts, answer = true): void {
+/**
+ * Counts every connection against limits.maxConnections and maxConnectionsPerClient; one over is
+ * answered (HTTP 503 by default, or in the listener's own protocol) and closed.
+ */
+export function limitConnections(
+  server: NetServer,
+  limits: GatewayConfig['limits'],
+  connections: ConnectionCounts,
+  answer: boolean | ((socket: Socket, over: string) => void) = true,
+): void {
   server.on('connection', (socket: Socket) => {
     const client = socket.remoteAddress ?? '-';
     const fromClient = (connections.byClient.get(client) ?? 0) + 1;
@@ -313,6 +322,7 @@ function limitConnections(server: NetServer, limits: GatewayConfig['limits'], co
           ? `more than ${limits.maxConnectionsPerClient} open connections from ${client} (limits.maxConnectionsPerClient)`
           : undefined;
     if (over && !answer) socket.destroy();
+    else if (over && typeof answer === 'function') answer(socket, over);
     else if (over) {
       socket.on('error', () => socket.destroy());
       socket.write(rawGatewayError(new GatewayError('GATEWAY_OVERLOADED', `${over}; retry later`)), () => socket.destroy());

@@ -8,6 +8,8 @@ import { ConfigError } from '../errors.js';
 import type { ControlOptions } from '../local/control.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
+import { createPostgresListener, type PostgresListener } from '../postgres/listener.js';
+import { recordPostgresSession } from '../postgres/session-log.js';
 import { preloadTransport } from '../proxy/transport.js';
 import type { RouteTable } from '../routing/route-table.js';
 import { describeSameUser } from '../security/peer-user.js';
@@ -41,6 +43,10 @@ export interface RunningGateway {
   routePorts: Map<string, number>;
   /** Spark Connect ports actually bound (route name -> port), for routes with `sparkConnect`. */
   sparkPorts: Map<string, number>;
+  /** Lakebase (PostgreSQL) ports actually bound (route name -> port), for routes with `postgres`. */
+  postgresPorts: Map<string, number>;
+  /** Open Lakebase sessions per route. */
+  postgresSessions(): Map<string, number>;
   /**
    * Without inbound keys, with a TCP loopback listener: whether only this user's processes are
    * served (Linux) or why not, for the startup line.
@@ -74,6 +80,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const tunnels = new Set<Duplex>();
   const routePorts = new Map<string, number>();
   const sparkPorts = new Map<string, number>();
+  const postgresPorts = new Map<string, number>();
+  const postgresListeners = new Map<string, PostgresListener>();
   const connections: ConnectionCounts = { open: 0, byClient: new Map() };
   const context = {
     logger: options.logger,
@@ -82,6 +90,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     isDraining: () => draining,
     routePorts,
     sparkPorts,
+    postgresPorts,
+    postgresSessions: () => new Map([...postgresListeners].map(([name, l]) => [name, l.openSessions()])),
     tunnels,
   };
   const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts, (message) => options.logger.warn(message)) : undefined;
@@ -115,13 +125,33 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       await listen(spark.server, route.config.sparkConnect.port, config.listen.host);
       sparkPorts.set(route.name, (spark.server.address() as AddressInfo).port);
     }
+    // TLS renewal swaps the HTTP listeners' contexts; Postgres listeners read the leaf per session.
+    const renewable = [...servers];
+    // Lakebase: a PostgreSQL listener per route that asks for one.
+    for (const route of current.core.routes.routes) {
+      if (!route.config.postgres) continue;
+      const pg = createPostgresListener({
+        config,
+        tls,
+        connections,
+        door: () => current.postgresDoors.get(route.name),
+        routeName: route.name,
+        record: (session) => recordPostgresSession(options.logger, current.core.metrics, session),
+        gauge: current.core.metrics.postgresSessions.labels(route.name),
+        sameUserOnly,
+      });
+      postgresListeners.set(route.name, pg);
+      servers.push(pg.server);
+      await listen(pg.server, route.config.postgres.port, config.listen.host);
+      postgresPorts.set(route.name, (pg.server.address() as AddressInfo).port);
+    }
     const unsafe = unsafeListeners(servers, config);
     if (unsafe.length > 0)
       throw new ConfigError(
         unsafe.map((p) => config.envValues?.mask(p) ?? p),
         config.configFile,
       );
-    tls?.renewOn(servers);
+    tls?.renewOn(renewable);
   } catch (err) {
     await closeAll();
     await current.close();
@@ -151,6 +181,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     routePorts,
     sparkPorts,
     sameUser: config.inboundKeys.length === 0 ? describeSameUser(servers) : undefined,
+    postgresPorts,
+    postgresSessions: context.postgresSessions,
     url: config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`,
     async reload(next) {
       const previous = current;
@@ -172,7 +204,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       // each closes as it frees up. The generation is released then; shutdown closes what is left.
       retired.add(previous);
       void previous.retire().then(() => retired.delete(previous));
-      return { notes: restartOnlyChanges(config, next, routePorts, sparkPorts) };
+      return { notes: [...restartOnlyChanges(config, next, routePorts, sparkPorts), ...postgresRestartNotes(next, postgresPorts)] };
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {
       draining = true;
@@ -182,6 +214,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       // HTTP/2 clients get a GOAWAY: calls in flight finish, new ones go elsewhere.
       for (const spark of sparkListeners) spark.drain();
       const timer = setTimeout(() => {
+        // Lakebase sessions end with FATAL 57P01 at a message boundary, as a server shutting down ends them.
+        for (const pg of postgresListeners.values()) pg.destroy();
         for (const s of httpServers()) s.closeAllConnections();
         for (const spark of sparkListeners) spark.destroy();
         for (const socket of tunnels) socket.destroy();
@@ -222,5 +256,21 @@ function restartOnlyChanges(started: GatewayConfig, next: GatewayConfig, routePo
       notes.push(`route ${name}'s Spark Connect port ${port} stays open until a restart (its calls fail NOT_FOUND if the route is gone)`);
   }
   if (JSON.stringify(next.limits) !== JSON.stringify(started.limits)) notes.push('limits changed: restart to apply them');
+  return notes;
+}
+
+/** Postgres ports are bound at start, like every port. */
+function postgresRestartNotes(next: GatewayConfig, postgresPorts: Map<string, number>): string[] {
+  const notes: string[] = [];
+  for (const route of next.routes) {
+    const bound = postgresPorts.get(route.name);
+    if (route.postgres && bound !== route.postgres.port && !(route.postgres.port === 0 && bound !== undefined)) {
+      notes.push(`routes.${route.name}.postgres changed or is new: restart to open its port`);
+    }
+  }
+  for (const [name, port] of postgresPorts) {
+    if (!next.routes.find((r) => r.name === name)?.postgres)
+      notes.push(`route ${name}'s Postgres port ${port} stays open until a restart (new sessions are refused if the route is gone)`);
+  }
   return notes;
 }
