@@ -95,6 +95,24 @@ export class ProxyError extends Error {
   }
 }
 
+/**
+ * Opening a connection to an upstream (TCP, TLS) failed, or did not finish within `timeoutMs`
+ * (src/proxy/connector.ts). The cause is the socket's own error.
+ */
+export class UpstreamConnectError extends Error {
+  override readonly name = 'UpstreamConnectError';
+  /** Set when the connection did not finish in time (timeouts.connectMs). */
+  readonly timeoutMs: number | undefined;
+  constructor(
+    readonly authority: string,
+    message: string,
+    options: { cause?: unknown; timeoutMs?: number } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.timeoutMs = options.timeoutMs;
+  }
+}
+
 /** undici's timeout errors, by code, as the gateway's three upstream timeouts. */
 const UNDICI_TIMEOUTS: Record<string, UpstreamTimeoutError['phase']> = {
   UND_ERR_CONNECT_TIMEOUT: 'connect',
@@ -112,6 +130,11 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
   if (undiciTimeout) {
     const ms = timeouts ? timeouts[undiciTimeout === 'connect' ? 'connectMs' : undiciTimeout === 'headers' ? 'headersMs' : 'idleMs'] : Number.NaN;
     return toGatewayError(new UpstreamTimeoutError(undiciTimeout, ms), upstream);
+  }
+  if (err instanceof UpstreamConnectError) {
+    // Answered as the socket's own error, or as a connect timeout, as before the connector was one.
+    if (err.timeoutMs !== undefined) return toGatewayError(new UpstreamTimeoutError('connect', err.timeoutMs), upstream);
+    if (err.cause !== undefined) return toGatewayError(err.cause, upstream, timeouts);
   }
   if (err instanceof ProxyError) {
     return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${errorMessage(err)}`, { cause: err });

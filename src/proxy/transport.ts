@@ -1,11 +1,7 @@
-import http from 'node:http';
-import https from 'node:https';
 import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
 import type { buildConnector, Dispatcher, Pool } from 'undici';
 import type { Timeouts } from '../config/types.js';
-import { ProxyError } from '../errors.js';
-import { trustWithCaFile } from '../security/ca-trust.js';
+import { type ConnectUpstreamOptions, connectUpstream } from './connector.js';
 import { type EgressProxy, resolveProxy } from './egress-proxy.js';
 
 /**
@@ -13,6 +9,8 @@ import { type EgressProxy, resolveProxy } from './egress-proxy.js';
  * undici's default of 4 s would reconnect, TLS included, after every pause of a few seconds).
  */
 const KEEP_ALIVE_MS = 60_000;
+/** TCP keep-alive probes after this much silence, as undici's own connector sets them. */
+const TCP_KEEP_ALIVE_DELAY_MS = 60_000;
 
 /**
  * undici, loaded on first use: it is ~50 ms of start-up, which `token`, `login` and `--help`
@@ -70,72 +68,32 @@ export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstr
 }
 
 function buildPool(target: URL, options: UpstreamOptions): Pool {
-  const { Pool, buildConnector } = loadUndici();
-  const tls = target.protocol === 'https:';
-  const { timeouts, proxy } = options;
-  const tlsOptions = {
-    timeout: timeouts.connectMs,
-    ...(tls && options.caFile ? { secureContext: trustWithCaFile(options.caFile) } : {}),
+  const { Pool } = loadUndici();
+  const { timeouts, proxy, caFile } = options;
+  const upstream: ConnectUpstreamOptions = {
+    timeoutMs: timeouts.connectMs,
+    alpn: ['http/1.1'],
+    ...(caFile ? { caFile } : {}),
+    ...(proxy ? { proxy } : {}),
+    tlsSession: {},
   };
-  const direct = buildConnector(tlsOptions);
-  const connect: buildConnector.connector = proxy
-    ? (opts, callback) => {
-        const port = Number(opts.port) || (tls ? 443 : 80);
-        openTunnel(proxy, opts.hostname, port, timeouts.connectMs).then(
-          (socket) => {
-            if (!tls) return callback(null, socket);
-            direct({ ...opts, httpSocket: socket }, callback);
-          },
-          (err: Error) => callback(err, null),
-        );
-      }
-    : direct;
+  // undici's `connect` in the shape it calls (opts, callback), on the one connector; what its own
+  // connector adds on top (TCP keep-alive, no Nagle, TLS session reuse) is kept.
+  const connect: buildConnector.connector = (opts, callback) => {
+    connectUpstream(opts, upstream).then(
+      (socket) => {
+        socket.setKeepAlive(true, TCP_KEEP_ALIVE_DELAY_MS).setNoDelay(true);
+        callback(null, socket);
+      },
+      (err: Error) => callback(err, null),
+    );
+  };
   return new Pool(target.origin, {
     connect,
     headersTimeout: timeouts.headersMs,
     bodyTimeout: timeouts.idleMs,
     keepAliveTimeout: KEEP_ALIVE_MS,
     keepAliveMaxTimeout: KEEP_ALIVE_MS,
-  });
-}
-
-/**
- * A CONNECT tunnel to host:port through the proxy (RFC 9110 section 9.3.6), with the proxy's
- * Basic credentials. Used by the pool's connector and by WebSocket upgrades.
- */
-export function openTunnel(proxy: EgressProxy, host: string, port: number, timeoutMs: number): Promise<Socket> {
-  const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return new Promise((resolve, reject) => {
-    const secure = proxy.url.protocol === 'https:';
-    const req = (secure ? https : http).request({
-      host: proxy.url.hostname.replace(/^\[|\]$/g, ''),
-      port: proxy.url.port || (secure ? 443 : 80),
-      method: 'CONNECT',
-      path: authority,
-      headers: { host: authority, ...(proxy.authorization ? { 'proxy-authorization': proxy.authorization } : {}) },
-      agent: false,
-    });
-    const timer = setTimeout(
-      () => req.destroy(new ProxyError(proxy.display, authority, `did not answer within ${timeoutMs} ms (timeouts.connectMs)`)),
-      timeoutMs,
-    );
-    timer.unref();
-    req.once('connect', (res: http.IncomingMessage, socket: Socket, head: Buffer) => {
-      clearTimeout(timer);
-      if (res.statusCode !== 200) {
-        socket.destroy();
-        const reason = res.statusCode === 407 ? ' (proxy authentication required: put user:password in the proxy URL)' : '';
-        reject(new ProxyError(proxy.display, authority, `answered ${res.statusCode}${reason}`));
-        return;
-      }
-      if (head.length > 0) socket.unshift(head);
-      resolve(socket);
-    });
-    req.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(err instanceof ProxyError ? err : new ProxyError(proxy.display, authority, `could not be reached (${err.code ?? err.message})`, { cause: err }));
-    });
-    req.end();
   });
 }
 

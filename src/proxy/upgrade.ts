@@ -1,17 +1,15 @@
 import http, { type IncomingMessage, STATUS_CODES } from 'node:http';
 import https from 'node:https';
-import { isIP, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect as connectTls } from 'node:tls';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
 import { GatewayError, rawGatewayError, toGatewayError, UpstreamTimeoutError } from '../errors.js';
 import type { Route } from '../routing/route-table.js';
-import { trustWithCaFile } from '../security/ca-trust.js';
 import { authHeaders } from './auth-headers.js';
+import { connectUpstream } from './connector.js';
 import { isValidStatus, stripRequestHeaders } from './headers.js';
 import { responseHeaderPass } from './response-pass.js';
-import { openTunnel } from './transport.js';
 
 export interface UpgradeTarget {
   route: Route;
@@ -63,36 +61,33 @@ export async function forwardUpgrade(
   const tls = target.protocol === 'https:';
   const headers: http.OutgoingHttpHeaders = { ...req.headers, ...auth.headers, host: target.host };
   delete headers['content-length'];
-  const host = target.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(target.port) || (tls ? 443 : 80);
-  const secureContext = tls && route.config.caFile ? { secureContext: trustWithCaFile(route.config.caFile) } : {};
-  // Behind an egress proxy the upgrade goes through a CONNECT tunnel of its own, as every
-  // connection to the upstream does: the token travels inside TLS to the route's host only.
-  let tunnel: Socket | undefined;
-  if (route.proxy) {
-    try {
-      const raw = await openTunnel(route.proxy, host, port, timeouts.connectMs);
-      tunnel = tls ? connectTls({ socket: raw, ...(isIP(host) ? {} : { servername: host }), ...secureContext }) : raw;
-    } catch (err) {
-      const gatewayError = toGatewayError(err, target.origin);
-      onAnswer(gatewayError.status, gatewayError);
-      if (!socket.destroyed) socket.end(rawGatewayError(gatewayError));
-      return;
-    }
-    if (socket.destroyed) {
-      tunnel.destroy();
-      return;
-    }
+  // Every connection to the upstream is opened by the one connector (through the egress proxy's
+  // CONNECT tunnel when there is one: the token travels inside TLS to the route's host only).
+  let upstreamSocket: Socket;
+  try {
+    upstreamSocket = await connectUpstream(target, {
+      timeoutMs: timeouts.connectMs,
+      ...(route.config.caFile ? { caFile: route.config.caFile } : {}),
+      ...(route.proxy ? { proxy: route.proxy } : {}),
+    });
+  } catch (err) {
+    const gatewayError = toGatewayError(err, target.origin, timeouts);
+    onAnswer(gatewayError.status, gatewayError);
+    if (!socket.destroyed) socket.end(rawGatewayError(gatewayError));
+    return;
+  }
+  if (socket.destroyed) {
+    upstreamSocket.destroy();
+    return;
   }
   const options: https.RequestOptions = {
-    host,
-    port,
+    host: target.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(target.port) || (tls ? 443 : 80),
     path: upstreamPath,
     method: 'GET',
     headers,
-    ...secureContext,
-    // Node uses createConnection only when no agent is given at all; either way, no pool.
-    ...(tunnel ? { createConnection: () => tunnel } : { agent: false }),
+    // Node uses createConnection only when no agent is given at all: a connection of its own, never pooled.
+    createConnection: () => upstreamSocket,
   };
   let answered = false;
   const fail = (err: unknown) => {
@@ -106,7 +101,8 @@ export async function forwardUpgrade(
     socket.end(rawGatewayError(gatewayError));
   };
   const proxyReq = (tls ? https : http).request(options);
-  armTimeouts(proxyReq, tls, timeouts, tunnel === undefined);
+  // The connection is open (connectUpstream bounds TCP, tunnel and TLS): what is left is the answer.
+  proxyReq.setTimeout(timeouts.headersMs, () => proxyReq.destroy(new UpstreamTimeoutError('headers', timeouts.headersMs)));
   proxyReq.on('error', fail);
   socket.once('close', () => proxyReq.destroy());
   proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => {
@@ -162,19 +158,4 @@ function responseHead(status: number, rawHeaders: string[], route: Route, prefix
   }
   if (close) text += 'connection: close\r\n';
   return `${text}\r\n`;
-}
-
-function armTimeouts(proxyReq: http.ClientRequest, tls: boolean, timeouts: Timeouts, connecting: boolean): void {
-  // A tunnel is connected already (openTunnel bounds the CONNECT; the overall bound below, the TLS).
-  if (connecting)
-    proxyReq.once('socket', (socket: Socket) => {
-      const timer = setTimeout(() => proxyReq.destroy(new UpstreamTimeoutError('connect', timeouts.connectMs)), timeouts.connectMs);
-      timer.unref();
-      const clear = () => clearTimeout(timer);
-      socket.once(tls ? 'secureConnect' : 'connect', clear);
-      socket.once('close', clear);
-    });
-  proxyReq.setTimeout(timeouts.connectMs + timeouts.headersMs, () => {
-    proxyReq.destroy(new UpstreamTimeoutError('headers', timeouts.headersMs));
-  });
 }

@@ -34,15 +34,14 @@
  * (test/spark/flow-control.test.ts holds a 128 MiB stream back with it).
  */
 import http2, { constants } from 'node:http2';
-import { isIP, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import tls from 'node:tls';
-import { errorMessage, GatewayError } from '../errors.js';
+import type { TLSSocket } from 'node:tls';
+import { errorMessage, GatewayError, toGatewayError } from '../errors.js';
 import type { AuthHeaders } from '../proxy/auth-headers.js';
+import { connectUpstream } from '../proxy/connector.js';
 import type { EgressProxy } from '../proxy/egress-proxy.js';
 import { isGatewayOnlyHeader, isHopByHop } from '../proxy/headers.js';
-import { openTunnel } from '../proxy/transport.js';
-import { trustWithCaFile } from '../security/ca-trust.js';
 import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
 import { decodeGrpcMessage, GrpcStatus, parseGrpcStatus, statusForHttp2Error, statusForHttpStatus, statusTrailers } from './grpc-status.js';
 
@@ -249,11 +248,8 @@ function tally<K>() {
 
 export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: (call: SparkCall) => void): SparkConnectForwarder {
   if (target.upstream.protocol !== 'https:') throw new TypeError(`Spark Connect upstream ${target.upstream.origin}: only https:// is supported`);
-  const host = target.upstream.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(target.upstream.port || 443);
   /** URL.host leaves out the default port, as :authority should (RFC 9113 section 8.3.1). */
   const authority = target.upstream.host;
-  const secureContext = target.caFile ? trustWithCaFile(target.caFile) : undefined;
 
   /** Every upstream session, with its open streams and idle timer. */
   const sessions = new Map<http2.ClientHttp2Session, { streams: number; idle?: NodeJS.Timeout }>();
@@ -267,6 +263,13 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
   const cancelsByKey = new Map<string, Budget>();
   /** retire()'s waiters, told when the last session has closed. */
   const emptied: Array<() => void> = [];
+  /** Connections being opened for sessions (not in `sessions` until TLS is up). */
+  let connecting = 0;
+
+  /** Tells retire()'s waiters once no session is open or being connected. */
+  function notifyIfEmpty(): void {
+    if (sessions.size === 0 && connecting === 0) for (const done of emptied.splice(0)) done();
+  }
 
   /** With no stream left: a retired session closes now, another after idleTimeoutMs. */
   function whenIdle(session: http2.ClientHttp2Session): void {
@@ -280,26 +283,33 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     state.idle = setTimeout(() => session.close(), target.idleTimeoutMs ?? IDLE_TIMEOUT_MS).unref();
   }
 
-  /** A new session, resolved once TLS is up and h2 negotiated, within connectTimeoutMs. */
+  /** A new session, resolved once TLS is up and h2 negotiated (TCP, tunnel and TLS within connectTimeoutMs). */
   async function connect(): Promise<http2.ClientHttp2Session> {
-    const deadline = Date.now() + target.connectTimeoutMs;
-    const tlsOptions: tls.ConnectionOptions = {
-      // SNI takes host names only (RFC 6066 section 3); Node checks the certificate against `host` either way.
-      ...(isIP(host) ? {} : { servername: host }),
-      ALPNProtocols: ['h2'],
-      ...(secureContext ? { secureContext } : {}),
-    };
-    let tunnel: Socket | undefined;
-    if (target.proxy) {
-      tunnel = await openTunnel(target.proxy, host, port, target.connectTimeoutMs);
-      if (closed) {
-        tunnel.destroy();
-        throw new Error('the forwarder is closed');
-      }
+    let socket: Socket;
+    connecting++;
+    try {
+      socket = await connectUpstream(target.upstream, {
+        timeoutMs: target.connectTimeoutMs,
+        alpn: ['h2'],
+        ...(target.caFile ? { caFile: target.caFile } : {}),
+        ...(target.proxy ? { proxy: target.proxy } : {}),
+      });
+    } finally {
+      connecting--;
+      // A failed connect may have been the last thing retire() waited for.
+      queueMicrotask(notifyIfEmpty);
+    }
+    if (closed) {
+      socket.destroy();
+      throw new Error('the forwarder is closed');
+    }
+    const alpn = (socket as TLSSocket).alpnProtocol;
+    if (alpn !== 'h2') {
+      socket.destroy();
+      throw new Error(`it did not agree to HTTP/2 (ALPN: ${alpn || 'none'})`);
     }
     const session = http2.connect(target.upstream.origin, {
-      ...tlsOptions,
-      ...(tunnel ? { createConnection: () => tls.connect({ ...tlsOptions, host, socket: tunnel }) } : {}),
+      createConnection: () => socket,
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
     });
     sessions.set(session, { streams: 0 });
@@ -307,29 +317,16 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
     session.once('close', () => {
       clearTimeout(sessions.get(session)?.idle);
       sessions.delete(session);
-      if (sessions.size === 0) for (const done of emptied.splice(0)) done();
+      notifyIfEmpty();
     });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => session.destroy(new Error(`no TLS session within ${target.connectTimeoutMs} ms`)), Math.max(deadline - Date.now(), 0));
       session.once('connect', () => {
-        clearTimeout(timer);
-        if (session.alpnProtocol !== 'h2') {
-          session.destroy();
-          reject(new Error(`it did not agree to HTTP/2 (ALPN: ${session.alpnProtocol || 'none'})`));
-          return;
-        }
         session.setLocalWindowSize(SESSION_WINDOW);
         if (!retired) whenIdle(session); // a retired one is for a call about to start
         resolve(session);
       });
-      session.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      session.once('close', () => {
-        clearTimeout(timer);
-        reject(new Error('the connection closed during the handshake'));
-      });
+      session.once('error', reject);
+      session.once('close', () => reject(new Error('the connection closed during the handshake')));
     });
   }
 
@@ -364,7 +361,8 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
       try {
         current = await session();
       } catch (err) {
-        throw new Unreachable(`could not reach ${authority}: ${describe(err)}`);
+        // The connector's failures read as the HTTP door's do (the socket's own error, the connect timeout, the proxy's answer).
+        throw new Unreachable(toGatewayError(err, authority).message);
       }
       if (!wanted()) {
         whenIdle(current);
@@ -751,7 +749,7 @@ export function createSparkConnectForwarder(target: SparkConnectTarget, onCall: 
         if (s.connecting) s.once('connect', () => whenIdle(s));
         else s.close(); // Node: open streams finish, then it closes
       }
-      return sessions.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => emptied.push(resolve));
+      return sessions.size === 0 && connecting === 0 ? Promise.resolve() : new Promise<void>((resolve) => emptied.push(resolve));
     },
     close() {
       closed = true;
