@@ -11,8 +11,11 @@
  *     Percent-Byte-Unencoded -> 1*( %x20-%x24 / %x26-%x7E ) ; space and VCHAR, except %
  *     Percent-Byte-Encoded   -> "%" 2HEXDIGIT ; 0-9 A-F
  *   of the message's UTF-8 bytes.
+ * - What the gateway's own refusals are called in gRPC: statuscodes.md's definitions (and
+ *   http-grpc-status-mapping.md where an HTTP status has one).
  */
 import { constants } from 'node:http2';
+import type { GatewayError, GatewayErrorCode } from '../errors.js';
 
 export const GrpcStatus = {
   OK: 0,
@@ -115,4 +118,29 @@ export function parseGrpcStatus(value: string | string[] | undefined): number | 
 /** A call's status as trailer fields (or the status part of a Trailers-Only answer). */
 export function statusTrailers(code: number, message: string): Record<string, string> {
   return { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+}
+
+/** Each gateway error as the gRPC status a Spark Connect client gets for it (statuscodes.md). */
+const STATUS_FOR_GATEWAY_ERROR: Record<GatewayErrorCode, number> = {
+  GATEWAY_BAD_REQUEST: GrpcStatus.INVALID_ARGUMENT,
+  GATEWAY_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  GATEWAY_FORBIDDEN: GrpcStatus.PERMISSION_DENIED,
+  // Not a Spark Connect method: as a gRPC server answers a method it does not have (404 -> UNIMPLEMENTED).
+  GATEWAY_ROUTE_NOT_FOUND: GrpcStatus.UNIMPLEMENTED,
+  GATEWAY_METHOD_NOT_ALLOWED: GrpcStatus.UNIMPLEMENTED,
+  GATEWAY_HEADERS_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+  GATEWAY_RATE_LIMITED: GrpcStatus.RESOURCE_EXHAUSTED,
+  GATEWAY_INTERNAL_ERROR: GrpcStatus.INTERNAL,
+  GATEWAY_UPSTREAM_UNREACHABLE: GrpcStatus.UNAVAILABLE,
+  // No token: the caller's credentials are what is missing, as the HTTP door's 401-like hint says.
+  GATEWAY_TOKEN_UNAVAILABLE: GrpcStatus.UNAUTHENTICATED,
+  // Calls in flight over a bound: "some resource has been exhausted, perhaps a per-user quota".
+  GATEWAY_OVERLOADED: GrpcStatus.RESOURCE_EXHAUSTED,
+  // The gateway gave up on a call with no data either way: retryable, not the client's deadline.
+  GATEWAY_UPSTREAM_TIMEOUT: GrpcStatus.UNAVAILABLE,
+};
+
+/** The one mapping from a gateway error to the status a call ends with. */
+export function grpcStatusForGatewayError(err: GatewayError): number {
+  return STATUS_FOR_GATEWAY_ERROR[err.code];
 }
