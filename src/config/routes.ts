@@ -156,7 +156,7 @@ function buildFileRoute(
     ...policySettings(route, field, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
     ...sparkConnectSetting(route, upstream, kind, field, problems),
-    ...postgresSetting(route, upstream, kind, field, problems),
+    ...postgresSetting(route, kind, field, problems),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...proxySetting(route, field, problems),
     ...(azureResourceId !== undefined ? { azureResourceId } : {}),
@@ -212,7 +212,7 @@ const ENDPOINT_PATTERN = /^projects\/[^/]+\/branches\/[^/]+\/endpoints\/[^/]+$/;
  * `postgres: { port, endpoint | instance, host?, database?, user? }`: the credential is minted with
  * the workspace token, so the route must be a workspace route.
  */
-function postgresSetting(route: FileRoute, upstream: URL, kind: RouteConfig['kind'], field: string, problems: string[]): Pick<RouteConfig, 'postgres'> {
+function postgresSetting(route: FileRoute, kind: RouteConfig['kind'], field: string, problems: string[]): Pick<RouteConfig, 'postgres'> {
   const pg = route.postgres;
   if (pg === undefined) return {};
   const where = `${field}.postgres`;
@@ -228,7 +228,6 @@ function postgresSetting(route: FileRoute, upstream: URL, kind: RouteConfig['kin
   if (pg.host !== undefined && !/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(pg.host)) {
     problems.push(`${where}.host: "${pg.host}" is not HOST or HOST:PORT; use the endpoint's host, e.g. ep-example.database.azuredatabricks.net`);
   }
-  void upstream;
   return {
     postgres: {
       port: pg.port,

@@ -8,7 +8,7 @@ import { errorMessage, GatewayError } from '../errors.js';
 import type { EgressProxy } from '../proxy/egress-proxy.js';
 import type { Route } from '../routing/route-table.js';
 import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
-import { discoverServer, loginUser, type ServerAddress } from './credential.js';
+import type { ServerAddress } from './credential.js';
 import { postgresErrorFor } from './errors.js';
 import { type RelayCounts, relayBoth, ServerMessageTracker } from './relay.js';
 import { loginUpstream, openServerTls } from './upstream-login.js';
@@ -371,5 +371,3 @@ function proxyOption(proxy: EgressProxy | undefined): { proxy?: EgressProxy } {
 function caOption(door: PostgresDoor): { caFile?: string } {
   return door.route.config.caFile ? { caFile: door.route.config.caFile } : {};
 }
-
-export { discoverServer, loginUser };

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { escapeControl } from '../observability/terminal-text.js';
 
 // PostgreSQL frontend/backend protocol v3 framing, for the parts the gateway reads itself: the
 // client's first packets (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage, a password)
@@ -157,15 +158,10 @@ export interface PgErrorFields {
  * Text is made printable: a client shows it on a terminal.
  */
 export function errorResponse({ severity, code, message: text, hint }: PgErrorFields): Buffer {
-  const field = (tag: string, value: string) => Buffer.from(`${tag}${printable(value)}\0`);
+  // NUL would end the field early; control characters would reach the client's terminal.
+  const field = (tag: string, value: string) => Buffer.from(`${tag}${escapeControl(value)}\0`);
   return message(
     'E',
     Buffer.concat([field('S', severity), field('V', severity), field('C', code), field('M', text), ...(hint ? [field('H', hint)] : []), Buffer.from([0])]),
   );
-}
-
-/** Control characters and NUL (which would end the field) shown as \xNN. */
-function printable(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
