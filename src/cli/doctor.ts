@@ -1,15 +1,17 @@
 import type { CliFlags } from '../config/types.js';
 import { printErr, printOut } from './output.js';
-import { controlRequest, fallBackToConfig, runningOrReport } from './running.js';
+import { controlRequest, fallBackToConfig, runningOrReport, useRouteFlags } from './running.js';
 import { createCore, load } from './shared.js';
 
 /**
  * Per route: where it came from, which credential and why, the token and its expiry, whether the
  * upstream answers and accepts it (SCIM Me, which also says who the token belongs to), and the
- * clock skew. A table on stdout; exit 0 only when every check of every route passes.
+ * clock skew. A table on stdout; exit 0 only when every check of every route passes. The running
+ * gateway's routes, checked by it; with route flags (and no --url), the routes they make.
  */
 export async function doctor(flags: CliFlags, url?: string): Promise<number> {
-  const running = await runningOrReport(url);
+  const flagsUsed = await useRouteFlags(flags, url, 'checking the routes');
+  const running = flagsUsed ? undefined : await runningOrReport(url);
   if (running === null) return 2;
   if (running) {
     // The routes the running gateway actually serves, checked by it.
@@ -25,7 +27,7 @@ export async function doctor(flags: CliFlags, url?: string): Promise<number> {
     printOut(body.text ?? '');
     return body.ok ? 0 : 1;
   }
-  if (!fallBackToConfig(url, 'checking the configuration directly')) return 1;
+  if (!flagsUsed && !fallBackToConfig(url, 'checking the configuration directly')) return 1;
   const config = await load(flags);
   const core = config && (await createCore(config));
   if (!core) return 2;

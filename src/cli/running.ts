@@ -1,23 +1,29 @@
 import { readFileSync } from 'node:fs';
+import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import type { FoundRunFile } from '../local/run-file.js';
+import type { StatusData } from '../local/status-page.js';
 import { printErr } from './output.js';
 
 /** A gateway's control answers are small JSON; more than this is not one of them. */
 const MAX_CONTROL_ANSWER_BYTES = 16 * 1024 * 1024;
 
-/** The running gateway of this user (its run file), by URL or the only one; undefined if none. */
+/**
+ * The running gateway of this user (its run file), by URL or the only one; undefined if none.
+ * Several running and no URL is an error listing them: which one was meant cannot be guessed.
+ */
 export async function findRunning(url: string | undefined): Promise<FoundRunFile | undefined> {
-  const [{ configDir }, { runDir, runningGateways }] = await Promise.all([import('../config/paths.js'), import('../local/run-file.js')]);
-  const dir = configDir(process.env);
-  if (!dir) return undefined;
-  const found = runningGateways(runDir(dir), url);
+  const found = await runningList(url);
   if (found.length > 1 && url === undefined) {
-    const preferred = found.find((r) => /:8080$/.test(r.url));
-    if (preferred) return preferred;
     throw new Error(`several gateways are running (${found.map((r) => r.url).join(', ')}); pick one with --url`);
   }
   return found[0];
+}
+
+async function runningList(url: string | undefined): Promise<FoundRunFile[]> {
+  const [{ configDir }, { runDir, runningGateways }] = await Promise.all([import('../config/paths.js'), import('../local/run-file.js')]);
+  const dir = configDir(process.env);
+  return dir ? runningGateways(runDir(dir), url) : [];
 }
 
 /** findRunning, with an ambiguous choice (several gateways, no --url) said on stderr: null then. */
@@ -28,6 +34,85 @@ export async function runningOrReport(url: string | undefined): Promise<FoundRun
     printErr(`dbx-gateway: ${errorMessage(err)}\n`);
     return null;
   }
+}
+
+/** What `/-/status` answers: the status page's data and the pid. */
+export type RunningStatus = StatusData & { pid: number };
+
+/** A running gateway that serves a route, with its status (which has the route's ports). */
+export interface ServingGateway {
+  run: FoundRunFile;
+  status: RunningStatus;
+}
+
+/**
+ * The running gateway that serves route `name`: the one --url names, else the only one of this
+ * user's running gateways whose routes include it (each asked for its status, HMAC-proved).
+ *   { found }              one serves it; stderr says which one answers
+ *   { none: why }          none runs, or none serves it (why says which run and what they serve)
+ *   { failed: exit code }  several serve it (listed, with "pick one with --url"; 2), or none of
+ *                          those that answered does while one did not answer verifiably (said by
+ *                          controlRequest; 1)
+ */
+export async function findServing(url: string | undefined, name: string): Promise<{ found: ServingGateway } | { none: string } | { failed: number }> {
+  const runs = await runningList(url);
+  if (runs.length === 0) return { none: url ? `no running gateway at ${url}` : 'no gateway is running' };
+  const answers = await Promise.all(
+    runs.map(async (run) => {
+      const res = await controlRequest(run, 'GET', '/-/status');
+      return res?.status === 200 ? { run, status: JSON.parse(res.body) as RunningStatus } : undefined;
+    }),
+  );
+  const live = answers.filter((a) => a !== undefined);
+  if (url !== undefined) return live[0] ? { found: live[0] } : { failed: 1 };
+  const serving = live.filter((a) => a.status.routes.some((r) => r.name === name));
+  if (serving.length > 1) {
+    printErr(`dbx-gateway: route ${name} is served by ${serving.length} running gateways: ${serving.map((s) => s.run.url).join(', ')}; pick one with --url\n`);
+    return { failed: 2 };
+  }
+  if (serving[0]) {
+    printErr(`dbx-gateway: route ${name}: the gateway running at ${serving[0].run.url} answers\n`);
+    return { found: serving[0] };
+  }
+  // A gateway that did not answer verifiably (said above) may be the one that serves it.
+  if (live.length < runs.length) return { failed: 1 };
+  const what = live.map((a) => `${a.run.url} serves ${a.status.routes.map((r) => r.name).join(', ') || 'no route'}`).join('; ');
+  return { none: `no running gateway serves route ${name}${what ? ` (${what})` : ''}` };
+}
+
+const ROUTE_FLAGS = {
+  config: '--config',
+  workspace: '--workspace',
+  account: '--account',
+  credential: '--credential',
+  profile: '--profile',
+  noProfiles: '--no-profiles',
+} as const satisfies Partial<Record<keyof CliFlags, string>>;
+
+/** The route flags a command was given (--config, --workspace, ...), as the user typed their names. */
+export function routeFlagsGiven(flags: CliFlags): string[] {
+  return Object.entries(ROUTE_FLAGS)
+    .filter(([key]) => flags[key as keyof CliFlags] !== undefined)
+    .map(([, flag]) => flag);
+}
+
+/**
+ * With route flags and no --url, `token`, `doctor` and `env` read the configuration those flags
+ * make, not a running gateway (the flags say which routes are meant); stderr says so, naming the
+ * gateways that were not asked. Returns whether that applies.
+ */
+export async function useRouteFlags(flags: CliFlags, url: string | undefined, doing: string): Promise<boolean> {
+  const given = routeFlagsGiven(flags);
+  if (given.length === 0) return false;
+  if (url !== undefined) {
+    printErr(`dbx-gateway: ${given.join(', ')} not used: --url ${url} names the gateway that answers\n`);
+    return false;
+  }
+  const running = (await runningList(undefined)).map((r) => r.url);
+  const skipped =
+    running.length > 0 ? `, not the running gateway${running.length > 1 ? 's' : ''} at ${running.join(', ')} (drop the flags or pass --url to ask one)` : '';
+  printErr(`dbx-gateway: ${given.join(', ')} given, so ${doing} from the flags${skipped}\n`);
+  return true;
 }
 
 /**

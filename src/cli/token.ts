@@ -2,13 +2,14 @@ import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { type TokenJson, tokenJson } from '../local/token-json.js';
 import { printErr } from './output.js';
-import { controlRequest, fallBackToConfig, runningOrReport } from './running.js';
+import { controlRequest, findServing, useRouteFlags } from './running.js';
 import { load } from './shared.js';
 import { formatToken, TOKEN_OUTPUTS, type TokenOutput, UnsafeValueError } from './token-output.js';
 
 /**
- * `token NAME`: the token the running gateway holds (its run file; no second az or CLI call), or,
- * with no gateway running, one from the configuration itself (said on stderr). Printed as JSON, as
+ * `token NAME`: the token held by the running gateway that serves NAME (its run file; no second az
+ * or CLI call), or, with none serving it or with route flags, one from the configuration itself
+ * (stderr says which answered). Printed as JSON, as
  * shell exports (env, powershell, cmd), or bare (raw, like `az ... --query accessToken -o tsv`).
  */
 export async function printToken(flags: CliFlags, name: string | undefined, output: string, url: string | undefined): Promise<number> {
@@ -20,18 +21,25 @@ export async function printToken(flags: CliFlags, name: string | undefined, outp
     printErr(`dbx-gateway: --output ${output}: use one of ${TOKEN_OUTPUTS.join(', ')}\n`);
     return 2;
   }
-  const running = await runningOrReport(url);
-  if (running === null) return 2;
-  if (running) {
-    const res = await controlRequest(running, 'GET', `/-/token/${encodeURIComponent(name)}`);
-    if (!res) return 1;
-    if (res.status !== 200) {
-      printErr(`dbx-gateway: ${running.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
-      return res.status === 404 ? 2 : 1;
+  if (!(await useRouteFlags(flags, url, 'fetching the token'))) {
+    const serving = await findServing(url, name);
+    if ('failed' in serving) return serving.failed;
+    if ('found' in serving) {
+      const { run } = serving.found;
+      const res = await controlRequest(run, 'GET', `/-/token/${encodeURIComponent(name)}`);
+      if (!res) return 1;
+      if (res.status !== 200) {
+        printErr(`dbx-gateway: ${run.url}: ${(JSON.parse(res.body) as { message?: string }).message ?? res.body}\n`);
+        return res.status === 404 ? 2 : 1;
+      }
+      return printFormatted(JSON.parse(res.body) as TokenJson, output as TokenOutput);
     }
-    return printFormatted(JSON.parse(res.body) as TokenJson, output as TokenOutput);
+    if (url) {
+      printErr(`dbx-gateway: ${serving.none}\n`);
+      return 1;
+    }
+    printErr(`dbx-gateway: ${serving.none}: fetching the token from the configuration directly\n`);
   }
-  if (!fallBackToConfig(url, 'fetching the token from the configuration directly')) return 1;
   const config = await load(flags);
   if (!config) return 2;
   const route = config.routes.find((r) => r.name === name);
