@@ -60,10 +60,8 @@ describe('several running gateways: the one that serves the route answers', () =
     assert.match(res.stderr, /--no-profiles given, so fetching the token from the flags/);
     const plain = await runCli(['token', 'gamma'], env);
     assert.equal(plain.status, 2);
-    assert.match(
-      plain.stderr,
-      new RegExp(`no running gateway serves route gamma \\(${literal(first.url)} serves alpha, shared; ${literal(second.url)} serves beta, shared\\)`),
-    );
+    assert.match(plain.stderr, /no running gateway serves route gamma \(/);
+    assert.ok(plain.stderr.includes(`${first.url} serves alpha, shared`) && plain.stderr.includes(`${second.url} serves beta, shared`), plain.stderr);
     assert.match(plain.stderr, /fetching the token from the configuration directly/);
     assert.match(plain.stderr, /no route named gamma/);
   });
