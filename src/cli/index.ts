@@ -68,7 +68,7 @@ Examples:
     false,
   )
     .option('-o, --output <format>', 'json, env, raw, powershell or cmd', 'json')
-    .option('--url <url>', 'the running gateway to ask (default: the one found in its run file)')
+    .option('--url <url>', 'the running gateway to ask (default: the one that serves NAME)')
     .addHelpText(
       'after',
       `
@@ -79,6 +79,32 @@ Examples:
     )
     .action((name: string, o: ConfigOptions & { output: string; url?: string }) => {
       result.code = import('./token.js').then((m) => m.printToken(toFlags(o), name, o.output, o.url));
+    });
+  withConfigOptions(
+    program
+      .command('env')
+      .argument('<name>', 'the route')
+      .description("print the environment that points the Databricks CLI, Terraform, SDKs, Spark Connect and psql at route NAME's gateway"),
+    false,
+  )
+    .option('--shell <shell>', 'bash (any POSIX sh, Git Bash), powershell, cmd or fish; default: bash, on Windows powershell (bash under Git Bash)')
+    .option('--url <url>', 'the running gateway to ask (default: the one that serves NAME)')
+    .addHelpText(
+      'after',
+      `
+DATABRICKS_HOST is the route's own port (else its /ws/NAME URL), with DATABRICKS_AUTH_TYPE=pat and a
+placeholder DATABRICKS_TOKEN the gateway replaces (with inbound keys: set it to your key), or the
+metadata-service pair when --metadata-service is on; SPARK_REMOTE and PGHOST/PGPORT when the route
+has those ports. The ports are the running gateway's, else the configuration's.
+
+Examples:
+  eval "$(dbx-gateway env prod)"                                  # bash, zsh, Git Bash
+  dbx-gateway env prod --shell powershell | Invoke-Expression
+  dbx-gateway env prod --shell fish | source
+  FOR /F "delims=" %i IN ('dbx-gateway env prod --shell cmd') DO %i`,
+    )
+    .action((name: string, o: ConfigOptions & { shell?: string; url?: string }) => {
+      result.code = import('./env.js').then((m) => m.printEnv(toFlags(o), name, o.shell, o.url));
     });
   withConfigOptions(
     program.command('doctor').description('per route: credential and why, token, upstream, identity, clock skew (of the running gateway if one runs)'),

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { CliFlags } from '../config/types.js';
 import { errorMessage } from '../errors.js';
+import type { ClientSetup } from '../local/control.js';
 import type { FoundRunFile } from '../local/run-file.js';
 import type { StatusData } from '../local/status-page.js';
 import { printErr } from './output.js';
@@ -36,8 +37,8 @@ export async function runningOrReport(url: string | undefined): Promise<FoundRun
   }
 }
 
-/** What `/-/status` answers: the status page's data and the pid. */
-export type RunningStatus = StatusData & { pid: number };
+/** What `/-/status` answers: the status page's data, the pid, and what `env` needs. */
+export type RunningStatus = StatusData & { pid: number; client_setup?: ClientSetup };
 
 /** A running gateway that serves a route, with its status (which has the route's ports). */
 export interface ServingGateway {

@@ -21,12 +21,13 @@ const NOT_PRINTABLE_ASCII = /[^\u0020-\u007e]/;
 /** cmd expands %VAR% (and !VAR! with delayed expansion) even inside quotes, and " ends the quotes. */
 const CMD_UNQUOTABLE = /["%!]/;
 
-function refuse(name: string, value: string, pattern: RegExp, output: string, why: string): void {
+/** `form` names the command's choice (`--output env`, `--shell fish`) in the refusal. */
+function refuse(name: string, value: string, pattern: RegExp, form: string, why: string): void {
   const found = pattern.exec(value);
   if (!found) return;
   const code = `U+${found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
   throw new UnsafeValueError(
-    `cannot print ${name} for --output ${output}: it has ${code} at position ${found.index + 1}, ${why}; nothing was printed (--output json prints any value safely)`,
+    `cannot print ${name} for ${form}: it has ${code} at position ${found.index + 1}, ${why}; nothing was printed${form.startsWith('--output') ? ' (--output json prints any value safely)' : ''}`,
   );
 }
 
@@ -35,9 +36,19 @@ function refuse(name: string, value: string, pattern: RegExp, output: string, wh
  * but the quote itself, which is written '\'' (POSIX.1-2017 XCU 2.2.2). Control characters are
  * refused: no token, host or account id has one, and they would reach the terminal.
  */
-export function assignPosix(name: string, value: string): string {
-  refuse(name, value, CONTROL, 'env', 'a control character');
+export function assignPosix(name: string, value: string, form = '--output env'): string {
+  refuse(name, value, CONTROL, form, 'a control character');
   return `export ${name}='${value.replace(/'/g, `'\\''`)}'\n`;
+}
+
+/**
+ * `set -gx NAME 'value'` for fish (`... | source`): inside single quotes fish reads \\ as \ and \' as
+ * ' and nothing else specially (fish-shell docs, "Quotes"), so both are written escaped. Control
+ * characters are refused as for POSIX shells.
+ */
+export function assignFish(name: string, value: string, form = '--shell fish'): string {
+  refuse(name, value, CONTROL, form, 'a control character');
+  return `set -gx ${name} '${value.replace(/[\\']/g, (c) => `\\${c}`)}'\n`;
 }
 
 /**
@@ -48,8 +59,8 @@ export function assignPosix(name: string, value: string): string {
  * bytes with [Console]::OutputEncoding, where in Windows-1252 the bytes 0x91-0x92 of a UTF-8
  * character read as U+2018-U+2019 and would end the string.
  */
-export function assignPowerShell(name: string, value: string): string {
-  refuse(name, value, NOT_PRINTABLE_ASCII, 'powershell', 'which PowerShell may not read back as written (only printable ASCII is printed)');
+export function assignPowerShell(name: string, value: string, form = '--output powershell'): string {
+  refuse(name, value, NOT_PRINTABLE_ASCII, form, 'which PowerShell may not read back as written (only printable ASCII is printed)');
   return `$env:${name} = '${value.replace(/['\u2018-\u201b]/g, (q) => q + q)}'\n`;
 }
 
@@ -61,9 +72,9 @@ export function assignPowerShell(name: string, value: string): string {
  * command), so values with them are refused, as is anything but printable ASCII (cmd reads the
  * output in the console's code page).
  */
-export function assignCmd(name: string, value: string): string {
-  refuse(name, value, NOT_PRINTABLE_ASCII, 'cmd', 'which cmd cannot take in set "NAME=value" (only printable ASCII is printed)');
-  refuse(name, value, CMD_UNQUOTABLE, 'cmd', 'which cmd expands or ends the quotes at in set "NAME=value"');
+export function assignCmd(name: string, value: string, form = '--output cmd'): string {
+  refuse(name, value, NOT_PRINTABLE_ASCII, form, 'which cmd cannot take in set "NAME=value" (only printable ASCII is printed)');
+  refuse(name, value, CMD_UNQUOTABLE, form, 'which cmd expands or ends the quotes at in set "NAME=value"');
   return `set "${name}=${value}"\n`;
 }
 
@@ -77,7 +88,7 @@ export function formatToken(token: TokenJson, output: TokenOutput): string {
   switch (output) {
     case 'raw':
       // For $(...) and a terminal alike: the bare token, which never has a control character.
-      refuse('DATABRICKS_TOKEN', token.access_token, CONTROL, 'raw', 'a control character');
+      refuse('DATABRICKS_TOKEN', token.access_token, CONTROL, '--output raw', 'a control character');
       return `${token.access_token}\n`;
     case 'env':
       // eval "$(dbx-gateway token prod --output env)"

@@ -17,6 +17,19 @@ export interface ReloadResult {
   routes: string[];
 }
 
+/**
+ * What `dbx-gateway env` needs beyond the status page's data (control answers only: the metadata
+ * path holds that service's secret, no more secret than the tokens /-/token hands to the same caller).
+ */
+export interface ClientSetup {
+  /** The address every listener binds (per-route, Spark Connect and Postgres ports). */
+  listen_host: string;
+  inbound_keys: boolean;
+  /** /metadata/SECRET and the routes it serves; absent when off, or with inbound keys (the key is the secret then). */
+  metadata_service?: { path: string; routes: string[] };
+  account_ids: Record<string, string>;
+}
+
 export interface ControlOptions {
   secret: string;
   /** Re-reads the configuration the gateway was started with and applies it (as SIGHUP does). */
@@ -29,6 +42,7 @@ export interface ControlOptions {
   status: () => StatusData;
   /** doctor's checks of the routes this gateway serves, run from inside it (its tokens, pools and proxies). */
   doctor: () => Promise<{ ok: boolean; text: string }>;
+  clientSetup?: () => ClientSetup;
 }
 
 /**
@@ -40,6 +54,7 @@ export interface ControlOptions {
  *   GET  /-/token/NAME    the token the gateway holds for route NAME (no second az call)
  *   GET  /-/doctor        doctor's checks of the routes this gateway serves
  *   GET  /-/status        the status page's data, with the process's pid (dbx-gateway status)
+ *                         and the client setup (dbx-gateway env)
  */
 export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: HttpBindings }> {
   const app = new Hono<{ Bindings: HttpBindings }>();
@@ -68,7 +83,11 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
     const { ok, text } = await options.doctor();
     return c.json({ ok, text, warnings: options.warnings() }, 200, { 'cache-control': 'no-store' });
   });
-  app.get('/-/status', (c) => c.json({ ...options.status(), pid: process.pid }, 200, { 'cache-control': 'no-store' }));
+  app.get('/-/status', (c) =>
+    c.json({ ...options.status(), pid: process.pid, ...(options.clientSetup ? { client_setup: options.clientSetup() } : {}) }, 200, {
+      'cache-control': 'no-store',
+    }),
+  );
   app.get('/-/token/:name', async (c) => {
     const name = c.req.param('name');
     const route = options.routes().routes.find((r) => r.name === name);

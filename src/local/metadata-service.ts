@@ -1,7 +1,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { TokenCache } from '../auth/token-cache.js';
-import type { InboundKey } from '../config/types.js';
+import type { InboundKey, RouteConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { Route, RouteTable } from '../routing/route-table.js';
 import { assertKeyMayUse, type KeyAuthenticator } from '../security/inbound-keys.js';
@@ -31,7 +31,11 @@ export interface MetadataServiceOptions {
  * policy (readOnly, allowMethods, denyPaths), so a route with one is served only when it opts in.
  */
 export function servesRoute(route: Route): boolean {
-  const c = route.config;
+  return servesRouteConfig(route.config);
+}
+
+/** servesRoute on a route's configuration (what `dbx-gateway env` reads without a running gateway). */
+export function servesRouteConfig(c: RouteConfig): boolean {
   const hasPolicy = c.readOnly || c.allowMethods !== undefined || (c.denyPaths?.length ?? 0) > 0;
   return !hasPolicy || c.metadataService === true;
 }

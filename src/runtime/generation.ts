@@ -4,6 +4,7 @@ import { getRequestListener } from '@hono/node-server';
 import type { GatewayConfig } from '../config/types.js';
 import { createApp } from '../local/app.js';
 import type { ControlOptions } from '../local/control.js';
+import { metadataRoutes } from '../local/metadata-service.js';
 import { statusJson } from '../local/status-page.js';
 import type { Logger } from '../observability/logger.js';
 import { databaseCredential, discoverServer, loginUser } from '../postgres/credential.js';
@@ -92,6 +93,14 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
             warnings: () => core.warnings,
             status: () => statusJson(status),
             doctor: async () => (await import('./diagnose.js')).doctorReport(core),
+            clientSetup: () => ({
+              listen_host: config.listen.host,
+              inbound_keys: config.inboundKeys.length > 0,
+              ...(config.metadataService && config.inboundKeys.length === 0
+                ? { metadata_service: { path: `/metadata/${config.metadataService.secret}`, routes: metadataRoutes(core.routes.routes).map((r) => r.name) } }
+                : {}),
+              account_ids: Object.fromEntries(core.routes.routes.flatMap((r) => (r.config.accountId ? [[r.name, r.config.accountId]] : []))),
+            }),
           },
         }
       : {}),

@@ -52,6 +52,9 @@ describe('several running gateways: the one that serves the route answers', () =
     const picked = await runCli(['token', 'shared', '-o', 'raw', '--url', second.url], env);
     assert.equal(picked.status, 0, picked.stderr);
     assert.equal(picked.stdout, 'dapi-shared-second\n');
+    const envBoth = await runCli(['env', 'shared'], env);
+    assert.equal(envBoth.status, 2);
+    assert.match(envBoth.stderr, /route shared is served by 2 running gateways/);
   });
 
   it('a route neither serves: says what each serves, then reads the configuration', async () => {
