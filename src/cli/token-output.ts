@@ -99,6 +99,13 @@ export function formatToken(token: TokenJson, output: TokenOutput): string {
     case 'cmd':
       return vars.map(([k, v]) => assignCmd(k, v)).join('');
     default:
-      return `${terminalJson({ access_token: token.access_token, token_type: 'Bearer', expires_on: token.expires_on })}\n`;
+      // `expiry` as `databricks auth token` prints it (Go's oauth2.Token: RFC 3339), for tools
+      // written against that; absent for a token that does not expire, as Go reads a zero expiry.
+      return `${terminalJson({
+        access_token: token.access_token,
+        token_type: 'Bearer',
+        ...(token.expires_on !== null ? { expiry: new Date(token.expires_on * 1000).toISOString().replace('.000Z', 'Z') } : {}),
+        expires_on: token.expires_on,
+      })}\n`;
   }
 }

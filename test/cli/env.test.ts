@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultShell, formatEnv, PLACEHOLDER_TOKEN, type RouteAccess, routeEnv } from '../../src/cli/env.js';
+import { formatToken } from '../../src/cli/token-output.js';
 import { BIN, NO_TOOLS_PATH, runCli } from '../helpers/cli.js';
 import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.js';
 import { request } from '../helpers/http.js';
@@ -101,6 +102,11 @@ describe('env: the variables per route', () => {
     assert.equal(formatEnv([['X', 'a\\b']], 'fish'), `set -gx X 'a\\\\b'\n`);
     assert.equal(formatEnv(vars.slice(0, 1), 'cmd'), 'set "DATABRICKS_HOST=http://127.0.0.1:8081"\n');
     assert.throws(() => formatEnv([['X', '50%']], 'cmd'), /cannot print X for --shell cmd: it has U\+0025/);
+  });
+
+  it('token --output json: expiry in RFC 3339 (as databricks auth token prints it) next to expires_on', () => {
+    const json = JSON.parse(formatToken({ access_token: 't', token_type: 'Bearer', expires_on: 1_700_000_000, host: 'https://h' }, 'json'));
+    assert.deepEqual(json, { access_token: 't', token_type: 'Bearer', expiry: '2023-11-14T22:13:20Z', expires_on: 1_700_000_000 });
   });
 
   it('defaults to bash, on Windows to powershell unless Git Bash (MSYSTEM)', () => {
