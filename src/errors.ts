@@ -225,6 +225,26 @@ export class ConfigError extends Error {
     readonly problems: string[],
     readonly file?: string,
   ) {
-    super(`invalid configuration${file ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    super(describeProblems(problems, file));
   }
+}
+
+/**
+ * A problem that names a flag (`--port: ...`), an environment variable (`DBX_GATEWAY_PORT: ...`)
+ * or another file (~/.databrickscfg, by its path) is not the config file's: the file is named
+ * only above the problems that are its own, so a fine file is never blamed.
+ */
+function isOutsideFile(problem: string, file: string): boolean {
+  if (problem.startsWith(file)) return false;
+  return /^(--[a-z]|(DBX_GATEWAY|DATABRICKS)_[A-Z_]*\b|cannot read the Databricks config file|[/\\]|[A-Za-z]:[/\\])/.test(problem);
+}
+
+function describeProblems(problems: string[], file: string | undefined): string {
+  // A problem's own continuation lines are indented for the top level ("\n  "): deeper lists shift them.
+  const list = (items: string[], indent: string) => items.map((p) => `${indent}${p.replace(/\n/g, `\n${indent.slice(2)}`)}`).join('\n');
+  const inFile = file ? problems.filter((p) => !isOutsideFile(p, file)) : [];
+  if (!file || inFile.length === 0) return `invalid configuration:\n${list(problems, '  ')}`;
+  if (inFile.length === problems.length) return `invalid configuration (${file}):\n${list(problems, '  ')}`;
+  const outside = problems.filter((p) => isOutsideFile(p, file));
+  return `invalid configuration:\n  in ${file}:\n${list(inFile, '    ')}\n${list(outside, '  ')}`;
 }

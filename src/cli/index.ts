@@ -164,13 +164,12 @@ Examples:
     .action((o: { url?: string }) => {
       result.code = import('./reload.js').then((m) => m.reloadCommand(o.url));
     });
-  program
-    .command('config')
-    .description('check a configuration without serving')
-    .argument('<action>', 'check')
-    .option('--config <file>', 'the config file (else DBX_GATEWAY_CONFIG, else ./dbx-gateway.yaml)')
-    .option('--no-profiles', 'skip the ~/.databrickscfg profiles')
-    .addHelpText('after', '\nExample:\n  dbx-gateway config check --config team.yaml   # exit 0 when valid; every problem at once otherwise')
+  // The same options as serve: `config check` checks exactly what `serve` with them would serve.
+  withConfigOptions(program.command('config').description('check a configuration without serving').argument('<action>', 'check'))
+    .addHelpText(
+      'after',
+      '\nExamples:\n  dbx-gateway config check --config team.yaml   # exit 0 when valid; every problem at once otherwise\n  dbx-gateway config check --workspace prod=https://adb-1234567890123456.7.azuredatabricks.net --port 8090',
+    )
     .action((action: string, o: ConfigOptions) => {
       result.code = import('./config.js').then((m) => m.configCommand(action, toFlags(o)));
     });

@@ -33,28 +33,27 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const configFile = findConfigFile(flags, env, cwd, problems);
   const envValues = new EnvValues();
   const file = configFile ? readConfigFile(configFile, env, problems, envValues) : {};
-  const defaultCredential = toCredentialSpec(
-    flags.credential ?? file.credential ?? 'default',
-    flags.credential !== undefined ? '--credential' : 'credential',
-    problems,
-  );
+  const credentialField = flags.credential !== undefined ? '--credential' : 'credential';
+  const defaultCredential = toCredentialSpec(flags.credential ?? file.credential ?? 'default', credentialField, problems);
   const profiles = wantsProfiles(flags, file, env) ? readProfiles(env, problems) : undefined;
   const routes = assembleRoutes({ flags, file, env, configFile, profiles, defaultCredential }, problems, warnings);
 
   const host = flags.host ?? env.DBX_GATEWAY_HOST ?? file.listen?.host ?? DEFAULT_LISTEN.host;
+  const hostField = flags.host !== undefined ? '--host' : env.DBX_GATEWAY_HOST !== undefined ? 'DBX_GATEWAY_HOST' : 'listen.host';
   const portText = flags.port ?? env.DBX_GATEWAY_PORT;
-  const port = portText === undefined ? (file.listen?.port ?? DEFAULT_LISTEN.port) : parsePort(portText, problems);
-  checkPortClashes([...routes.values()], problems, port === 0 ? undefined : port);
+  const portField = flags.port !== undefined ? '--port' : env.DBX_GATEWAY_PORT !== undefined ? 'DBX_GATEWAY_PORT' : 'listen.port';
+  const port = portText === undefined ? (file.listen?.port ?? DEFAULT_LISTEN.port) : parsePort(portText, problems, portField);
+  checkPortClashes([...routes.values()], problems, port === 0 ? undefined : port, portField);
   const inboundKeys = parseInboundKeys(file.inboundKeys ?? {}, [...routes.keys()], problems);
   const allowedOrigins = parseOrigins(file.allowedOrigins ?? [], problems);
   const allowedHosts = parseAllowedHosts(file.allowedHosts ?? [], problems);
   const allowUnauthenticatedNetwork = flags.allowUnauthenticatedNetwork === true;
   const socket = flags.socket ?? env.DBX_GATEWAY_SOCKET;
-  checkExposure(host, socket, [...routes.values()], inboundKeys.length > 0, allowUnauthenticatedNetwork, problems);
+  checkExposure(host, socket, [...routes.values()], inboundKeys.length > 0, allowUnauthenticatedNetwork, problems, hostField);
   const tls = listenTls(flags, file, env, cwd, problems);
   checkPostgresKeys([...routes.values()], inboundKeys.length > 0, tls.tls !== undefined, problems);
   const log = logSettings(flags, file, env, problems);
-  checkCredentials(routes.values(), env, problems);
+  checkCredentials(routes.values(), env, problems, { spec: defaultCredential, field: credentialField });
   // Messages may echo a setting's value; one from ${VAR} is a secret by intent.
   if (problems.length > 0)
     throw new ConfigError(

@@ -13,6 +13,8 @@ import type { CliFlags, CredentialSpec, RouteConfig } from './types.js';
 // profiles, then the config file's routes, then --workspace / --account flags.
 
 export const DEFAULT_ACCOUNTS_HOST = 'https://accounts.azuredatabricks.net';
+/** The upstream of a route whose host was unusable (and reported): only for checking the rest. */
+const UNKNOWN_HOST = 'https://host.invalid';
 
 export interface RouteSources {
   flags: CliFlags;
@@ -57,7 +59,7 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
     }
   }
   for (const [name, route] of Object.entries(file.routes ?? {})) {
-    const built = buildFileRoute(name, route, defaultCredential, sources.configFile ?? 'config', profiles, problems);
+    const built = buildFileRoute(name, route, defaultCredential, sources.configFile ?? 'config', profiles, problems, warnings);
     if (built) routes.set(name, built);
   }
   // Command-line flags win over the file (contract: "Command-line flags win over the file").
@@ -68,7 +70,7 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
     ['account', flags.account ?? []],
   ] as const) {
     for (const spec of specs) {
-      const built = buildFlagRoute(kind, spec, defaultCredential, problems);
+      const built = buildFlagRoute(kind, spec, defaultCredential, problems, warnings);
       if (!built) continue;
       const earlier = fromFlags.get(built.name);
       if (earlier !== undefined) {
@@ -92,16 +94,41 @@ export function wantsProfiles(flags: CliFlags, file: FileConfig, env: NodeJS.Pro
   return !flags.noProfiles || selectedProfile(flags, env) !== undefined || Object.values(file.routes ?? {}).some((r) => r.profile !== undefined);
 }
 
+/**
+ * Names people type for a credential type, from the tools they know (`az` is the Azure CLI, the
+ * SDKs' auth_type values): suggested, never accepted, so a config keeps one spelling.
+ */
+const CREDENTIAL_ALIASES: Readonly<Record<string, string>> = {
+  az: 'azure-cli',
+  'az-cli': 'azure-cli',
+  azcli: 'azure-cli',
+  'az-login': 'azure-cli',
+  msi: 'azure-msi',
+  'managed-identity': 'azure-msi',
+  'azure-managed-identity': 'azure-msi',
+  token: 'pat',
+  'personal-access-token': 'pat',
+  'oauth-m2m': 'databricks-m2m',
+  'oauth-u2m': 'databricks-u2m',
+  'external-browser': 'databricks-u2m',
+  'service-principal': 'azure-client-secret',
+  'client-secret': 'azure-client-secret',
+  'workload-identity': 'azure-workload-identity',
+  'databricks-cli-login': 'databricks-cli',
+};
+
 /** Normalises `credential: TYPE` to `{ type }` and checks the type exists, reporting at `field`. */
 export function toCredentialSpec(value: string | { type: string; [k: string]: unknown }, field: string, problems: string[]): CredentialSpec {
   const spec = typeof value === 'string' ? { type: value } : { ...value };
   if (!CREDENTIAL_TYPES.includes(spec.type)) {
     // 'demo' is the built-in demo workspace's own source: accepted, not advertised.
     const advertised = CREDENTIAL_TYPES.filter((t) => t !== 'demo').join(', ');
-    const guess = closest(
-      spec.type,
-      CREDENTIAL_TYPES.filter((t) => t !== 'demo'),
-    );
+    const guess =
+      CREDENTIAL_ALIASES[spec.type.toLowerCase().replace(/[_\s]/g, '-')] ??
+      closest(
+        spec.type,
+        CREDENTIAL_TYPES.filter((t) => t !== 'demo'),
+      );
     problems.push(`${field}: unknown credential type "${spec.type}"; ${guess ? `did you mean ${guess}? Types: ` : 'use one of '}${advertised}`);
   }
   return spec;
@@ -123,6 +150,7 @@ function buildFileRoute(
   source: string,
   profiles: ProfileSource | undefined,
   problems: string[],
+  warnings: string[],
 ): RouteConfig | undefined {
   const field = `routes.${name}`;
   if (!ROUTE_NAME_PATTERN.test(name)) {
@@ -130,18 +158,19 @@ function buildFileRoute(
     return undefined;
   }
   const base = route.profile !== undefined ? profileBase(name, route, route.profile, profiles, problems) : undefined;
-  if (route.profile !== undefined && !base) return undefined;
-  if (route.host === undefined && !base) {
+  if (route.host === undefined && !base && route.profile === undefined) {
     problems.push(
       `${field}.host: missing; set it to the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net, or name a ~/.databrickscfg profile`,
     );
-    return undefined;
   }
-  const upstream = route.host !== undefined ? parseUpstream(route.host, `${field}.host`, problems) : base?.upstream;
-  if (!upstream) return undefined;
-  const kind = isAccountsHost(upstream) ? 'account' : 'workspace';
+  const upstream = route.host !== undefined ? parseUpstream(route.host, `${field}.host`, problems, warnings) : base?.upstream;
+  // Without a usable host (reported above) the rest of the route is still checked, so its other
+  // problems (credential, ports, policy) come in the same report, not a round later. Such a
+  // route is never served: a reported problem fails the whole configuration.
+  const target = upstream ?? new URL(route.accountId !== undefined ? DEFAULT_ACCOUNTS_HOST : UNKNOWN_HOST);
+  const kind = isAccountsHost(target) ? 'account' : 'workspace';
   const accountId = route.accountId ?? base?.accountId;
-  if (kind === 'account' && accountId === undefined) {
+  if (upstream && kind === 'account' && accountId === undefined) {
     problems.push(`${field}.accountId: missing; an accounts console route needs the account id (a UUID)`);
   }
   const azureResourceId = route.azureResourceId ?? base?.azureResourceId;
@@ -149,13 +178,13 @@ function buildFileRoute(
   return {
     name,
     kind,
-    upstream,
+    upstream: target,
     ...(accountId !== undefined ? { accountId } : {}),
     credential: base ? (ownCredential ? { ...ownCredential, profile: route.profile! } : base.credential) : (ownCredential ?? defaultCredential),
     readOnly: route.readOnly ?? false,
     ...policySettings(route, field, problems),
     ...(route.port !== undefined ? { port: route.port } : {}),
-    ...sparkConnectSetting(route, upstream, kind, field, problems),
+    ...sparkConnectSetting(route, target, kind, field, problems),
     ...postgresSetting(route, kind, field, problems),
     ...(route.caFile !== undefined ? { caFile: route.caFile } : {}),
     ...proxySetting(route, field, problems),
@@ -273,7 +302,13 @@ function policySettings(
   };
 }
 
-function buildFlagRoute(kind: 'workspace' | 'account', spec: string, credential: CredentialSpec, problems: string[]): RouteConfig | undefined {
+function buildFlagRoute(
+  kind: 'workspace' | 'account',
+  spec: string,
+  credential: CredentialSpec,
+  problems: string[],
+  warnings: string[],
+): RouteConfig | undefined {
   const flag = `--${kind}`;
   const eq = spec.indexOf('=');
   const name = eq > 0 ? spec.slice(0, eq) : '';
@@ -291,7 +326,7 @@ function buildFlagRoute(kind: 'workspace' | 'account', spec: string, credential:
     return undefined;
   }
   if (kind === 'workspace') {
-    const upstream = parseUpstream(value, `${flag} ${name}`, problems);
+    const upstream = parseUpstream(value, `${flag} ${name}`, problems, warnings);
     if (!upstream) return undefined;
     return { name, kind: isAccountsHost(upstream) ? 'account' : 'workspace', upstream, credential, readOnly: false, source: flag };
   }
@@ -301,20 +336,25 @@ function buildFlagRoute(kind: 'workspace' | 'account', spec: string, credential:
     problems.push(`${flag} ${spec}: ${accountId} is not a UUID; ${ACCOUNT_ID_HINT}`);
     return undefined;
   }
-  const upstream = parseUpstream(at >= 0 ? value.slice(at + 1) : DEFAULT_ACCOUNTS_HOST, `${flag} ${name}`, problems);
+  const upstream = parseUpstream(at >= 0 ? value.slice(at + 1) : DEFAULT_ACCOUNTS_HOST, `${flag} ${name}`, problems, warnings);
   if (!upstream) return undefined;
   return { name, kind: 'account', upstream, accountId, credential, readOnly: false, source: flag };
 }
 
 /**
  * Upstreams are https:// origins. Plain http:// is allowed only on loopback (the demo and tests),
- * because the token would otherwise cross the network in clear text.
+ * because the token would otherwise cross the network in clear text. What people paste is cleaned
+ * up, with a note in `warnings`: a bare host name gets https://, and a URL copied from the browser
+ * (`.../browse?o=123`) is cut to its origin.
  */
-export function parseUpstream(text: string, field: string, problems: string[]): URL | undefined {
+export function parseUpstream(text: string, field: string, problems: string[], warnings?: string[]): URL | undefined {
   const example = 'e.g. https://adb-1234567890123456.7.azuredatabricks.net';
   let url: URL;
   try {
-    url = new URL(text);
+    // No scheme: a dotted host name (adb-123.4.azuredatabricks.net, maybe with :port or a path),
+    // which new URL() would refuse or read "host:port" as a scheme.
+    const bare = !/^[a-z][a-z0-9+.-]*:\/\//i.test(text) && /^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?([/?#].*)?$/i.test(text.trim());
+    url = new URL(bare ? `https://${text.trim()}` : text);
   } catch {
     problems.push(`${field}: "${text}" is not a URL; write the full workspace URL, ${example}`);
     return undefined;
@@ -327,10 +367,11 @@ export function parseUpstream(text: string, field: string, problems: string[]): 
     problems.push(`${field}: must not contain credentials; configure a credential instead`);
     return undefined;
   }
-  if (url.pathname !== '/' && url.pathname !== '') {
-    problems.push(`${field}: must be the workspace URL without a path (got "${url.pathname}"), ${example}`);
-    return undefined;
+  // Only the origin is used: "?o=<workspace id>" and the page's path, as copied from the browser,
+  // address nothing the gateway forwards to.
+  const extra = (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '';
+  if (warnings && (extra || !/^https?:\/\//i.test(text))) {
+    warnings.push(`${field}: using ${url.origin} for "${text}" (a workspace URL is https://HOST only${extra ? '; the path and query were left out' : ''})`);
   }
-  // "?o=<workspace id>" as copied from the browser is harmless: only the origin is used.
   return new URL(url.origin);
 }

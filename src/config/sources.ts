@@ -94,11 +94,17 @@ function validParts(raw: unknown): FileConfig {
   if (object.routes !== null && typeof object.routes === 'object') {
     const routes: Record<string, unknown> = {};
     const known = new Set(Object.keys(routeSchema.shape));
+    const fields = routeSchema.shape as Record<string, { safeParse(v: unknown): { success: boolean; data?: unknown } }>;
     for (const [name, route] of Object.entries(object.routes as Record<string, unknown>)) {
-      // Unknown settings are reported already: check the rest of the route as if they were not there.
-      const kept = route !== null && typeof route === 'object' ? Object.fromEntries(Object.entries(route).filter(([k]) => known.has(k))) : route;
-      const one = routeSchema.safeParse(kept);
-      if (one.success) routes[name] = one.data;
+      if (route === null || typeof route !== 'object') continue;
+      // Unknown or invalid settings are reported already: check the rest of the route as if they
+      // were not there (a wrong allowMethods must not hide the route's port clash).
+      routes[name] = Object.fromEntries(
+        Object.entries(route).flatMap(([k, v]) => {
+          const one = known.has(k) ? fields[k]?.safeParse(v) : undefined;
+          return one?.success ? [[k, one.data]] : [];
+        }),
+      );
     }
     partial.routes = routes;
   }
@@ -121,6 +127,10 @@ function describeIssue(issue: { path: PropertyKey[]; message: string; code: stri
       })
       .join('\n  ');
   }
+  if (issue.code === 'invalid_type' && issue.expected === 'array') {
+    const example = LIST_EXAMPLES[String(issue.path.at(-1))] ?? LIST_EXAMPLES[String(issue.path.at(-3))] ?? '[...]';
+    return `${at} must be a list, e.g. ${example}`;
+  }
   if (issue.code === 'invalid_type' && issue.expected && TYPE_WORDS[issue.expected]) {
     return `${at} must be ${TYPE_WORDS[issue.expected]}`;
   }
@@ -131,8 +141,16 @@ const TYPE_WORDS: Record<string, string> = {
   boolean: 'true or false',
   number: 'a number',
   string: 'a string (quote it if it looks like a number or true/false)',
-  array: 'a list, e.g. [GET, HEAD]',
   object: 'a mapping of settings',
+};
+
+/** An example of each list setting, by its name (inboundKeys.NAME.routes by `inboundKeys`). */
+const LIST_EXAMPLES: Record<string, string> = {
+  allowMethods: '[GET, HEAD]',
+  denyPaths: "['^/api/2.0/secrets/', '^/api/2.0/token/']",
+  allowedHosts: '[dev.example.com]',
+  allowedOrigins: '[http://localhost:3000]',
+  routes: '[prod, dev]',
 };
 
 /** The settings allowed at a place of the config file, for "did you mean". */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CredentialSetupError, createCredential } from '../auth/credentials/index.js';
+import { CREDENTIAL_TYPES, CredentialSetupError, createCredential } from '../auth/credentials/index.js';
 import { isLoopbackHost, OPEN_LISTENER_FIX } from '../security/loopback.js';
 import { localTlsDir } from './paths.js';
 import { type FileConfig, LOG_LEVELS } from './schema.js';
@@ -104,16 +104,17 @@ export function listenTls(flags: CliFlags, file: FileConfig, env: NodeJS.Process
   return { tls: { mode: 'files', certFile, keyFile } };
 }
 
-export function parsePort(text: string, problems: string[]): number {
+/** A port from `origin` (--port or DBX_GATEWAY_PORT), which the problem names. */
+export function parsePort(text: string, problems: string[], origin = '--port'): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    problems.push(`port: "${text}" is not a port number; use 1-65535 (or 0 for any free port)`);
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) {
+    problems.push(`${origin}: "${text}" is not a port number; use 1-65535 (or 0 for any free port)`);
     return 0;
   }
   return n;
 }
 
-export function checkPortClashes(routes: RouteConfig[], problems: string[], mainPort?: number): void {
+export function checkPortClashes(routes: RouteConfig[], problems: string[], mainPort?: number, mainField = 'listen.port'): void {
   // Every port a route opens: its own (HTTP) and its Spark Connect (HTTP/2) listener.
   const ports = routes.flatMap((r) => [
     ...(r.port !== undefined ? [{ port: r.port, field: `routes.${r.name}.port`, owner: `route ${r.name}` }] : []),
@@ -124,7 +125,7 @@ export function checkPortClashes(routes: RouteConfig[], problems: string[], main
   for (const { port, field, owner } of ports) {
     // 0 asks for any free port: many listeners may ask for it.
     if (port === 0) continue;
-    if (port === mainPort) problems.push(`${field}: ${port} is the main port (listen.port); give it another port, e.g. ${mainPort + 1}`);
+    if (port === mainPort) problems.push(`${field}: ${port} is the main port (${mainField}); give it another port, e.g. ${mainPort + 1}`);
     const other = seen.get(port);
     if (other) problems.push(`${field}: ${port} is already used by ${other}; give each listener its own port`);
     seen.set(port, owner);
@@ -139,11 +140,12 @@ export function checkExposure(
   keyed: boolean,
   allowed: boolean,
   problems: string[],
+  hostField = 'listen.host',
 ): void {
   const tcp = socket === undefined || routes.some((r) => r.port !== undefined || r.sparkConnect !== undefined || r.postgres !== undefined);
   if (tcp && !isLoopbackHost(host) && !keyed && !allowed) {
     problems.push(
-      `listen.host: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ${OPEN_LISTENER_FIX}`,
+      `${hostField}: ${host} is reachable from other machines, and anyone who reaches it would act as your Databricks identity; ${OPEN_LISTENER_FIX}`,
     );
   }
 }
@@ -179,15 +181,38 @@ export function logSettings(flags: CliFlags, file: FileConfig, env: NodeJS.Proce
 /**
  * Credential settings in the same pass as everything else, so one report lists them all (a
  * profile the user did not ask for is served as unavailable instead: createGatewayCore warns).
+ * Each problem is said once, blamed where the credential was set: the shared default (`--credential`
+ * or the file's `credential`) once for all its routes, and an unknown type not again (toCredentialSpec
+ * reported it where it was read).
  */
-export function checkCredentials(routes: Iterable<RouteConfig>, env: NodeJS.ProcessEnv, problems: string[]): void {
+export function checkCredentials(
+  routes: Iterable<RouteConfig>,
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+  shared?: { spec: RouteConfig['credential']; field: string },
+): void {
+  const found = new Map<string, string[]>();
   for (const route of routes) {
-    if (route.lenient) continue;
+    if (route.lenient || !CREDENTIAL_TYPES.includes(route.credential.type)) continue;
     try {
       createCredential(route.credential, { env, route });
     } catch (err) {
-      if (err instanceof CredentialSetupError) problems.push(`routes.${route.name}.credential (${route.source}): ${err.message}`);
-      else throw err;
+      if (!(err instanceof CredentialSetupError)) throw err;
+      const field =
+        route.credential === shared?.spec
+          ? shared.field
+          : route.source.startsWith('--')
+            ? `${route.source} ${route.name}: credential`
+            : route.profile !== undefined && !route.source.includes('(profile ')
+              ? `${route.source}: credential`
+              : `routes.${route.name}.credential (${route.source})`;
+      const key = `${field}\0${err.message}`;
+      found.set(key, [...(found.get(key) ?? []), route.name]);
     }
+  }
+  for (const [key, names] of found) {
+    const [field, message] = key.split('\0') as [string, string];
+    const whose = field === shared?.field ? ` (route${names.length === 1 ? '' : 's'} ${names.join(', ')})` : '';
+    problems.push(`${field}${whose}: ${message}`);
   }
 }

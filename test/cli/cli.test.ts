@@ -178,7 +178,7 @@ describe('dbx-gateway CLI', () => {
   it('exits 2 when a named credential lacks settings, saying which', () => {
     const res = run(['token', 'prod', '--workspace', 'prod=https://adb-1.1.azuredatabricks.net', '--credential', 'databricks-m2m']);
     assert.equal(res.status, 2);
-    assert.match(res.stderr, /routes\.prod\.credential \(--workspace\): databricks-m2m needs clientId \(DATABRICKS_CLIENT_ID\) and clientSecret/);
+    assert.match(res.stderr, /--credential \(route prod\): databricks-m2m needs clientId \(DATABRICKS_CLIENT_ID\) and clientSecret/);
   });
 
   it('says what to fix when `token` names no route', () => {
