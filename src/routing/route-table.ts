@@ -1,4 +1,5 @@
 import type { Credential } from '../auth/credential.js';
+import { closest } from '../config/suggest.js';
 import type { RouteConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import type { EgressProxy } from '../proxy/egress-proxy.js';
@@ -98,9 +99,30 @@ export class RouteTable {
     }
     return new GatewayError(
       'GATEWAY_ROUTE_NOT_FOUND',
-      known.length > 0
+      (known.length > 0
         ? `no route for ${path}; known routes: ${known.join(', ')}`
-        : `no route for ${path}; no routes are configured (use --workspace NAME=URL)`,
+        : `no route for ${path}; no routes are configured (use --workspace NAME=URL)`) + this.hint(path),
     );
+  }
+
+  /**
+   * The route a near miss meant: route names are case-sensitive (a ~/.databrickscfg [DEFAULT]
+   * profile is /ws/DEFAULT), so /ws/default suggests it; /ws/demo when configured routes replaced
+   * the built-in demo says how to have it back.
+   */
+  hint(path: string): string {
+    const match = PREFIX_PATTERN.exec(path);
+    if (!match) return '';
+    const [, kind, name = ''] = match;
+    const sameKind = this.routes.filter((r) => r.config.kind === (kind === 'acct' ? 'account' : 'workspace'));
+    const byCase = sameKind.find((r) => r.name.toLowerCase() === name.toLowerCase());
+    if (byCase) return `; did you mean ${byCase.prefix}? (route names are case-sensitive)`;
+    const near = closest(
+      name,
+      sameKind.map((r) => r.name),
+    );
+    if (near !== undefined) return `; did you mean /${kind}/${near}?`;
+    if (kind === 'ws' && name === 'demo') return '; the built-in demo is served only when nothing else is configured: start with --demo to serve it as well';
+    return '';
   }
 }
