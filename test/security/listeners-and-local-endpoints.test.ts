@@ -28,7 +28,7 @@ describe('every TCP listener obeys the loopback-or-keys rule', () => {
     writeFileSync(file, 'routes:\n  prod: { host: https://adb-1.1.azuredatabricks.net, credential: pat, port: 18123 }\n');
     const res = run(['--socket', join(home, 'gw.sock'), '--host', '0.0.0.0', '--config', file]);
     assert.equal(res.status, 2, res.stderr);
-    assert.match(res.stderr, /listen\.host: 0\.0\.0\.0 is reachable from other machines/);
+    assert.match(res.stderr, /--host: 0\.0\.0\.0 is reachable from other machines/);
   });
 
   it('checks the address each listener is actually bound to, not only the configured name', async () => {

@@ -141,7 +141,7 @@ describe('where it listens', () => {
     assert.equal(res.status, 2);
     assert.match(
       res.stderr,
-      /listen\.host: 0\.0\.0\.0 is reachable from other machines.*configure inboundKeys \(dbx-gateway keys add NAME\) or pass --allow-unauthenticated-network/,
+      /--host: 0\.0\.0\.0 is reachable from other machines.*configure inboundKeys \(dbx-gateway keys add NAME\) or pass --allow-unauthenticated-network/,
     );
   });
 
