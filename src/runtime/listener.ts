@@ -47,7 +47,8 @@ export function createListener({ config, tls, connections, door, routeName, same
   // carries requests is the TLS one on a TLS port.
   server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => sameUser.expect(socket, socket));
   if (tls) {
-    // A client that fails the handshake (plain HTTP on the TLS port, an untrusted CA) is closed.
+    answerPlaintext(server, config, 'https');
+    // A client that fails the handshake (an untrusted CA, garbage) is closed.
     server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
   }
   // Expect: 100-continue is answered by the front door once the request is admitted, so a
@@ -157,7 +158,10 @@ export function createSparkListener({
       }
     });
   });
-  if (tls) server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
+  if (tls) {
+    answerPlaintext(server, config, 'h2');
+    server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
+  }
   // Over the limit, the connection is closed: an HTTP/1 answer would be garbage inside HTTP/2 or TLS.
   limitConnections(server, config.limits, connections, false);
   return {
@@ -169,6 +173,86 @@ export function createSparkListener({
       for (const session of sessions.keys()) session.destroy();
     },
   };
+}
+
+/** A TLS record of type handshake (RFC 8446 5.1, ContentType 22): how every TLS client starts. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** The HTTP/2 client connection preface (RFC 9113 3.4), as h2c with prior knowledge sends it. */
+const H2_PREFACE_START = 'PRI ';
+/** HTTP/2 error code INADEQUATE_SECURITY (RFC 9113 7): the port asks for TLS. */
+const H2_INADEQUATE_SECURITY = 0xc;
+
+/**
+ * Plain HTTP (or h2c) to a TLS port gets an answer in its own protocol instead of a closed
+ * connection, as nginx answers 497 "plain HTTP request sent to HTTPS port": HTTP/1 a 400 saying
+ * the port speaks HTTPS, h2c prior knowledge a GOAWAY whose debug data says it.
+ *
+ * The first bytes decide: a TLS client starts with a handshake record (0x16), an HTTP one with an
+ * ASCII method. Node's TLS server wraps each raw socket in its 'connection' listener
+ * (tlsConnectionListener), which is deferred here until the first bytes are read; they are put
+ * back (unshift) and the TLS socket takes them from the buffer ("Socket already has some buffered
+ * data", lib/_tls_wrap.js). Where that listener is not found, nothing changes: plain HTTP is closed.
+ */
+function answerPlaintext(server: NetServer, config: GatewayConfig, speaks: 'https' | 'h2'): void {
+  const tlsListener = server.listeners('connection').find((l) => l.name === 'tlsConnectionListener') as ((socket: Socket) => void) | undefined;
+  if (!tlsListener) return;
+  server.removeListener('connection', tlsListener);
+  const trust =
+    config.listen.tls?.mode === 'auto' ? "trust the gateway's local CA (dbx-gateway tls ca prints its path)" : "trust the CA of the gateway's certificate";
+  server.prependListener('connection', (socket: Socket) => {
+    let head = Buffer.alloc(0);
+    const done = () => {
+      socket.off('readable', onReadable);
+      socket.setTimeout(0);
+    };
+    const onReadable = () => {
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) head = Buffer.concat([head, chunk]);
+      // "P" may start PRI (h2c), POST, PUT or PATCH: one more byte tells.
+      if (head.length === 0 || (head.length < 2 && head[0] === 0x50)) return;
+      done();
+      const plain = head[0] !== TLS_HANDSHAKE_RECORD && /^[A-Z]/.test(String.fromCharCode(head[0] ?? 0));
+      if (!plain) {
+        socket.unshift(head);
+        tlsListener.call(server, socket);
+        return;
+      }
+      const text = head.toString('latin1');
+      const port = socket.localPort;
+      socket.on('error', () => socket.destroy());
+      if (text.startsWith(H2_PREFACE_START) || (head.length < H2_PREFACE_START.length && H2_PREFACE_START.startsWith(text))) {
+        const url = speaks === 'h2' ? `sc://localhost:${port}/;use_ssl=true` : `https://localhost:${port}/`;
+        socket.end(goAway(`this port speaks TLS (h2 over TLS), not h2c: connect with TLS (${url}) and ${trust}`));
+      } else {
+        // The Host the client used, when it is a plain host[:port] (it goes into the answer).
+        const host = /\r\nhost:[ \t]*([A-Za-z0-9.\-:[\]]{1,255})[ \t]*\r\n/i.exec(text)?.[1] ?? `localhost:${port}`;
+        const message = `this port speaks HTTPS, not plain HTTP: use https://${host}/ and ${trust}`;
+        socket.end(rawGatewayError(new GatewayError('GATEWAY_BAD_REQUEST', message)));
+      }
+      // Whatever else the client sends is read and dropped until it closes (or goes quiet).
+      socket.resume();
+      socket.setTimeout(config.timeouts.idleMs, () => socket.destroy());
+    };
+    socket.on('readable', onReadable);
+    // A client that sends nothing is closed after idleMs, as an idle connection is.
+    socket.setTimeout(config.timeouts.idleMs, () => socket.destroy());
+    socket.once('end', () => {
+      if (head.length === 0) socket.destroy();
+    });
+  });
+}
+
+/** An empty server SETTINGS frame and a GOAWAY (INADEQUATE_SECURITY) carrying `text` (RFC 9113 6.5, 6.8). */
+function goAway(text: string): Buffer {
+  const frame = (type: number, payload: Buffer) => {
+    const header = Buffer.alloc(9);
+    header.writeUIntBE(payload.length, 0, 3);
+    header.writeUInt8(type, 3);
+    return Buffer.concat([header, payload]);
+  };
+  const payload = Buffer.alloc(8);
+  payload.writeUInt32BE(0, 0); // last stream id: none was processed
+  payload.writeUInt32BE(H2_INADEQUATE_SECURITY, 4);
+  return Buffer.concat([frame(0x4, Buffer.alloc(0)), frame(0x7, Buffer.concat([payload, Buffer.from(text, 'utf8')]))]);
 }
 
 function routeGone(routeName: string | undefined): GatewayError {

@@ -271,9 +271,11 @@ describe('Spark Connect: no token, keys, exposure', () => {
       const ok = await analyze(tlsClient, { sessionId: 't' }, md({ authorization: `Bearer ${key.key}` }));
       assert.equal(ok.sessionId, 't');
       assert.equal(upstream.calls.at(-1)?.metadata.get('authorization')[0], `Bearer ${TEST_PAT}`);
-      // A port speaks one protocol: cleartext HTTP/2 to the TLS port does not get through.
+      // A port speaks one protocol: cleartext HTTP/2 to the TLS port does not get through, and
+      // is told so (GOAWAY INADEQUATE_SECURITY, which gRPC reports as PERMISSION_DENIED).
       const err = await callError(analyze(cleartext, { sessionId: 't' }, md({ authorization: `Bearer ${key.key}` }), { deadline: Date.now() + 2000 }));
-      assert.ok([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED].includes(err.code), `got ${err.code}`);
+      assert.equal(err.code, grpc.status.PERMISSION_DENIED, `got ${err.code} ${err.details}`);
+      assert.match(err.details, /not secure enough/i);
     } finally {
       tlsClient.close();
       cleartext.close();
