@@ -65,6 +65,8 @@ export interface LocalTlsOptions {
   now?: number;
   /** Where a replaced CA or a broken pair is reported; default stderr. */
   warn?: (message: string) => void;
+  /** Where a CA made for the first time is reported, with its path (the gateway's log); default nowhere. */
+  info?: (message: string) => void;
 }
 
 interface Libraries {
@@ -110,7 +112,7 @@ export async function localCertificate(dir: string, extraNames: readonly string[
   const now = options.now ?? Date.now();
   const warn = warnOf(options);
   return withLock(dir, async () => {
-    const ca = await loadCa(dir, names, warn);
+    const ca = await loadCa(dir, names, warn, options.info);
     const stored = readLeaf(dir, ca, names, now, warn);
     return stored ?? (await createLeaf(dir, ca, names, now));
   });
@@ -196,7 +198,7 @@ interface Ca {
  * The stored CA when it is intact and its name constraints cover `names`; else a new one (with a
  * warning saying why: clients that trusted the old one must trust the new ca.pem).
  */
-async function loadCa(dir: string, names: readonly string[], warn: (message: string) => void): Promise<Ca> {
+async function loadCa(dir: string, names: readonly string[], warn: (message: string) => void, info?: (message: string) => void): Promise<Ca> {
   const libs = await loadLibraries();
   const lib = libs.x509;
   const certFile = caFileIn(dir);
@@ -222,6 +224,11 @@ async function loadCa(dir: string, names: readonly string[], warn: (message: str
     // Names the old CA was made for stay permitted, so that two configurations sharing this
     // directory do not replace each other's CA in turn.
     if (constraints) permitted = [...new Set([...constraints.map(nameOfConstraint), ...names])];
+  } else {
+    // A new trust anchor on this machine is news: where it is, and how clients come to trust it.
+    info?.(
+      `local TLS: made a local CA at ${certFile} (key readable by you only); clients trust it with NODE_EXTRA_CA_CERTS="$(dbx-gateway tls ca)" or your OS trust store`,
+    );
   }
   return createCa(dir, permitted);
 }

@@ -274,13 +274,14 @@ export async function listenerTls(
   setting: NonNullable<GatewayConfig['listen']['tls']>,
   allowedHosts: readonly string[],
   warn: (message: string) => void,
+  info?: (message: string) => void,
 ): Promise<ListenerTls> {
   if (setting.mode === 'files') {
     const current = { key: readFileSync(setting.keyFile, 'utf8'), cert: readFileSync(setting.certFile, 'utf8') };
     return { current, renewOn: () => {}, stop: () => {} };
   }
   const { LEAF_RENEW_BEFORE_MS, localCertificate } = await import('../local/local-tls.js');
-  let leaf = await localCertificate(setting.dir, allowedHosts, { warn });
+  let leaf = await localCertificate(setting.dir, allowedHosts, { warn, ...(info ? { info } : {}) });
   let timer: NodeJS.Timeout | undefined;
   return {
     get current() {

@@ -94,7 +94,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     postgresSessions: () => new Map([...postgresListeners].map(([name, l]) => [name, l.openSessions()])),
     tunnels,
   };
-  const tls = config.listen.tls ? await listenerTls(config.listen.tls, config.allowedHosts, (message) => options.logger.warn(message)) : undefined;
+  const tls = config.listen.tls
+    ? await listenerTls(
+        config.listen.tls,
+        config.allowedHosts,
+        (message) => options.logger.warn(message),
+        (message) => options.logger.info(message),
+      )
+    : undefined;
   let current: Generation = buildGeneration(config, await createGatewayCore(config, options), context);
   const retired = new Set<Generation>();
 
