@@ -55,6 +55,16 @@ export async function serve(flags: CliFlags): Promise<number> {
       `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
     );
   }
+  // --tls changes what a Spark Connect client must do: said here, not found out from a refusal.
+  for (const [name, port] of gateway.sparkPorts) {
+    const caFile = config.listen.tls?.mode === 'auto' ? (await import('../local/local-tls.js')).caFileIn(config.listen.tls.dir) : config.listen.tls?.certFile;
+    logger.info(
+      { route: name, sparkConnect: port, tls: config.listen.tls !== undefined },
+      caFile
+        ? `route ${name}: Spark Connect on port ${port} speaks TLS only (--tls): sc://localhost:${port}/;use_ssl=true, trusting ${caFile} (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)`
+        : `route ${name}: Spark Connect on sc://localhost:${port}/ (cleartext HTTP/2)`,
+    );
+  }
   if (config.metadataService) await printMetadataServiceSetup(gateway, config.metadataService.secret);
   for (const warning of gateway.warnings) logger.warn(warning);
   const tcp = !config.socket || gateway.routePorts.size > 0;
@@ -77,6 +87,17 @@ export async function serve(flags: CliFlags): Promise<number> {
         ? 'no config file: serving the built-in demo'
         : 'no config file: routes from flags and ~/.databrickscfg',
   );
+  // Profiles found in ~/.databrickscfg take the demo's place: say which, and how to have both.
+  const profiles = gateway.routes.routes.filter(
+    (r) => r.config.profile !== undefined && r.config.source.endsWith(`[${r.config.profile}]`) && !r.config.source.includes('(profile '),
+  );
+  if (profiles.length > 0 && !config.demo) {
+    const from = [...new Set(profiles.map((r) => r.config.source.slice(0, -` [${r.config.profile}]`.length)))].join(', ');
+    logger.info(
+      { profiles: profiles.map((r) => r.name) },
+      `serving ${profiles.length === 1 ? 'profile' : 'profiles'} ${profiles.map((r) => r.name).join(', ')} from ${from} instead of the built-in demo (--demo serves it as well; --no-profiles skips the profiles)`,
+    );
+  }
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
   // Every route's token once at start: a route that cannot get one says so now, with the fix,
   // not 20 s into the first request.
