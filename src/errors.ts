@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Timeouts } from './config/types.js';
+import { readsSystemTrustStore } from './security/ca-trust.js';
 
 /** The message of anything thrown (a thrown string or object included), for text meant for a person. */
 export function errorMessage(err: unknown): string {
@@ -121,6 +122,97 @@ const UNDICI_TIMEOUTS: Record<string, UpstreamTimeoutError['phase']> = {
 };
 
 /**
+ * OpenSSL's certificate verification results as Node names them (X509_V_ERR_* without the prefix;
+ * node/doc/api/tls.md "X509 certificate error codes"), by what fixes them.
+ */
+const UNTRUSTED_ISSUER = [
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'CERT_CHAIN_TOO_LONG',
+];
+const OUT_OF_DATE = ['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD'];
+const WRONG_NAME = ['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH'];
+/** The same failures as their text, for errors that kept only the message (@azure/identity's, the az CLI's). */
+const UNTRUSTED_ISSUER_TEXT = /unable to verify the first certificate|self[- ]signed certificate|unable to get (local )?issuer certificate/i;
+
+/** A certificate the upstream presented that this gateway does not accept, and how to fix it. */
+export interface TlsFailure {
+  code: string;
+  /** What is wrong with the certificate, in words. */
+  what: string;
+  /** What the user can do. */
+  fix: string;
+}
+
+/** The fix for a certificate from a CA the gateway does not trust (TLS inspection, a private CA). */
+export function untrustedCaFix(): string {
+  return (
+    "trust the root CA that issued it (behind TLS inspection: your company's root; ask IT for it as a PEM file): " +
+    'caFile: /path/root-ca.pem on the route in the config file, --ca-file /path/root-ca.pem with --workspace/--account, ' +
+    'or NODE_EXTRA_CA_CERTS=/path/root-ca.pem in the environment for every route' +
+    (readsSystemTrustStore()
+      ? ", or install it in the operating system's trust store (this Node reads it; restart the gateway after)"
+      : "; on Node 22.15 or later the gateway also trusts the operating system's trust store, where IT usually installs it")
+  );
+}
+
+/**
+ * The TLS verification failure in `err` or its causes (the connector's UpstreamConnectError
+ * carries the socket's error as its cause), or undefined when it is not one.
+ */
+export function tlsFailure(err: unknown): TlsFailure | undefined {
+  let text = '';
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      const failure = tlsFailureByCode(code);
+      if (failure) return failure;
+    }
+    text += ` ${errorMessage(e)}`;
+  }
+  const named = [...UNTRUSTED_ISSUER, ...OUT_OF_DATE, ...WRONG_NAME].find((code) => text.includes(code));
+  if (named) return tlsFailureByCode(named);
+  return UNTRUSTED_ISSUER_TEXT.test(text) ? tlsFailureByCode('UNABLE_TO_VERIFY_LEAF_SIGNATURE') : undefined;
+}
+
+function tlsFailureByCode(code: string): TlsFailure | undefined {
+  if (UNTRUSTED_ISSUER.includes(code)) {
+    return { code, what: 'the certificate it presented is not from a CA this gateway trusts', fix: untrustedCaFix() };
+  }
+  if (OUT_OF_DATE.includes(code)) {
+    return {
+      code,
+      what: 'the certificate it presented is expired or not yet valid',
+      fix: "check this machine's clock (NTP); if the clock is right, whoever serves that certificate (the host, or a TLS-inspecting proxy) must renew it",
+    };
+  }
+  if (WRONG_NAME.includes(code)) {
+    return {
+      code,
+      what: 'the certificate it presented is for other host names',
+      fix: "check the route's host (the workspace URL as the Azure portal shows it); a TLS-inspecting proxy must issue certificates for the name it intercepts",
+    };
+  }
+  return undefined;
+}
+
+/** An error's message, with what is wrong and the fix when it is a TLS verification failure (doctor, Postgres). */
+export function describeWithTlsFix(err: unknown): string {
+  const tls = tlsFailure(err);
+  return tls ? `${errorMessage(err)}: ${tls.what}. Fix: ${tls.fix}` : errorMessage(err);
+}
+
+/**
  * The one place where a failure on the way to the upstream becomes an HTTP answer
  * (as @hono/node-server's handleFetchError maps TimeoutError to 504).
  */
@@ -155,6 +247,12 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'ERROR';
   const detail = errorMessage(err);
+  const tls = tlsFailure(err);
+  if (tls) {
+    return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${tls.code} (${detail}): ${tls.what}. Fix: ${tls.fix}`, {
+      cause: err,
+    });
+  }
   return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${code === 'ERROR' ? detail : `${code} (${detail})`}`, { cause: err });
 }
 

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { errorMessage, GatewayError } from '../errors.js';
+import { errorMessage, GatewayError, tlsFailure } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import type { AccessToken, Audience, Credential } from './credential.js';
 
@@ -245,11 +245,18 @@ async function withTimeout(credential: Credential, audience: Audience, outer: Ab
   }
 }
 
+/** Credentials that run a CLI: its TLS trust is its own (REQUESTS_CA_BUNDLE for az), not the gateway's. */
+const RUNS_A_TOOL = new Set(['azure-cli', 'databricks-cli']);
+
 function tokenUnavailable(credential: Credential, err: unknown): GatewayError {
   const detail = scrubSecrets(errorMessage(err)).replace(/\s+/g, ' ').trim();
+  // A token endpoint the gateway calls itself (Entra ID, Databricks OAuth) behind TLS inspection:
+  // the fix is the gateway's trust, not the credential's settings.
+  const tls = RUNS_A_TOOL.has(credential.type) ? undefined : tlsFailure(err);
+  const fix = tls ? `${tls.what}; ${tls.fix}` : credential.hint;
   return new GatewayError(
     'GATEWAY_TOKEN_UNAVAILABLE',
-    `no usable token from credential ${credential.type}: ${detail}${/[.!?]$/.test(detail) ? '' : '.'} Fix: ${credential.hint}`,
+    `no usable token from credential ${credential.type}: ${detail}${/[.!?]$/.test(detail) ? '' : '.'} Fix: ${fix}`,
     { cause: err },
   );
 }

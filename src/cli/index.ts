@@ -23,6 +23,7 @@ function withConfigOptions(command: Command, all = true): Command {
     .option('--workspace <name=url>', 'add route /ws/NAME to a workspace (repeatable)', collect)
     .option('--account <name=account-id[@host]>', 'add route /acct/NAME to the account console (repeatable)', collect)
     .option('--credential <type>', 'the credential of routes that name none')
+    .option('--ca-file <file>', 'PEM root CA to trust for the --workspace/--account routes (TLS inspection)')
     .option('--no-profiles', 'skip the ~/.databrickscfg profiles')
     .option('--profile <name>', 'serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE)');
   if (all) {

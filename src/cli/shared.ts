@@ -17,6 +17,7 @@ const FLAG_KEYS = [
   'workspace',
   'account',
   'credential',
+  'caFile',
   'demo',
   'metadataService',
   'allowUnauthenticatedNetwork',

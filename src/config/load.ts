@@ -5,6 +5,7 @@ import { assembleRoutes, toCredentialSpec, wantsProfiles } from './routes.js';
 import { findConfigFile, readConfigFile, readProfiles } from './sources.js';
 import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_TIMEOUTS, type GatewayConfig, type LoadConfigOptions } from './types.js';
 import {
+  checkCaFiles,
   checkCredentials,
   checkExposure,
   checkPortClashes,
@@ -54,6 +55,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   checkPostgresKeys([...routes.values()], inboundKeys.length > 0, tls.tls !== undefined, problems);
   const log = logSettings(flags, file, env, problems);
   checkCredentials(routes.values(), env, problems, { spec: defaultCredential, field: credentialField });
+  checkCaFiles(routes.values(), problems);
   // Messages may echo a setting's value; one from ${VAR} is a secret by intent.
   if (problems.length > 0)
     throw new ConfigError(

@@ -70,7 +70,7 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
     ['account', flags.account ?? []],
   ] as const) {
     for (const spec of specs) {
-      const built = buildFlagRoute(kind, spec, defaultCredential, problems, warnings);
+      const built = buildFlagRoute(kind, spec, defaultCredential, problems, warnings, flags.caFile);
       if (!built) continue;
       const earlier = fromFlags.get(built.name);
       if (earlier !== undefined) {
@@ -80,6 +80,11 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
       fromFlags.set(built.name, `--${kind} ${spec}`);
       routes.set(built.name, built);
     }
+  }
+  if (flags.caFile !== undefined && fromFlags.size === 0) {
+    problems.push(
+      `--ca-file ${flags.caFile}: applies to the routes given with --workspace or --account, and there are none; set caFile on a route in the config file instead`,
+    );
   }
   return routes;
 }
@@ -308,6 +313,7 @@ function buildFlagRoute(
   credential: CredentialSpec,
   problems: string[],
   warnings: string[],
+  caFile: string | undefined,
 ): RouteConfig | undefined {
   const flag = `--${kind}`;
   const eq = spec.indexOf('=');
@@ -328,7 +334,15 @@ function buildFlagRoute(
   if (kind === 'workspace') {
     const upstream = parseUpstream(value, `${flag} ${name}`, problems, warnings);
     if (!upstream) return undefined;
-    return { name, kind: isAccountsHost(upstream) ? 'account' : 'workspace', upstream, credential, readOnly: false, source: flag };
+    return {
+      name,
+      kind: isAccountsHost(upstream) ? 'account' : 'workspace',
+      upstream,
+      credential,
+      readOnly: false,
+      ...(caFile !== undefined ? { caFile } : {}),
+      source: flag,
+    };
   }
   const at = value.indexOf('@');
   const accountId = at >= 0 ? value.slice(0, at) : value;
@@ -338,7 +352,7 @@ function buildFlagRoute(
   }
   const upstream = parseUpstream(at >= 0 ? value.slice(at + 1) : DEFAULT_ACCOUNTS_HOST, `${flag} ${name}`, problems, warnings);
   if (!upstream) return undefined;
-  return { name, kind: 'account', upstream, accountId, credential, readOnly: false, source: flag };
+  return { name, kind: 'account', upstream, accountId, credential, readOnly: false, ...(caFile !== undefined ? { caFile } : {}), source: flag };
 }
 
 /**

@@ -153,6 +153,8 @@ export interface CliFlags {
   workspace?: string[];
   account?: string[];
   credential?: string;
+  /** PEM file of extra root CAs for the routes given with --workspace / --account (their caFile). */
+  caFile?: string;
   demo?: boolean;
   /** Serve the Databricks SDK metadata service at /metadata/SECRET. */
   metadataService?: boolean;

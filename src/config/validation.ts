@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CREDENTIAL_TYPES, CredentialSetupError, createCredential } from '../auth/credentials/index.js';
 import { isLoopbackHost, OPEN_LISTENER_FIX } from '../security/loopback.js';
@@ -214,5 +214,26 @@ export function checkCredentials(
     const [field, message] = key.split('\0') as [string, string];
     const whose = field === shared?.field ? ` (route${names.length === 1 ? '' : 's'} ${names.join(', ')})` : '';
     problems.push(`${field}${whose}: ${message}`);
+  }
+}
+
+/**
+ * Each route's caFile (or --ca-file) read now, so a wrong path or a DER file is a config error
+ * naming the route, not a TLS failure at its first request.
+ */
+export function checkCaFiles(routes: Iterable<RouteConfig>, problems: string[]): void {
+  for (const route of routes) {
+    if (route.caFile === undefined) continue;
+    const field = route.source.startsWith('--') ? `--ca-file ${route.caFile} (route ${route.name})` : `routes.${route.name}.caFile`;
+    let text: string;
+    try {
+      text = readFileSync(route.caFile, 'utf8');
+    } catch (err) {
+      problems.push(`${field}: cannot read ${route.caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}); give the path of the root CA's PEM file`);
+      continue;
+    }
+    if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+      problems.push(`${field}: ${route.caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----); export the root CA as Base-64 (PEM), not DER`);
+    }
   }
 }

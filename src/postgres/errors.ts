@@ -1,4 +1,4 @@
-import { errorMessage, GatewayError, ProxyError } from '../errors.js';
+import { errorMessage, GatewayError, ProxyError, tlsFailure } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import { UpstreamConnectError } from '../proxy/connector.js';
 import { ServerRefusedError, UpstreamLoginError } from './upstream-login.js';
@@ -34,11 +34,14 @@ export function postgresErrorFor(err: unknown, server?: string): PgErrorFields &
     }
   }
   if (err instanceof UpstreamConnectError || err instanceof ProxyError || err instanceof UpstreamLoginError) {
+    const tls = tlsFailure(err);
     return {
       severity: 'FATAL',
       code: '08001',
       message: scrubSecrets(`could not connect to the Lakebase server${server ? ` ${server}` : ''}: ${errorMessage(err)}`),
-      hint: "check the route's postgres.host (or that the endpoint is running), the network path to it, and any egress proxy (HTTPS_PROXY / NO_PROXY)",
+      hint: tls
+        ? `${tls.what}: ${tls.fix}`
+        : "check the route's postgres.host (or that the endpoint is running), the network path to it, and any egress proxy (HTTPS_PROXY / NO_PROXY)",
       outcome: 'upstream_unreachable',
     };
   }

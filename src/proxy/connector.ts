@@ -4,13 +4,14 @@ import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { type ConnectionOptions, connect as connectTls, type TLSSocket } from 'node:tls';
 import { ProxyError, UpstreamConnectError } from '../errors.js';
-import { trustWithCaFile } from '../security/ca-trust.js';
+import { upstreamTrust } from '../security/ca-trust.js';
 import type { EgressProxy } from './egress-proxy.js';
 
 // The one place that opens a connection to an upstream, for every door (the HTTP pool, WebSocket
 // upgrades, Spark Connect sessions, the Postgres door): directly, or through the egress proxy's
 // CONNECT tunnel; then TLS with the host name verified (no SNI for IP literals, RFC 6066 section
-// 3), the route's caFile added to the public roots, and ALPN when the protocol needs it.
+// 3), the route's caFile (and the OS trust store where Node reads it) added to the public roots,
+// and ALPN when the protocol needs it.
 
 export { UpstreamConnectError };
 
@@ -63,13 +64,22 @@ export function startTls(socket: Socket, host: string, options: Omit<ConnectUpst
 
 async function upgradeToTls(socket: Socket, host: string, options: Omit<ConnectUpstreamOptions, 'proxy'>, deadline: number): Promise<TLSSocket> {
   const store = options.tlsSession;
+  let trust: ReturnType<typeof upstreamTrust>;
+  try {
+    trust = upstreamTrust(options.caFile);
+  } catch (err) {
+    // caFile unreadable since the configuration was checked (config/validation.ts).
+    socket.destroy();
+    throw err;
+  }
   const tlsOptions: ConnectionOptions = {
     socket,
     // Node checks the certificate against `host` either way; SNI takes host names only.
     host,
     ...(isIP(host) ? {} : { servername: host }),
-    // A prebuilt context: a per-connection `ca` would parse every root again (security/ca-trust.ts).
-    ...(options.caFile ? { secureContext: trustWithCaFile(options.caFile) } : {}),
+    // A prebuilt context (public roots, the OS store where Node reads it, caFile): a per-connection
+    // `ca` would parse every root again (security/ca-trust.ts).
+    ...(trust ? { secureContext: trust } : {}),
     ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     ...(store?.session ? { session: store.session } : {}),
   };

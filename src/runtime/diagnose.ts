@@ -1,4 +1,4 @@
-import { errorMessage } from '../errors.js';
+import { describeWithTlsFix, errorMessage } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import { escapeControl } from '../observability/terminal-text.js';
 import { authHeaders } from '../proxy/auth-headers.js';
@@ -64,7 +64,7 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
   try {
     probe = await get(route, path, headers);
   } catch (err) {
-    checks.push({ name: 'upstream', ok: false, detail: `unreachable: ${scrubSecrets(errorMessage(err))}` });
+    checks.push({ name: 'upstream', ok: false, detail: `unreachable: ${scrubSecrets(describeWithTlsFix(err))}` });
     return { route, ok: false, checks };
   }
   const reachable = probe.status < 500;
@@ -92,7 +92,7 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
         const { probePostgres } = await import('../postgres/probe.js');
         checks.push({ name: 'postgres', ok: true, detail: await probePostgres(route, pg, core.tokens, DOCTOR_CONNECT_TIMEOUT_MS) });
       } catch (err) {
-        checks.push({ name: 'postgres', ok: false, detail: scrubSecrets(errorMessage(err)) });
+        checks.push({ name: 'postgres', ok: false, detail: scrubSecrets(describeWithTlsFix(err)) });
       }
     }
   }

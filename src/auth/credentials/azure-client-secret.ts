@@ -38,7 +38,7 @@ export const azureClientSecretProvider: CredentialProvider = {
       throw new Error(`azure-client-secret needs ${missing.join(', ')}`);
     }
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
-    const common = identityOptions(environment, ctx.env);
+    const common = identityOptions(environment, ctx.env, ctx.route.caFile);
     const { tenantId, clientId, clientSecret, certificatePath, certificatePassword } = s;
     const source = (identity: AzureIdentity) =>
       clientSecret

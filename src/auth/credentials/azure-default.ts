@@ -19,7 +19,7 @@ export const azureDefaultProvider: CredentialProvider = {
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
     const source = (identity: AzureIdentity) =>
       new identity.DefaultAzureCredential({
-        ...identityOptions(environment, ctx.env),
+        ...identityOptions(environment, ctx.env, ctx.route.caFile),
         ...(tenantId ? { tenantId } : {}),
         ...(clientId ? { managedIdentityClientId: clientId, workloadIdentityClientId: clientId } : {}),
         processTimeoutInMs: TOKEN_FETCH_TIMEOUT_MS,

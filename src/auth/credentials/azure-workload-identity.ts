@@ -37,7 +37,7 @@ export const azureWorkloadIdentityProvider: CredentialProvider = {
     const environment = resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream);
     const { tenantId, clientId, tokenFile } = s;
     const source = (identity: AzureIdentity) =>
-      new identity.WorkloadIdentityCredential({ tenantId, clientId, tokenFilePath: tokenFile, ...identityOptions(environment, ctx.env) });
+      new identity.WorkloadIdentityCredential({ tenantId, clientId, tokenFilePath: tokenFile, ...identityOptions(environment, ctx.env, ctx.route.caFile) });
     return entraCredential(source, {
       type: 'azure-workload-identity',
       id: `azure-workload-identity:${s.tenantId}:${s.clientId}:${s.tokenFile}`,

@@ -1,8 +1,9 @@
 import type { TokenCredential } from '@azure/identity';
+import { errorMessage } from '../../errors.js';
 import type { AzureEnvironment } from '../azure-cloud.js';
 import { azureScope } from '../azure-cloud.js';
 import type { Credential } from '../credential.js';
-import { egressHttpClient } from '../egress-http-client.js';
+import { egressHttpClient, transportFailureSince } from '../egress-http-client.js';
 
 export interface EntraCredentialOptions {
   type: string;
@@ -16,13 +17,14 @@ export interface EntraCredentialOptions {
 
 /**
  * Options every @azure/identity credential of the gateway takes: the cloud's authority, and the
- * gateway's HTTP client (egress-proxy rules shared with route traffic).
+ * gateway's HTTP client (egress-proxy rules and TLS trust shared with route traffic, the route's
+ * caFile included).
  */
-export function identityOptions(environment: AzureEnvironment, env: NodeJS.ProcessEnv) {
+export function identityOptions(environment: AzureEnvironment, env: NodeJS.ProcessEnv, caFile?: string) {
   return {
     authorityHost: environment.authorityHost,
     ...(environment.disableInstanceDiscovery ? { disableInstanceDiscovery: true } : {}),
-    httpClient: egressHttpClient(env),
+    httpClient: egressHttpClient(env, caFile),
   };
 }
 
@@ -44,6 +46,7 @@ export function entraCredential(build: (identity: AzureIdentity) => TokenCredent
     reason: options.reason,
     sendsManagementToken: options.sendsManagementToken,
     async getToken(audience, getOptions) {
+      const startedMs = Date.now();
       try {
         source ??= import('@azure/identity').then(build);
         const token = await (await source).getToken(azureScope(audience, environment.cloud), {
@@ -52,6 +55,11 @@ export function entraCredential(build: (identity: AzureIdentity) => TokenCredent
         if (!token) throw new Error('Entra ID returned no token');
         return { token: token.token, expiresOnMs: token.expiresOnTimestamp };
       } catch (err) {
+        // What failed underneath, when MSAL kept only its own code (see transportFailureSince).
+        const transport = transportFailureSince(new URL(environment.authorityHost).origin, startedMs);
+        if (transport !== undefined) {
+          throw new Error(`${describeEntraError(err)} (${environment.authorityHost}: ${errorMessage(transport)})`, { cause: transport });
+        }
         throw new Error(describeEntraError(err), { cause: err });
       }
     },
