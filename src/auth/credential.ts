@@ -21,7 +21,11 @@ export interface Credential {
    * different identities never do. Never contains a secret (hash secrets into it).
    */
   readonly id: string;
-  /** What a user should do when it fails, e.g. "run az login". Never a secret. */
+  /**
+   * What a user should do when it fails, e.g. "run az login". Never a secret. Read when a fetch
+   * fails, so a credential that runs a tool may make it a getter that looks at the machine then
+   * (az installed since the start says "run az login", not "install the Azure CLI").
+   */
   readonly hint: string;
   /** Why this credential was chosen for the route (reported at startup, /readyz, doctor). */
   readonly reason: string;

@@ -39,7 +39,9 @@ export function databaseCredential(route: Route, settings: PostgresSettings, tok
   return {
     type: 'lakebase',
     id: `lakebase\u0000${route.credential.id}\u0000${route.target.origin}\u0000${settings.endpoint ?? ''}\u0000${settings.instance ?? ''}`,
-    hint: route.credential.hint,
+    get hint() {
+      return route.credential.hint;
+    },
     reason: `database credential for ${what}, minted with route ${route.name}'s ${route.credential.type} token`,
     async getToken(): Promise<AccessToken> {
       if (settings.endpoint !== undefined) {

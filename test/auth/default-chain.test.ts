@@ -56,7 +56,10 @@ describe('default credential chain (Databricks unified auth order)', () => {
     for (const t of ['pat', 'databricks-m2m', 'azure-client-secret', 'azure-workload-identity', 'azure-msi', 'azure-cli', 'databricks-cli', 'databricks-u2m']) {
       assert.match(none.reason, new RegExp(`${t}: `));
     }
-    assert.match(none.hint, /az login, databricks auth login or dbx-gateway login NAME, or set DATABRICKS_TOKEN/);
+    assert.match(
+      none.hint,
+      /^install the Azure CLI .* and run az login, or install the Databricks CLI .* and run databricks auth login --host \S+, or run dbx-gateway login prod, or set DATABRICKS_TOKEN/,
+    );
     await assert.rejects(none.getToken('databricks'), /found nothing to use/);
   });
 

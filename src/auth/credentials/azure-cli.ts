@@ -5,6 +5,9 @@ import { type AzureIdentity, entraCredential } from './entra.js';
 import { findOnPath } from './find-on-path.js';
 import { type CredentialProvider, setting } from './provider.js';
 
+/** Microsoft's install page for the Azure CLI (every platform). */
+export const INSTALL_AZURE_CLI_URL = 'https://aka.ms/installazurecli';
+
 /**
  * The signed-in Azure CLI user, through @azure/identity's AzureCliCredential, which runs
  * `az account get-access-token --resource R --output json` and prefers `expires_on` (epoch seconds,
@@ -23,9 +26,7 @@ export const azureCliProvider: CredentialProvider = {
     return entraCredential(cli, {
       type: 'azure-cli',
       id: `azure-cli:${tenantId ?? 'default-tenant'}`,
-      hint: findOnPath('az', ctx.env)
-        ? `run az login${tenantId ? ` --tenant ${tenantId}` : ''}`
-        : 'install the Azure CLI (https://aka.ms/azure-cli), then run az login',
+      hint: () => azureCliHint(ctx.env, tenantId),
       reason,
       // The CLI signs in against its own configured cloud; the environment picks the management scope.
       environment: resolveAzureEnvironment(spec, ctx.env, ctx.route.upstream),
@@ -34,3 +35,9 @@ export const azureCliProvider: CredentialProvider = {
     });
   },
 };
+
+/** What to do about the Azure CLI, as the machine is now: install it, or sign in with it. */
+export function azureCliHint(env: NodeJS.ProcessEnv, tenantId?: string): string {
+  const login = `az login${tenantId ? ` --tenant ${tenantId}` : ''}`;
+  return findOnPath('az', env) ? `run ${login}` : `install the Azure CLI (${INSTALL_AZURE_CLI_URL}) and run ${login}`;
+}

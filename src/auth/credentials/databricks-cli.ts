@@ -1,10 +1,19 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { envValue } from '../../config/paths.js';
 import type { AccessToken, Credential } from '../credential.js';
 import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 import { findOnPath } from './find-on-path.js';
 import { type CredentialProvider, setting } from './provider.js';
+
+/** Databricks' install page for its CLI (every platform). */
+export const INSTALL_DATABRICKS_CLI_URL = 'https://docs.databricks.com/dev-tools/cli/install.html';
+
+/** The fix when the Databricks CLI is missing: install it, then sign in with it. */
+export function databricksCliInstallHint(loginCommand: string): string {
+  return `install the Databricks CLI (${INSTALL_DATABRICKS_CLI_URL}) or set DATABRICKS_CLI_PATH, then run ${loginCommand}`;
+}
 
 /**
  * The Databricks CLI's own login (`databricks auth login`). CLI >= 1.0 keeps U2M tokens in the OS
@@ -30,14 +39,15 @@ export const databricksCliProvider: CredentialProvider = {
     return {
       type: 'databricks-cli',
       id: `databricks-cli:${profile ? `profile:${profile}` : `${route.upstream.origin}:${route.accountId ?? ''}`}`,
-      hint: `run ${loginCommand}`,
+      get hint() {
+        const present = configured !== undefined ? existsSync(configured) : findOnPath('databricks', ctx.env) !== undefined;
+        return present ? `run ${loginCommand}` : databricksCliInstallHint(loginCommand);
+      },
       reason,
       async getToken(_audience, options): Promise<AccessToken> {
         const cli = configured ?? findOnPath('databricks', ctx.env);
         if (!cli) {
-          throw new Error(
-            'the Databricks CLI was not found on PATH; install it (https://docs.databricks.com/dev-tools/cli/install.html) or set DATABRICKS_CLI_PATH',
-          );
+          throw new Error(`the Databricks CLI was not found on PATH; install it (${INSTALL_DATABRICKS_CLI_URL}) or set DATABRICKS_CLI_PATH`);
         }
         const stdout = await run(cli, args, ctx.env, loginCommand, options?.signal);
         return parseCliToken(stdout, cli);

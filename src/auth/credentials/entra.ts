@@ -8,7 +8,8 @@ import { egressHttpClient, transportFailureSince } from '../egress-http-client.j
 export interface EntraCredentialOptions {
   type: string;
   id: string;
-  hint: string;
+  /** A function when the fix depends on the machine at failure time (is az installed?). */
+  hint: string | (() => string);
   reason: string;
   environment: AzureEnvironment;
   /** Service principals send the management token too; users (azure-cli) do not. */
@@ -42,7 +43,9 @@ export function entraCredential(build: (identity: AzureIdentity) => TokenCredent
   return {
     type: options.type,
     id: `${options.id}@${environment.authorityHost}`,
-    hint: options.hint,
+    get hint() {
+      return typeof options.hint === 'function' ? options.hint() : options.hint;
+    },
     reason: options.reason,
     sendsManagementToken: options.sendsManagementToken,
     async getToken(audience, getOptions) {

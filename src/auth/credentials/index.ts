@@ -1,15 +1,16 @@
 import type { CredentialSpec } from '../../config/types.js';
 import { errorMessage } from '../../errors.js';
 import type { Credential } from '../credential.js';
-import { azureCliProvider } from './azure-cli.js';
+import { azureCliHint, azureCliProvider } from './azure-cli.js';
 import { azureClientSecretProvider } from './azure-client-secret.js';
 import { azureDefaultProvider } from './azure-default.js';
 import { azureMsiProvider } from './azure-msi.js';
 import { azureWorkloadIdentityProvider } from './azure-workload-identity.js';
-import { databricksCliProvider } from './databricks-cli.js';
+import { databricksCliProvider, INSTALL_DATABRICKS_CLI_URL } from './databricks-cli.js';
 import { databricksM2mProvider } from './databricks-m2m.js';
 import { databricksU2mProvider } from './databricks-u2m.js';
 import { demoProvider } from './demo.js';
+import { findOnPath } from './find-on-path.js';
 import { CREDENTIAL_TYPE_NAMES } from './names.js';
 import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
@@ -70,16 +71,43 @@ export function createCredential(spec: CredentialSpec, ctx: CredentialContext): 
   }
   return unavailableCredential(
     `the default credential chain found nothing to use (looked for: ${DEFAULT_CHAIN.map((p) => `${p.type}: ${p.lookedFor}`).join('; ')})`,
-    'run az login, databricks auth login or dbx-gateway login NAME, or set DATABRICKS_TOKEN, or name a credential with --credential TYPE (see README "Credentials")',
+    () => emptyChainHint(ctx),
+    // Its own per route: the hint names the route's host and name (it never fetches a token).
+    ctx.route.name,
   );
 }
 
-/** Stands in when no credential can be built: every token request says why and what to do. */
-export function unavailableCredential(message: string, hint: string): Credential {
+/**
+ * What to do when the default chain found nothing, as the machine is now: a missing tool is to be
+ * installed first; one installed since the configuration was loaded needs a restart or reload too,
+ * as the chain chose then.
+ */
+function emptyChainHint(ctx: CredentialContext): string {
+  const route = ctx.route;
+  const databricksLogin = `databricks auth login --host ${route.upstream.origin}${route.accountId ? ` --account-id ${route.accountId}` : ''}`;
+  const az = findOnPath('az', ctx.env) !== undefined;
+  const databricks = findOnPath('databricks', ctx.env) !== undefined;
+  if (az || databricks) {
+    const login = az ? 'az login' : databricksLogin;
+    return `${az ? 'the Azure CLI' : 'the Databricks CLI'} is installed now: run ${login}, then restart dbx-gateway or run dbx-gateway reload (the default chain chose its credential when the configuration was loaded)`;
+  }
+  return (
+    `${azureCliHint(ctx.env)}, or install the Databricks CLI (${INSTALL_DATABRICKS_CLI_URL}) and run ${databricksLogin}, ` +
+    `or run dbx-gateway login ${route.name}, or set DATABRICKS_TOKEN, or name a credential with --credential TYPE (see README "Credentials")`
+  );
+}
+
+/**
+ * Stands in when no credential can be built: every token request says why and what to do. `hint`
+ * may be a function, read at failure time; `scope` keeps credentials with the same message apart.
+ */
+export function unavailableCredential(message: string, hint: string | (() => string), scope?: string): Credential {
   return {
     type: 'none',
-    id: `none:${message}`,
-    hint,
+    id: `none:${scope !== undefined ? `${scope}:` : ''}${message}`,
+    get hint() {
+      return typeof hint === 'function' ? hint() : hint;
+    },
     reason: message,
     async getToken() {
       throw new Error(message);
