@@ -231,8 +231,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * A usage error in our words: `unknown flag: --worksapce`, the closest valid one, and the usage of
- * the command it was given to; `--workspace prod https://...` says the `=` is missing.
+ * A usage error in our words: `unknown flag: --worksapce`, the closest valid one, and where the
+ * help of the command it was given to is (one line, as git and cargo do: the whole usage pushed
+ * the error off a small terminal); `--workspace prod https://...` says the `=` is missing.
  */
 function usageError(program: Command, args: string[], err: CommanderError): number {
   const command = program.commands.find((c) => c.name() === args[0]) ?? program;
@@ -250,8 +251,7 @@ function usageError(program: Command, args: string[], err: CommanderError): numb
     }
     return err.message.replace(/^error: /, '').split('\n')[0] ?? err.message;
   })();
-  process.stderr.write(
-    `dbx-gateway: ${said}\n${suggestion ? `did you mean ${suggestion}?\n` : ''}\n${command.helpInformation()}Run dbx-gateway help ${command === program ? '' : `${command.name()} `}for more.\n`,
-  );
+  const help = `dbx-gateway ${command === program ? '' : `${command.name()} `}--help`;
+  process.stderr.write(`dbx-gateway: ${said}\n${suggestion ? `did you mean ${suggestion}?\n` : ''}see '${help}'\n`);
   return 2;
 }

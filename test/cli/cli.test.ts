@@ -53,17 +53,19 @@ describe('dbx-gateway CLI', () => {
     assert.notEqual(run(['reload', '--help']).stdout, token.stdout, 'every command has its own help');
   });
 
-  it('says which flag or command is unknown and suggests the closest one, with the usage', () => {
+  it('says which flag or command is unknown, suggests the closest one and points at the help in one line', () => {
     const flag = run(['--worksapce', 'prod=https://adb-1.1.azuredatabricks.net']);
     assert.equal(flag.status, 2);
-    assert.match(flag.stderr, /^dbx-gateway: unknown flag: --worksapce\ndid you mean --workspace\?/);
-    assert.match(flag.stderr, /Usage: dbx-gateway serve \[options\]/);
+    assert.equal(flag.stderr, "dbx-gateway: unknown flag: --worksapce\ndid you mean --workspace?\nsee 'dbx-gateway serve --help'\n");
+    const tokenFlag = run(['token', 'prod', '--ouput', 'raw']);
+    assert.equal(tokenFlag.status, 2);
+    assert.equal(tokenFlag.stderr, "dbx-gateway: unknown flag: --ouput\ndid you mean --output?\nsee 'dbx-gateway token --help'\n");
     const command = run(['tokn', 'prod']);
     assert.equal(command.status, 2);
-    assert.match(command.stderr, /^dbx-gateway: unknown command: tokn\ndid you mean token\?/);
+    assert.equal(command.stderr, "dbx-gateway: unknown command: tokn\ndid you mean token?\nsee 'dbx-gateway --help'\n");
     const equals = run(['--workspace', 'prod', 'https://adb-1.1.azuredatabricks.net']);
     assert.equal(equals.status, 2);
-    assert.match(equals.stderr, /the = is missing; write --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/);
+    assert.match(equals.stderr, /the = is missing; write --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net\nsee 'dbx-gateway serve --help'\n$/);
   });
 
   it('config check validates without serving: exit 0 with what it would serve, exit 2 with every problem', () => {
