@@ -35,7 +35,9 @@ function withConfigOptions(command: Command, all = true): Command {
       .option('--socket <path>', 'serve a unix socket (0600), or a named pipe on Windows, instead of TCP')
       .option('--allow-unauthenticated-network', 'listen beyond loopback without inbound keys (warned)')
       .option('--tls', "HTTPS on every listener with the gateway's own local CA (listen.tls: auto)")
-      .option('--log-format <format>', 'text (one line per event) or json; default: text on a terminal');
+      .option('--log-format <format>', 'text (one line per event) or json; default: text on a terminal')
+      .addOption(command.createOption('-q, --quiet', 'log warnings and errors only (wins over DBX_GATEWAY_LOG_LEVEL and logLevel)').conflicts('verbose'))
+      .option('-v, --verbose', 'log debug lines too (wins over DBX_GATEWAY_LOG_LEVEL and logLevel)');
   }
   return command;
 }

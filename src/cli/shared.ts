@@ -8,7 +8,7 @@ import { printErr } from './output.js';
 // start-up time).
 
 /** What commander collects for the configuration options: CliFlags, with --no-profiles as `profiles: false`. */
-export type ConfigOptions = Omit<CliFlags, 'noProfiles'> & { profiles?: boolean };
+export type ConfigOptions = Omit<CliFlags, 'noProfiles' | 'logLevel'> & { profiles?: boolean; quiet?: boolean; verbose?: boolean };
 
 const FLAG_KEYS = [
   'config',
@@ -35,6 +35,8 @@ export function toFlags(options: ConfigOptions): CliFlags {
     if (value !== undefined && value !== false) flags[key] = value;
   }
   if (options.profiles === false) flags.noProfiles = true;
+  if (options.quiet) flags.logLevel = 'warn';
+  if (options.verbose) flags.logLevel = 'debug';
   return flags as CliFlags;
 }
 

@@ -168,6 +168,8 @@ export interface CliFlags {
   tls?: boolean;
   /** text (one line per event) or json; default: text on a terminal. */
   logFormat?: string;
+  /** -q (warn) or -v (debug): wins over DBX_GATEWAY_LOG_LEVEL and the file's logLevel. */
+  logLevel?: 'warn' | 'debug';
   /** Serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE, else every profile). */
   profile?: string;
 }

@@ -164,9 +164,9 @@ export function checkPostgresKeys(routes: readonly RouteConfig[], keyed: boolean
   }
 }
 
-/** logLevel and logFormat from the flag, the environment or the file. */
+/** logLevel (-q/-v) and logFormat from the flag, the environment or the file. */
 export function logSettings(flags: CliFlags, file: FileConfig, env: NodeJS.ProcessEnv, problems: string[]): Pick<GatewayConfig, 'logLevel' | 'logFormat'> {
-  const logLevel = env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info';
+  const logLevel = flags.logLevel ?? env.DBX_GATEWAY_LOG_LEVEL ?? file.logLevel ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`DBX_GATEWAY_LOG_LEVEL: "${logLevel}" is not a log level; use one of ${LOG_LEVELS.join(', ')}`);
   }

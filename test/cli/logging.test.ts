@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { formatEvent } from '../../src/observability/text-format.js';
-import { BIN, NO_TOOLS_PATH } from '../helpers/cli.js';
+import { watchOutput } from '../helpers/child-output.js';
+import { BIN, childEnv, NO_TOOLS_PATH, runCli } from '../helpers/cli.js';
 import { request } from '../helpers/http.js';
+import { freePort } from '../helpers/ports.js';
 import { spawnGateway } from '../helpers/spawn-gateway.js';
 
 describe('saying what it is doing', () => {
@@ -74,6 +77,49 @@ describe('saying what it is doing', () => {
     } finally {
       await gw.stop();
     }
+  });
+
+  it('-q logs warnings and errors only and -v debug lines too, both winning over DBX_GATEWAY_LOG_LEVEL', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'dbxgw-quiet-'));
+    const config = join(home, 'gw.yaml');
+    writeFileSync(
+      config,
+      'routes:\n  broken: { host: https://adb-1.1.azuredatabricks.net, credential: { type: databricks-cli, cliPath: /nonexistent/databricks } }\n',
+    );
+    const port = await freePort();
+    const quiet = spawn(process.execPath, [BIN, '--config', config, '--no-profiles', '--demo', '--log-format', 'text', '-q', '--port', String(port)], {
+      env: childEnv({ HOME: home, NO_COLOR: '1', DBX_GATEWAY_LOG_LEVEL: 'debug' }),
+    });
+    const out = watchOutput(quiet);
+    try {
+      await out.waitForOutput('stdout', /WARN +route broken has no token yet/);
+      await request(`http://127.0.0.1:${port}/ws/demo/api/2.0/clusters/list`);
+      await request(`http://127.0.0.1:${port}/ws/nope/api/2.0/clusters/list`);
+      await out.waitForOutput('stdout', /GET \/ws\/nope\/api\/2\.0\/clusters\/list 404/);
+      assert.doesNotMatch(out.stdout(), /INFO|DEBUG|listening|\/ws\/demo\/api/, out.stdout());
+    } finally {
+      quiet.kill('SIGTERM');
+      await once(quiet, 'exit');
+    }
+    const gw = await spawnGateway(
+      ['--demo', '--no-profiles', '--log-format', 'text', '--verbose'],
+      { HOME: home, NO_COLOR: '1', DBX_GATEWAY_LOG_LEVEL: 'error' },
+      home,
+    );
+    try {
+      await request(`${gw.url}/healthz`);
+      await gw.waitForOutput('stdout', /GET \/healthz 200/);
+      assert.match(gw.stdout(), /DEBUG route demo: token ready/);
+    } finally {
+      await gw.stop();
+    }
+    const both = await runCli(['-q', '-v', '--demo', '--port', '0'], { HOME: home });
+    assert.equal(both.status, 2);
+    assert.match(both.stderr, /option '-q, --quiet' cannot be used with option '-v, --verbose'\nsee 'dbx-gateway serve --help'\n$/);
+    const help = await runCli(['serve', '--help'], { HOME: home });
+    const said = help.stdout.replace(/\s+/g, ' ');
+    assert.match(said, /-q, --quiet log warnings and errors only \(wins over DBX_GATEWAY_LOG_LEVEL and logLevel\)/);
+    assert.match(said, /-v, --verbose log debug lines too \(wins over DBX_GATEWAY_LOG_LEVEL and logLevel\)/);
   });
 
   it('refuses a log level or format that does not exist, as a config error', () => {
