@@ -103,9 +103,35 @@ export function trackRequest(incoming: IncomingMessage, outgoing: ServerResponse
   outgoing.once('close', () => {
     writeRequestLine(logger, metrics, incoming, record, {
       status: outgoing.headersSent ? outgoing.statusCode : 0,
-      bytes: record.route ? record.bytesOut : Number(outgoing.getHeader('content-length') ?? 0),
+      bytes: record.bytesOut,
       aborted: !outgoing.writableFinished,
     });
   });
   return record;
+}
+
+const counted = new WeakSet<ServerResponse>();
+
+/**
+ * Counts a body the gateway writes itself (its errors, the local endpoints) into record.bytesOut,
+ * as forward.ts counts a proxied one, so the log says what the client got. Content-Length is no
+ * measure: writeHead's headers are not readable back, and a streamed answer has none. Proxied
+ * bodies are never wrapped (the hot path); a HEAD answer's body is dropped by Node, so not counted.
+ */
+export function countOwnBody(res: ServerResponse, record: RequestRecord): void {
+  if (counted.has(res) || res.req?.method === 'HEAD') return;
+  counted.add(res);
+  const count = (chunk: unknown, encoding: unknown) => {
+    if (typeof chunk === 'string') record.bytesOut += Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+    else if (chunk instanceof Uint8Array) record.bytesOut += chunk.byteLength;
+  };
+  const { write, end } = res;
+  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    count(chunk, rest[0]);
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ServerResponse['write'];
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    if (typeof args[0] !== 'function') count(args[0], args[1]);
+    return (end as (...args: unknown[]) => ServerResponse).apply(this, args);
+  } as ServerResponse['end'];
 }

@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
 import { asError, type GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
+import { countOwnBody } from '../observability/request-log.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
@@ -239,6 +240,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
 function answerWith(exchange: Exchange, answer: GatewayError, close = false): void {
   exchange.record.error = answer.code;
   exchange.record.reason = answer.message;
+  countOwnBody(exchange.res, exchange.record);
   writeGatewayError(exchange.res, answer, { close: close || !exchange.req.complete });
 }
 

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { GatewayError, rawGatewayError, writeGatewayError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { failureAnswer, trackRequest, writeRequestLine } from '../observability/request-log.js';
+import { countOwnBody, failureAnswer, trackRequest, writeRequestLine } from '../observability/request-log.js';
 import { type RequestRecord, startRecord } from '../observability/request-record.js';
 import type { Resolver } from '../routing/route-table.js';
 import type { Admission } from '../security/admission.js';
@@ -75,6 +75,7 @@ export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDo
             throw err;
           }
           if (req.headers.expect !== undefined) res.writeContinue();
+          countOwnBody(res, record);
           void local(req, res);
           return;
         }
@@ -89,6 +90,7 @@ export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDo
         forwarder.web(req, res, admitted.route, admitted.upstreamPath, admitted.prefix, record);
       } catch (err) {
         const answer = failureAnswer(err, logger, record);
+        countOwnBody(res, record);
         writeGatewayError(res, answer, { close: true, ...(record.corsOrigin ? { extraHeaders: corsHeaders(record.corsOrigin) } : {}) });
       }
     },

@@ -109,7 +109,7 @@ describe('saying what it is doing', () => {
     try {
       await request(`${gw.url}/healthz`);
       await gw.waitForOutput('stdout', /GET \/healthz 200/);
-      assert.match(gw.stdout(), /DEBUG route demo: token ready/);
+      await gw.waitForOutput('stdout', /DEBUG route demo: token ready/);
     } finally {
       await gw.stop();
     }
@@ -120,6 +120,44 @@ describe('saying what it is doing', () => {
     const said = help.stdout.replace(/\s+/g, ' ');
     assert.match(said, /-q, --quiet log warnings and errors only \(wins over DBX_GATEWAY_LOG_LEVEL and logLevel\)/);
     assert.match(said, /-v, --verbose log debug lines too \(wins over DBX_GATEWAY_LOG_LEVEL and logLevel\)/);
+  });
+
+  it('logs the real size of the answers the gateway makes itself: local pages, refusals and its own errors on a route', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'dbxgw-bytes-'));
+    const config = join(home, 'gw.yaml');
+    writeFileSync(
+      config,
+      'routes:\n' +
+        '  ro: { host: https://adb-1.1.azuredatabricks.net, readOnly: true, credential: { type: pat, token: dapi123 } }\n' +
+        '  broken: { host: https://adb-2.2.azuredatabricks.net, credential: { type: databricks-cli, cliPath: /nonexistent/databricks } }\n',
+    );
+    const gw = await spawnGateway(['--config', config, '--no-profiles', '--log-format', 'json'], { HOME: home }, home);
+    try {
+      const base = gw.url.replace(/\/$/, '');
+      const asked = [
+        ['GET', '/'],
+        ['GET', '/ws/nope/api/2.0/clusters/list'],
+        ['POST', '/ws/ro/api/2.0/clusters/list'],
+        ['GET', '/ws/broken/api/2.0/clusters/list'],
+        ['HEAD', '/'],
+      ] as const;
+      const sizes: number[] = [];
+      for (const [method, path] of asked) sizes.push((await request(`${base}${path}`, { method })).body.length);
+      assert.ok(
+        sizes.every((n, i) => n > 0 || asked[i]![0] === 'HEAD'),
+        String(sizes),
+      );
+      await gw.waitForOutput('stdout', /"method":"HEAD"/);
+      const lines = gw
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"request"'))
+        .map((l) => JSON.parse(l) as { method: string; path: string; prefix?: string; bytes: number });
+      const logged = asked.map(([method, path]) => lines.find((l) => l.method === method && `${l.prefix ?? ''}${l.path}` === path)?.bytes);
+      assert.deepEqual(logged, sizes);
+    } finally {
+      await gw.stop();
+    }
   });
 
   it('refuses a log level or format that does not exist, as a config error', () => {
