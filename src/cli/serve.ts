@@ -117,7 +117,7 @@ export async function serve(flags: CliFlags): Promise<number> {
       next = loadConfig({ flags });
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
-      logger.error({ problems }, `the new configuration is invalid, so the previous one stays in use: ${problems.join('; ')}`);
+      logger.error(`the new configuration is invalid, so the previous one stays in use: ${oneLine(problems)}`);
       return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }
     // A failure to apply may echo a setting; one from ${VAR} is a secret (config/env-values.ts).
@@ -132,7 +132,7 @@ export async function serve(flags: CliFlags): Promise<number> {
       return { ok: true, notes, routes };
     } catch (err) {
       const problems = (err instanceof ConfigError ? err.problems : [errorMessage(err)]).map(mask);
-      logger.error({ problems }, `the new configuration could not be applied, so the previous one stays in use: ${problems.join('; ')}`);
+      logger.error(`the new configuration could not be applied, so the previous one stays in use: ${oneLine(problems)}`);
       return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
     }
   };
@@ -160,6 +160,14 @@ export async function serve(flags: CliFlags): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     if (process.platform === 'win32') process.once('SIGBREAK', () => stop('SIGBREAK'));
   });
+}
+
+/**
+ * A refused reload's problems for its one log line, each said once (not again in a field) and
+ * without the code frame the YAML parser adds under its message (line and column stay).
+ */
+function oneLine(problems: string[]): string {
+  return problems.map((p) => p.split('\n', 1)[0]!.replace(/:$/, '')).join('; ');
 }
 
 /**

@@ -77,4 +77,14 @@ describe('SIGHUP reloads the configuration without dropping connections', () => 
     assert.equal(res.status, 200, 'route b from the last good configuration still serves');
     assert.equal(gw.child.exitCode, null);
   });
+
+  it('logs the YAML error of a refused reload once, on one line', async () => {
+    const mark = gw.stdout().length;
+    writeFileSync(file, 'routes:\n  a: { host: https://adb-1.1.azuredatabricks.net }\n  a: { host: https://adb-2.2.azuredatabricks.net }\n');
+    gw.child.kill('SIGHUP');
+    const [line] = await gw.waitForOutput('stdout', /.*the new configuration is invalid.*\n/, { since: mark });
+    assert.match(line, /YAML syntax: Map keys must be unique at line 3, column 3"/);
+    assert.equal(gw.stdout().slice(mark).split('Map keys must be unique').length - 1, 1, gw.stdout().slice(mark));
+    assert.equal((await request(`${gw.url}/ws/b/x`)).status, 200);
+  });
 });
