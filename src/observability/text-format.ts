@@ -1,6 +1,7 @@
 /**
  * Log lines for a person at a terminal: one line per event, never the nine of a pretty-printed
- * object. A request is `12:04:05 GET /ws/prod/api/2.0/clusters/list 200 25ms 387B`; anything
+ * object. A request is `12:04:05 GET /ws/prod/api/2.0/clusters/list 200 25ms 387B` (with
+ * `route=prod` after it when the path does not name the route: gRPC, per-route ports); anything
  * else is the time, the level and the message, then its fields as key=value. Colours only on a
  * terminal and without NO_COLOR (https://no-color.org). Every piece of an event is shown with its
  * control characters escaped (terminal-text.ts): messages and fields carry upstream text.
@@ -15,6 +16,8 @@ const DIM = '\u001b[2m';
 const EVENT_FIELDS = new Set(['level', 'time', 'msg']);
 /** Fields shown in the request line itself, or not at all. */
 const REQUEST_FIELDS = new Set(['level', 'time', 'msg', 'method', 'route', 'prefix', 'path', 'status', 'grpcStatus', 'ms', 'bytes', 'bytesIn']);
+/** The same, when the path does not name the route (a gRPC call, a per-route port): route=NAME is shown. */
+const UNPREFIXED_REQUEST_FIELDS = new Set([...REQUEST_FIELDS].filter((f) => f !== 'route'));
 
 export interface TextStreamOptions {
   out: { write(text: string): boolean };
@@ -43,7 +46,8 @@ export function formatEvent(event: Record<string, unknown>, colour: boolean): st
   const stamp = paint(time, DIM);
   if (event.msg === 'request' && typeof event.method === 'string') {
     const size = typeof event.bytes === 'number' ? ` ${humanBytes(event.bytes)}` : '';
-    const extra = fields(event, REQUEST_FIELDS);
+    const named = event.prefix !== undefined || event.route === undefined || event.route === '-';
+    const extra = fields(event, named ? REQUEST_FIELDS : UNPREFIXED_REQUEST_FIELDS);
     const text = `${escapeControl(`${event.method} ${String(event.prefix ?? '')}${String(event.path ?? '')} ${String(event.status ?? '-')} ${String(event.ms ?? '-')}ms`)}${size}${extra}`;
     return `${stamp} ${paint(text, COLOURS[level])}`;
   }
