@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { expiry } from '../english.js';
 import { errorMessage, GatewayError, tlsFailure } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import type { AccessToken, Audience, Credential } from './credential.js';
@@ -142,7 +143,11 @@ export class TokenCache {
     try {
       const fresh = await this.#fetch(key, credential, audience, cached !== undefined);
       if (!isUsable(fresh, this.#now())) {
-        throw new Error(`it returned a token that expires in ${Math.round((fresh.expiresOnMs - this.#now()) / 1000)} s, too close to expiry to use`);
+        const left = fresh.expiresOnMs - this.#now();
+        // An already expired token is most often this machine's clock running ahead.
+        throw new Error(
+          `it returned a token that ${expiry(left)}, ${left < 0 ? "so it cannot be used: is this machine's clock right?" : 'too close to expiry to use'}`,
+        );
       }
       return fresh;
     } catch (err) {

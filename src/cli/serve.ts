@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { packageVersion } from '../config/package-version.js';
 import type { CliFlags, GatewayConfig } from '../config/types.js';
+import { plural } from '../english.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { ReloadResult } from '../local/control.js';
 import { removeRunFile } from '../local/run-file.js';
@@ -128,7 +129,7 @@ export async function serve(flags: CliFlags): Promise<number> {
       for (const note of notes) logger.warn(note);
       for (const warning of gateway.warnings) logger.warn(warning);
       const routes = gateway.routes.routes.map((r) => r.name);
-      logger.info({ routes }, `configuration reloaded: ${routes.length} routes`);
+      logger.info({ routes }, `configuration reloaded: ${plural(routes.length, 'route')}`);
       return { ok: true, notes, routes };
     } catch (err) {
       const problems = (err instanceof ConfigError ? err.problems : [errorMessage(err)]).map(mask);

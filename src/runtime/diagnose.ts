@@ -1,3 +1,4 @@
+import { plural, span } from '../english.js';
 import { describeWithTlsFix, errorMessage } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import { escapeControl } from '../observability/terminal-text.js';
@@ -49,7 +50,7 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
       name: 'token',
       ok: true,
       detail: Number.isFinite(token.expiresOnMs)
-        ? `ok, expires ${new Date(token.expiresOnMs).toISOString()} (in ${Math.round((token.expiresOnMs - Date.now()) / 60_000)} min)`
+        ? `ok, expires ${new Date(token.expiresOnMs).toISOString()} (in ${span(token.expiresOnMs - Date.now())})`
         : 'ok (does not expire)',
     });
   } catch (err) {
@@ -150,7 +151,7 @@ function formatDoctor(rows: DoctorRow[]): string {
     }
   }
   const failed = rows.filter((r) => !r.ok).length;
-  lines.push(failed === 0 ? `all ${rows.length} routes ok` : `${failed} of ${rows.length} routes failed`);
+  lines.push(failed > 0 ? `${failed} of ${plural(rows.length, 'route')} failed` : rows.length === 1 ? 'the route is ok' : `all ${rows.length} routes ok`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { plural } from '../english.js';
 import { GatewayError } from '../errors.js';
 
 /**
@@ -19,7 +20,7 @@ export function createRateLimiter(perMinute: number, now: () => number = Date.no
       const retryAfter = Math.ceil((1 - bucket.tokens) / perMs / 1000);
       throw new GatewayError(
         'GATEWAY_RATE_LIMITED',
-        `more than ${perMinute} requests per minute from ${who}; retry after ${retryAfter} s (limits.requestsPerMinutePerKey)`,
+        `more than ${plural(perMinute, 'request')} per minute from ${who}; retry after ${retryAfter} s (limits.requestsPerMinutePerKey)`,
         {
           headers: { 'retry-after': String(retryAfter) },
         },

@@ -112,6 +112,19 @@ describe('TokenCache', () => {
     });
   });
 
+  it('says in English how far a token it cannot use is from expiry, or how long ago it expired', async () => {
+    const clock = { now: 1_000_000 };
+    const soon = fakeCredential(clock, 30_000);
+    const cache = new TokenCache({ now: () => clock.now });
+    await assert.rejects(cache.get(soon.credential, 'databricks'), /a token that expires in 30 s, too close to expiry to use/);
+    const dead = fakeCredential(clock, -60_000);
+    await assert.rejects(cache.get(dead.credential, 'databricks'), (err: Error) => {
+      assert.match(err.message, /a token that expired 60 s ago, so it cannot be used: is this machine's clock right\?/);
+      assert.doesNotMatch(err.message, /-\d/);
+      return true;
+    });
+  });
+
   it('bounds a token source that hangs', async () => {
     const clock = { now: 0 };
     const { credential, state } = fakeCredential(clock, 3600_000);

@@ -63,7 +63,7 @@ describe('dbx-gateway doctor', () => {
     assert.match(res.stdout, /upstream: +reachable \(GET \/api\/2\.0\/preview\/scim\/v2\/Me: 200 in \d+ ms\)/);
     assert.match(res.stdout, /identity: +dev\.user@example\.com \(Dev User\)/);
     assert.match(res.stdout, /clock: +in sync/);
-    assert.match(res.stdout, /all 1 routes ok/);
+    assert.match(res.stdout, /\nthe route is ok\n$/);
     assert.ok(!res.stdout.includes(PAT));
   });
 

@@ -81,7 +81,7 @@ describe('working from the running gateway: run file, token, reload', () => {
     assert.equal(res.status, 0, res.stderr + res.stdout);
     assert.match(res.stderr, new RegExp(`checking the gateway running at ${gw.url.replace(/[.]/g, '\\.')}`));
     assert.match(res.stdout, /PASS {2}\/ws\/prod {2}->/);
-    assert.match(res.stdout, /all 1 routes ok/);
+    assert.match(res.stdout, /\nthe route is ok\n$/);
   });
 
   it('the control endpoints refuse a request without the secret, and browsers', async () => {
