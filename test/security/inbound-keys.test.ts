@@ -14,6 +14,8 @@ import { testPki } from '../helpers/tls.js';
 
 const PAT = 'dapi6666666666666666666666666666bbbb';
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 function keysAdd(file: string, name: string) {
   return spawnSync(process.execPath, [BIN, 'keys', 'add', name, '--config', file], { encoding: 'utf8', env: childEnv() });
 }
@@ -142,6 +144,28 @@ describe('keys list, rotate and remove (team habits)', () => {
     assert.equal(run(['list', '--config', file]).stdout, 'bob\troutes: dev\n');
     assert.equal(run(['remove', 'alice', '--config', file]).status, 2);
   });
+  it('keys add says which config file it created or changed, and why that one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dbxgw-keys-'));
+    const file = join(dir, 'dbx-gateway.yaml');
+    const here = (args: string[]) => spawnSync(process.execPath, [BIN, 'keys', ...args], { encoding: 'utf8', env: childEnv(), cwd: dir });
+    const created = here(['add', 'alice']);
+    assert.equal(created.status, 0, created.stderr);
+    assert.match(
+      created.stderr,
+      new RegExp(
+        `^Created ${escapeRegExp(file)} with inboundKeys\\.alice \\(its SHA-256 only\\)\\. No --config was given, so that is dbx-gateway\\.yaml in this folder\\.`,
+      ),
+    );
+    assert.match(created.stderr, new RegExp(`A gateway started with --config ${escapeRegExp(file)} \\(or in this folder\\) uses it`));
+    const changed = here(['add', 'bob', '--config', file]);
+    assert.equal(changed.status, 0, changed.stderr);
+    assert.match(changed.stderr, new RegExp(`^Added inboundKeys\\.bob \\(its SHA-256 only\\) to ${escapeRegExp(file)}\\. This is the only time`));
+    assert.match(changed.stderr, /dbx-gateway reload \(or SIGHUP\)/);
+    const named = join(dir, 'team.yaml');
+    const fromEnv = spawnSync(process.execPath, [BIN, 'keys', 'add', 'carol'], { encoding: 'utf8', env: childEnv({ DBX_GATEWAY_CONFIG: named }), cwd: dir });
+    assert.match(fromEnv.stderr, new RegExp(`^Created ${escapeRegExp(named)} with inboundKeys\\.carol .*the file DBX_GATEWAY_CONFIG names`));
+  });
+
   it('keys rotate keeps the routes of a key entry that is a YAML alias (rotate widened an aliased key to every route)', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'dbxgw-keys-')), 'team.yaml');
     const shared = `sha256:${'0'.repeat(64)}`;
