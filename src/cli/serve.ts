@@ -37,7 +37,7 @@ export async function serve(flags: CliFlags): Promise<number> {
     const e = err as NodeJS.ErrnoException & { port?: number };
     const port = e.port ?? config.listen.port;
     const owner = port === config.listen.port ? 'pass --port N' : "change that route's port";
-    const hint = e.code === 'EADDRINUSE' ? `; another process uses port ${port}: stop it or ${owner}` : '';
+    const hint = e.code === 'EADDRINUSE' ? `; ${await portHolder(port, owner)}` : '';
     printErr(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
     return 1;
   }
@@ -161,6 +161,30 @@ export async function serve(flags: CliFlags): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     if (process.platform === 'win32') process.once('SIGBREAK', () => stop('SIGBREAK'));
   });
+}
+
+/**
+ * Who holds a port this gateway could not listen on: another dbx-gateway of this user when a run
+ * file with a live pid names that port (said with how to reach or stop it), else "another process".
+ */
+async function portHolder(port: number, owner: string): Promise<string> {
+  const [{ configDir }, { runDir, runningGateways }] = await Promise.all([import('../config/paths.js'), import('../local/run-file.js')]);
+  const dir = configDir(process.env);
+  const holder = dir
+    ? runningGateways(runDir(dir)).find((run) => {
+        try {
+          return Number(new URL(run.url).port) === port;
+        } catch {
+          return false;
+        }
+      })
+    : undefined;
+  if (!holder) return `another process uses port ${port}: stop it or ${owner}`;
+  const stop = process.platform === 'win32' ? `taskkill /PID ${holder.pid}` : `kill ${holder.pid}`;
+  return (
+    `another dbx-gateway serves ${holder.url} (pid ${holder.pid}, started ${holder.startedAt}; run file ${holder.file}): ` +
+    `use it (dbx-gateway status --url ${holder.url}; token, doctor and reload take --url too), stop it (${stop}), or ${owner}`
+  );
 }
 
 /**

@@ -13,6 +13,7 @@ import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.j
 import { request } from '../helpers/http.js';
 import { type SpawnedGateway, spawnGateway } from '../helpers/spawn-gateway.js';
 import { testPki } from '../helpers/tls.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('working from the running gateway: run file, token, reload', () => {
   let home: string;
@@ -47,6 +48,33 @@ describe('working from the running gateway: run file, token, reload', () => {
     assert.match(run.secret, /^[A-Za-z0-9_-]{43}$/);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.ok(!gw.stdout().includes(run.secret) && !gw.stderr().includes(run.secret), 'the secret is never logged');
+  });
+
+  it('a second gateway on its port says this one holds it, and how to use or stop it; a foreign holder is "another process"', async () => {
+    await waitFor(() => readdirSync(runDir()).some((f) => f.endsWith('.json')), { what: 'the run file' });
+    const port = new URL(gw.url).port;
+    const second = await runCli(['--demo', '--no-profiles', '--port', port], env);
+    assert.equal(second.status, 1);
+    const pid = gw.child.pid!;
+    const stop = process.platform === 'win32' ? `taskkill /PID ${pid}` : `kill ${pid}`;
+    assert.match(
+      second.stderr,
+      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*; another dbx-gateway serves ${gw.url} \\(pid ${pid}, started `),
+    );
+    assert.ok(
+      second.stderr.includes(`use it (dbx-gateway status --url ${gw.url}; token, doctor and reload take --url too), stop it (${stop}), or pass --port N\n`),
+      second.stderr,
+    );
+    const foreign = createServer();
+    await new Promise<void>((resolve) => foreign.listen(0, '127.0.0.1', resolve));
+    try {
+      const taken = String((foreign.address() as AddressInfo).port);
+      const res = await runCli(['--demo', '--no-profiles', '--port', taken], env);
+      assert.equal(res.status, 1);
+      assert.match(res.stderr, new RegExp(`another process uses port ${taken}: stop it or pass --port N\n$`));
+    } finally {
+      foreign.close();
+    }
   });
 
   it('token NAME prints the token the gateway holds, without a second az call', async () => {
