@@ -51,7 +51,7 @@ export async function serve(flags: CliFlags): Promise<number> {
         ...(port !== undefined ? { port } : {}),
         upstream: route.target.origin,
         credential: route.credential.type,
-        why: route.credential.reason,
+        why: route.credentialReason,
       },
       `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
     );

@@ -37,7 +37,7 @@ export function localEndpoints({ routes, tokens, metrics, isDraining }: LocalEnd
 }
 
 async function readiness(route: RouteTable['routes'][number], tokens: TokenCache): Promise<RouteReadiness> {
-  const base = { credential: route.credential.type, reason: route.credential.reason };
+  const base = { credential: route.credential.type, reason: route.credentialReason };
   try {
     const token = await tokens.get(route.credential, 'databricks');
     return { ...base, ready: true, expires_on: Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null };

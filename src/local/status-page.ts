@@ -115,7 +115,7 @@ export function statusJson(
       ...(pgPort !== undefined ? { postgres_port: pgPort, postgres_sessions: pgSessions.get(route.name) ?? 0 } : {}),
       source: route.config.source,
       credential: route.credential.type,
-      reason: route.credential.reason,
+      reason: route.credentialReason,
       token: usable ? (now >= refreshAtMs(token) ? 'expiring' : 'ready') : status.lastError ? 'failing' : token ? 'expired' : 'not fetched yet',
       expires_on: token && Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
       last_error: status.lastError ?? null,

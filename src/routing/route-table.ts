@@ -16,6 +16,11 @@ export interface Route {
   /** The egress proxy connections to the upstream go through, if any. */
   readonly proxy?: EgressProxy;
   readonly credential: Credential;
+  /**
+   * Why this route uses its credential. Routes with the same identity share one credential
+   * instance (one cache entry), whose own `reason` is the first route's: this is the route's.
+   */
+  readonly credentialReason: string;
 }
 
 export interface ResolvedRequest {

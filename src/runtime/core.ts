@@ -83,6 +83,7 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
       dispatcher: createUpstreamPool(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}), ...(proxy ? { proxy } : {}) }),
       ...(proxy ? { proxy } : {}),
       credential,
+      credentialReason: created.reason,
     } satisfies Route;
   });
   if (problems.length > 0) {

@@ -144,7 +144,7 @@ function formatDoctor(rows: DoctorRow[]): string {
     // line's control characters are escaped, so none can redraw the report (terminal-text.ts).
     lines.push(escapeControl(`${ok ? 'PASS' : 'FAIL'}  ${route.prefix}  ->  ${route.target.origin}`));
     lines.push(escapeControl(`      source:     ${route.config.source}`));
-    lines.push(escapeControl(`      credential: ${route.credential.type} (${route.credential.reason})`));
+    lines.push(escapeControl(`      credential: ${route.credential.type} (${route.credentialReason})`));
     for (const c of checks) {
       const mark = c.ok || c.name === 'error' ? '' : 'FAILED: ';
       lines.push(`      ${`${c.name}:`.padEnd(11)} ${mark}${escapeDetail(c.detail)}`);
