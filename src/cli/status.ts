@@ -55,16 +55,21 @@ export function formatStatus(data: StatusData & { pid: number }, url: string): s
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const row of rows) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
   // Errors are upstream text (an error_description, a grpc-message): one line each, escaped.
-  for (const r of data.routes) if (r.last_error) lines.push(escapeControl(`  ${r.name}: ${r.last_error}`));
+  for (const r of data.routes) {
+    if (r.last_error) lines.push(escapeControl(`  ${r.name}: ${r.last_error}`));
+    if (r.upstream_error) lines.push(escapeControl(`  ${r.name}: upstream unreachable since ${r.upstream_error.at}: ${r.upstream_error.reason}`));
+  }
   if (data.recent_errors.length > 0) {
     lines.push('', 'Recent errors:');
     for (const e of data.recent_errors.slice(-5))
-      lines.push(escapeControl(`  ${e.at} ${e.route} ${e.method} ${e.path} ${e.status}${e.error ? ` ${e.error}` : ''}`));
+      lines.push(escapeControl(`  ${e.at} ${e.route} ${e.method} ${e.path} ${e.status}${e.error ? ` ${e.error}` : ''}${e.reason ? `: ${e.reason}` : ''}`));
   }
   return `${lines.join('\n')}\n`;
 }
 
 function tokenText(r: RouteStatus, now: number): string {
+  // The token may be fine, but the route does not work: never "ready" then.
+  if (r.upstream_error && (r.token === 'ready' || r.token === 'expiring')) return 'upstream unreachable';
   if (r.expires_on === null || (r.token !== 'ready' && r.token !== 'expiring')) return r.token;
   return `${r.token} (${duration(r.expires_on - now)} left)`;
 }

@@ -47,6 +47,11 @@ export interface RouteStatus {
   expires_on: number | null;
   /** Scrubbed by the token cache. */
   last_error: string | null;
+  /**
+   * The last failure to reach the upstream (refused, reset, TLS, DNS), until an exchange with it
+   * succeeds: the token may be fine while the route still does not work.
+   */
+  upstream_error: { at: string; reason: string } | null;
   failures: number;
   requests: number;
   errors: number;
@@ -119,6 +124,7 @@ export function statusJson(
       token: usable ? (now >= refreshAtMs(token) ? 'expiring' : 'ready') : status.lastError ? 'failing' : token ? 'expired' : 'not fetched yet',
       expires_on: token && Number.isFinite(token.expiresOnMs) ? Math.floor(token.expiresOnMs / 1000) : null,
       last_error: status.lastError ?? null,
+      upstream_error: metrics.stats.upstreamProblem(route.name) ?? null,
       failures: status.failures,
       requests: counts.requests,
       errors: counts.errors,
@@ -158,7 +164,14 @@ function timeLeft(expiresOn: number | null, nowS: number): string {
 }
 
 function stateClass(token: string): string {
-  return token === 'ready' || token === 'expiring' || token === 'failing' ? `state ${token}` : 'state';
+  return token === 'ready' || token === 'expiring' || token === 'failing' ? `state ${token}` : token === UNREACHABLE_STATE ? 'state failing' : 'state';
+}
+
+/** A token is no use while its upstream cannot be reached: never shown as green "ready" then. */
+const UNREACHABLE_STATE = 'upstream unreachable';
+
+function shownState(r: RouteStatus): string {
+  return r.upstream_error && (r.token === 'ready' || r.token === 'expiring') ? UNREACHABLE_STATE : r.token;
 }
 
 function metaText(data: StatusData, what: string, atMs: number): string {
@@ -178,13 +191,15 @@ function routeRowHtml(r: RouteStatus, nowMs: number): string {
     (r.postgres_port !== undefined
       ? `<div class="why">Postgres: host=localhost port=${escapeHtml(r.postgres_port)} (${escapeHtml(r.postgres_sessions ?? 0)} open)</div>`
       : '');
-  const lastError = r.last_error ? `<div class="err">Last error: ${escapeHtml(r.last_error)}</div>` : '';
+  const lastError =
+    (r.last_error ? `<div class="err">Last error: ${escapeHtml(r.last_error)}</div>` : '') +
+    (r.upstream_error ? `<div class="err">Upstream: ${escapeHtml(r.upstream_error.reason)}</div>` : '');
   return (
     `<tr data-route="${escapeHtml(r.name)}">` +
     `<th scope="row"><div class="name">${escapeHtml(r.name)}</div><code>${escapeHtml(`${r.prefix}/`)}</code>${port}</th>` +
     `<td>${escapeHtml(r.upstream)}</td>` +
     `<td><div>${escapeHtml(r.credential)}</div><div class="why">${escapeHtml(r.reason)}</div></td>` +
-    `<td><span class="${escapeHtml(stateClass(r.token))}">${escapeHtml(r.token)}</span>${lastError}</td>` +
+    `<td><span class="${escapeHtml(stateClass(shownState(r)))}">${escapeHtml(shownState(r))}</span>${lastError}</td>` +
     `<td class="expires">${expiresHtml(r)}</td>` +
     `<td class="countdown" data-expires="${escapeHtml(r.expires_on ?? '')}">${escapeHtml(timeLeft(r.expires_on, nowMs / 1000))}</td>` +
     `<td class="num">${escapeHtml(r.requests)}</td><td class="num">${escapeHtml(r.errors)}</td>` +
@@ -192,12 +207,16 @@ function routeRowHtml(r: RouteStatus, nowMs: number): string {
   );
 }
 
+function errorText(e: RecentError): string {
+  return e.error && e.reason ? `${e.error}: ${e.reason}` : (e.reason ?? e.error ?? '');
+}
+
 function errorRowHtml(e: RecentError): string {
   const at = Date.parse(e.at);
   const time = Number.isFinite(at) ? `<time datetime="${escapeHtml(e.at)}">${escapeHtml(utcTime(at))}</time>` : escapeHtml(e.at);
   return (
     `<tr><td>${time}</td><td>${escapeHtml(e.route)}</td><td>${escapeHtml(`${e.method} ${e.path}`)}</td>` +
-    `<td>${escapeHtml(e.status)}</td><td class="err">${escapeHtml(e.error ?? '')}</td></tr>`
+    `<td>${escapeHtml(e.status)}</td><td class="err">${escapeHtml(errorText(e))}</td></tr>`
   );
 }
 
@@ -276,7 +295,9 @@ const el = (tag, text, cls) => { const e = document.createElement(tag); if (text
 const iso = (ms) => new Date(ms).toISOString();
 const utcDateTime = (ms) => iso(ms).slice(0, 10) + " " + iso(ms).slice(11, 19) + " UTC";
 const utcTime = (ms) => iso(ms).slice(11, 19) + " UTC";
-const stateClass = (t) => t === "ready" || t === "expiring" || t === "failing" ? "state " + t : "state";
+const stateClass = (t) => t === "ready" || t === "expiring" || t === "failing" ? "state " + t : t === "upstream unreachable" ? "state failing" : "state";
+const shownState = (r) => r.upstream_error && (r.token === "ready" || r.token === "expiring") ? "upstream unreachable" : r.token;
+const errorText = (e) => e.error && e.reason ? e.error + ": " + e.reason : (e.reason || e.error || "");
 function left(expiresOn) {
   if (expiresOn === null) return "-";
   const s = Math.round(expiresOn - (serverNow + (Date.now() - fetchedAt) / 1000));
@@ -292,8 +313,9 @@ function routeRow(r) {
   if (r.spark_connect_port !== undefined) name.append(el("div", "Spark Connect: sc://localhost:" + r.spark_connect_port, "why"));
   if (r.postgres_port !== undefined) name.append(el("div", "Postgres: host=localhost port=" + r.postgres_port + " (" + (r.postgres_sessions || 0) + " open)", "why"));
   const cred = el("td"); cred.append(el("div", r.credential), el("div", r.reason, "why"));
-  const tok = el("td"); tok.append(el("span", r.token, stateClass(r.token)));
+  const tok = el("td"); tok.append(el("span", shownState(r), stateClass(shownState(r))));
   if (r.last_error) tok.append(el("div", "Last error: " + r.last_error, "err"));
+  if (r.upstream_error) tok.append(el("div", "Upstream: " + r.upstream_error.reason, "err"));
   const exp = el("td", undefined, "expires");
   if (r.expires_on === null) exp.textContent = r.token === "ready" || r.token === "expiring" ? "does not expire" : "-";
   else exp.append(timeEl(r.expires_on * 1000, utcDateTime(r.expires_on * 1000)));
@@ -305,7 +327,7 @@ function errorRow(e) {
   const tr = el("tr");
   const at = Date.parse(e.at);
   const time = el("td"); if (Number.isFinite(at)) time.append(timeEl(at, utcTime(at))); else time.textContent = e.at;
-  tr.append(time, el("td", e.route), el("td", e.method + " " + e.path), el("td", e.status), el("td", e.error || "", "err"));
+  tr.append(time, el("td", e.route), el("td", e.method + " " + e.path), el("td", e.status), el("td", errorText(e), "err"));
   return tr;
 }
 function render(data) {

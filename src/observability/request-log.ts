@@ -71,7 +71,7 @@ export function writeRequestLine(logger: Logger, metrics: GatewayMetrics, incomi
   }
   const meter = metrics.meter(route);
   meter.request(incoming.method ?? '-', status, record.key ?? '-');
-  if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error);
+  if (!QUIET_PATHS.has(path) && path !== '/') metrics.stats.record(route, incoming.method ?? '-', path, status, record.error, reason);
   if (record.route && !outcome.upgrade) {
     meter.duration.observe(seconds);
     meter.responseBytes.inc(record.bytesOut);
@@ -92,9 +92,19 @@ export function writeRequestLine(logger: Logger, metrics: GatewayMetrics, incomi
     ...(outcome.aborted ? { aborted: true } : {}),
   };
   const lines = requestLogger(logger);
-  if (QUIET_PATHS.has(path)) lines.debug(line, 'request');
+  if (QUIET_PATHS.has(path) || isStatusPoll(incoming, path, status)) lines.debug(line, 'request');
   else if (record.error !== undefined || status >= 500) lines.warn(line, 'request');
   else lines.info(line, 'request');
+}
+
+/**
+ * The status page's own refresh (its script fetches `/` as JSON every 5 s, and so do monitors):
+ * at debug, as probes are. Opening the page (HTML) stays a request line.
+ */
+function isStatusPoll(incoming: IncomingMessage, path: string, status: number): boolean {
+  if (path !== '/' || incoming.method !== 'GET' || status !== 200) return false;
+  const accept = incoming.headers.accept ?? '';
+  return accept.includes('application/json') && !accept.includes('text/html');
 }
 
 /** The record of one request/response exchange; its line is written when the response closes (streams to their end). */

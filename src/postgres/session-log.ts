@@ -16,7 +16,14 @@ export function recordPostgresSession(logger: Logger, metrics: GatewayMetrics, s
   meter.responseBytes.inc(session.bytesFromServer);
   meter.requestBytes.inc(session.bytesFromClient);
   const failed = !QUIET_OUTCOMES.has(session.outcome);
-  metrics.stats.record(session.route, 'PG', session.database ?? '-', failed ? 503 : 200, failed ? session.outcome : undefined);
+  metrics.stats.record(
+    session.route,
+    'PG',
+    session.database ?? '-',
+    failed ? 503 : 200,
+    failed ? session.outcome : undefined,
+    failed && session.reason ? scrubSecrets(session.reason) : undefined,
+  );
   const line = {
     method: 'PG',
     route: session.route,

@@ -26,7 +26,7 @@ export function recordSparkCall(logger: Logger, metrics: GatewayMetrics, { grpcS
   const meter = metrics.meter(call.route);
   meter.responseBytes.inc(call.responseBytes);
   meter.requestBytes.inc(call.requestBytes);
-  metrics.stats.record(call.route, 'gRPC', call.method, 200, failed ? status : undefined);
+  metrics.stats.record(call.route, 'gRPC', call.method, 200, failed ? status : undefined, failed && call.reason ? scrubSecrets(call.reason) : undefined);
   const line = {
     method: 'gRPC',
     route: call.route,

@@ -147,7 +147,7 @@ describe('status page at /', () => {
     assert.match(broken, />databricks-cli</);
     assert.match(broken, />failing</);
     const errors = section(html, 'errors', '</tbody>');
-    assert.match(errors, /<td>broken<\/td><td>GET \/api\/2\.0\/clusters\/list<\/td><td>503<\/td><td class="err">GATEWAY_TOKEN_UNAVAILABLE<\/td>/);
+    assert.match(errors, /<td>broken<\/td><td>GET \/api\/2\.0\/clusters\/list<\/td><td>503<\/td><td class="err">GATEWAY_TOKEN_UNAVAILABLE: no usable token from credential databricks-cli: .* Fix: run databricks auth login[^<]*<\/td>/, 'the code and its reason');
     assert.match(errors, /<time datetime="\d{4}-\d\d-\d\dT[^"]+Z">\d\d:\d\d:\d\d UTC<\/time>/, 'error times are absolute, in UTC');
     assert.match(html, /<noscript>.*JavaScript is off/);
     assert.ok(!html.includes(PAT));
@@ -181,19 +181,29 @@ describe('status page at /', () => {
           token: 'ready',
           expires_on: 1_750_000_600,
           last_error: evil,
+          upstream_error: { at: new Date(1_750_000_000_000).toISOString(), reason: evil },
           failures: 1,
           requests: 1,
           errors: 0,
         },
       ],
-      recent_errors: [{ at: new Date(1_750_000_000_000).toISOString(), route: evil, method: 'GET', path: `/${evil}`, status: 502, error: evil }],
+      recent_errors: [{ at: new Date(1_750_000_000_000).toISOString(), route: evil, method: 'GET', path: `/${evil}`, status: 502, error: evil, reason: evil }],
     };
     const html = renderStatusPage(data);
     assert.equal(html.match(/<script/g)?.length, 1, "only the page's own script tag");
     assert.ok(!html.includes('alert("'), 'nothing unescaped');
     const escaped = '&lt;script&gt;alert(&quot;x&amp;y&#39;s&quot;)&lt;/script&gt;';
     assert.ok(html.includes(`data-route="n${escaped}"`), 'in attributes');
-    for (const needle of [`>n${escaped}<`, `/ws/${escaped}/`, `https://${escaped}`, `Last error: ${escaped}`, `GET /${escaped}`, `version ${escaped}`]) {
+    for (const needle of [
+      `>n${escaped}<`,
+      `/ws/${escaped}/`,
+      `https://${escaped}`,
+      `Last error: ${escaped}`,
+      `Upstream: ${escaped}`,
+      `${escaped}: ${escaped}`,
+      `GET /${escaped}`,
+      `version ${escaped}`,
+    ]) {
       assert.ok(html.includes(needle), needle);
     }
     assert.match(html, /port 8081/);
