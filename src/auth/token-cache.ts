@@ -40,6 +40,8 @@ export interface TokenStatus {
   token?: CachedToken;
   lastError?: string;
   failures: number;
+  /** After a failed fetch: when a background retry is due (wall clock); 0 when none is. */
+  retryAtMs: number;
   /** Tokens dropped after a 401 in the current streak. */
   rejections: number;
 }
@@ -47,12 +49,18 @@ export interface TokenStatus {
 export interface TokenCacheEvents {
   onFetch?(credential: Credential, audience: Audience): void;
   onFetchFailure?(credential: Credential, audience: Audience, err: unknown): void;
+  /** A fetch succeeded; `replaced` when it took the place of an earlier token (a refresh). */
+  onToken?(credential: Credential, audience: Audience, token: CachedToken, replaced: boolean): void;
 }
 
 export interface TokenCacheOptions extends TokenCacheEvents {
   /** Wall clock; injectable so tests can move time (and so a laptop resumed from sleep is handled). */
   now?: () => number;
   fetchTimeoutMs?: number;
+  /** First retry delay after a failed fetch, doubling per failure (REFRESH_RETRY_BASE_MS). */
+  retryBaseMs?: number;
+  /** Backoff ceiling (REFRESH_RETRY_MAX_MS). */
+  retryMaxMs?: number;
 }
 
 interface FetchContext {
@@ -108,6 +116,8 @@ function isUsable(token: CachedToken, now: number): boolean {
 export class TokenCache {
   readonly #now: () => number;
   readonly #fetchTimeoutMs: number;
+  readonly #retryBaseMs: number;
+  readonly #retryMaxMs: number;
   readonly #events: TokenCacheEvents;
   readonly #health = new Map<string, EntryHealth>();
   readonly #rejections = new Map<string, RejectionStreak>();
@@ -116,13 +126,15 @@ export class TokenCache {
   constructor(options: TokenCacheOptions = {}) {
     this.#now = options.now ?? Date.now;
     this.#fetchTimeoutMs = options.fetchTimeoutMs ?? TOKEN_FETCH_TIMEOUT_MS;
+    this.#retryBaseMs = options.retryBaseMs ?? REFRESH_RETRY_BASE_MS;
+    this.#retryMaxMs = options.retryMaxMs ?? REFRESH_RETRY_MAX_MS;
     this.#events = options;
     this.#lru = new LRUCache<string, CachedToken, FetchContext>({
       // Keys are credential identities x audiences from the config: a few dozen at most.
       max: 1024,
       // A failed refresh must not throw away a token that is still usable.
       noDeleteOnFetchRejection: true,
-      fetchMethod: (key, _stale, { context, signal }) => this.#fetchToken(key, context, signal),
+      fetchMethod: (key, stale, { context, signal }) => this.#fetchToken(key, context, signal, stale !== undefined),
     });
   }
 
@@ -195,6 +207,7 @@ export class TokenCache {
       ...(token && !token.rejected ? { token } : {}),
       ...(health?.lastError !== undefined ? { lastError: health.lastError } : {}),
       failures: health?.failures ?? 0,
+      retryAtMs: health?.retryAtMs ?? 0,
       rejections: activeStreak(this.#rejections.get(key), this.#now())?.drops ?? 0,
     };
   }
@@ -204,16 +217,17 @@ export class TokenCache {
     return this.#lru.fetch(key, { context: { credential, audience }, forceRefresh: force }) as Promise<CachedToken>;
   }
 
-  async #fetchToken(key: string, { credential, audience }: FetchContext, signal: AbortSignal): Promise<CachedToken> {
+  async #fetchToken(key: string, { credential, audience }: FetchContext, signal: AbortSignal, replacing: boolean): Promise<CachedToken> {
     const obtainedAtMs = this.#now();
     this.#events.onFetch?.(credential, audience);
     try {
-      const token = await withTimeout(credential, audience, signal, this.#fetchTimeoutMs);
+      const token = { ...(await withTimeout(credential, audience, signal, this.#fetchTimeoutMs)), obtainedAtMs };
       this.#health.set(key, { failures: 0, retryAtMs: 0 });
-      return { ...token, obtainedAtMs };
+      this.#events.onToken?.(credential, audience, token, replacing);
+      return token;
     } catch (err) {
       const previous = this.#health.get(key)?.failures ?? 0;
-      const backoff = Math.min(REFRESH_RETRY_BASE_MS * 2 ** previous, REFRESH_RETRY_MAX_MS);
+      const backoff = Math.min(this.#retryBaseMs * 2 ** previous, this.#retryMaxMs);
       this.#health.set(key, {
         failures: previous + 1,
         retryAtMs: this.#now() + backoff,

@@ -100,14 +100,9 @@ export async function serve(flags: CliFlags): Promise<number> {
     );
   }
   logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
-  // Every route's token once at start: a route that cannot get one says so now, with the fix,
-  // not 20 s into the first request.
-  for (const route of gateway.routes.routes) {
-    gateway.tokens.get(route.credential, 'databricks').then(
-      () => logger.debug({ route: route.name }, `route ${route.name}: token ready`),
-      (err: Error) => logger.warn({ route: route.name, credential: route.credential.type }, `route ${route.name} has no token yet: ${err.message}`),
-    );
-  }
+  // Every route's token once at start, then one block per route: ready (as whom, how to reach it)
+  // or FAILING with the fix, not 20 s into the first request; failing routes are retried.
+  gateway.watchRoutes();
 
   // SIGHUP (and `dbx-gateway reload`, where there is no SIGHUP): re-read the configuration
   // without dropping connections; an invalid one keeps the old.

@@ -52,7 +52,14 @@ export function formatEvent(event: Record<string, unknown>, colour: boolean): st
     return `${stamp} ${paint(text, COLOURS[level])}`;
   }
   const name = LEVELS[level] ?? String(event.level);
-  return `${stamp} ${paint(escapeControl(name).padEnd(5), COLOURS[level])} ${escapeControl(String(event.msg ?? ''))}${fields(event, EVENT_FIELDS)}`;
+  const head = `${stamp} ${paint(escapeControl(name).padEnd(5), COLOURS[level])} ${escapeControl(String(event.msg ?? ''))}`;
+  // A block (a route's startup state and how to use it): its lines under the message say it all;
+  // the same values are the event's fields in JSON.
+  if (Array.isArray(event.lines)) {
+    const indent = ' '.repeat(time.length + 9);
+    return `${head}${event.lines.map((line) => `\n${indent}${escapeControl(String(line))}`).join('')}`;
+  }
+  return `${head}${fields(event, EVENT_FIELDS)}`;
 }
 
 function fields(event: Record<string, unknown>, skip: Set<string>): string {

@@ -1,6 +1,6 @@
 import type { Credential } from '../auth/credential.js';
 import { CredentialSetupError, createCredential, unavailableCredential } from '../auth/credentials/index.js';
-import { TokenCache } from '../auth/token-cache.js';
+import { TokenCache, type TokenCacheEvents } from '../auth/token-cache.js';
 import type { GatewayConfig, RouteConfig } from '../config/types.js';
 import { type DemoWorkspace, startDemoWorkspace } from '../demo/demo-workspace.js';
 import { ConfigError, errorMessage } from '../errors.js';
@@ -31,6 +31,10 @@ export interface CoreOptions {
   /** Injected wall clock for tests. */
   now?: () => number;
   tokenFetchTimeoutMs?: number;
+  /** The token cache's backoff after a failed fetch (tests shorten it). */
+  tokenRetry?: { baseMs: number; maxMs: number };
+  /** Every token fetched, for the log (a refresh is one line). */
+  onToken?: TokenCacheEvents['onToken'];
   /** On a config reload: the running token cache and metrics, kept across generations. */
   reuse?: { tokens: TokenCache; metrics: GatewayMetrics };
 }
@@ -103,6 +107,8 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     new TokenCache({
       ...(options.now ? { now: options.now } : {}),
       ...(options.tokenFetchTimeoutMs ? { fetchTimeoutMs: options.tokenFetchTimeoutMs } : {}),
+      ...(options.tokenRetry ? { retryBaseMs: options.tokenRetry.baseMs, retryMaxMs: options.tokenRetry.maxMs } : {}),
+      ...(options.onToken ? { onToken: options.onToken } : {}),
       onFetch: (c, audience) => metrics.tokenFetches.inc({ credential: c.type, audience }),
       onFetchFailure: (c, audience) => metrics.tokenFailures.inc({ credential: c.type, audience }),
     });

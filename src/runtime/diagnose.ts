@@ -10,6 +10,8 @@ import type { GatewayCore } from './core.js';
 export const MAX_CLOCK_SKEW_S = 120;
 /** doctor's Postgres login: the default timeouts.connectMs. */
 const DOCTOR_CONNECT_TIMEOUT_MS = 10_000;
+/** doctor's SCIM Me call: headers and body each. */
+const DOCTOR_PROBE_TIMEOUT_MS = 15_000;
 
 export interface DoctorCheck {
   name: string;
@@ -23,7 +25,7 @@ export interface DoctorRow {
   checks: DoctorCheck[];
 }
 
-interface Probe {
+export interface Probe {
   status: number;
   ms: number;
   date?: string;
@@ -57,13 +59,10 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
     checks.push({ name: 'error', ok: false, detail: errorMessage(err) });
     return { route, ok: false, checks };
   }
-  const path =
-    route.config.kind === 'account' && route.config.accountId
-      ? `/api/2.0/accounts/${encodeURIComponent(route.config.accountId)}/scim/v2/Me`
-      : '/api/2.0/preview/scim/v2/Me';
+  const path = scimMePath(route);
   let probe: Probe;
   try {
-    probe = await get(route, path, headers);
+    probe = await getViaRoute(route, path, headers, DOCTOR_PROBE_TIMEOUT_MS);
   } catch (err) {
     checks.push({ name: 'upstream', ok: false, detail: `unreachable: ${scrubSecrets(describeWithTlsFix(err))}` });
     return { route, ok: false, checks };
@@ -78,15 +77,7 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
     }`,
   });
   if (accepted) {
-    let who = 'unknown (no userName in the SCIM answer)';
-    try {
-      const me = JSON.parse(probe.body) as { userName?: string; displayName?: string; applicationId?: string };
-      const name = me.userName ?? me.applicationId;
-      if (name) who = me.displayName && me.displayName !== name ? `${name} (${me.displayName})` : name;
-    } catch {
-      // not JSON: keep "unknown"
-    }
-    checks.push({ name: 'identity', ok: true, detail: who });
+    checks.push({ name: 'identity', ok: true, detail: identityOf(probe.body, true) ?? 'unknown (no userName in the SCIM answer)' });
     const pg = route.config.postgres;
     if (pg) {
       try {
@@ -111,16 +102,39 @@ async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route
   return { route, ok: checks.every((c) => c.ok), checks };
 }
 
-/** A GET through the route's own pool (its caFile, timeouts and egress proxy), body capped at 64 KiB. */
-async function get(route: Route, path: string, headers: Record<string, string>): Promise<Probe> {
+/** The SCIM Me endpoint of a route: who its token belongs to. */
+export function scimMePath(route: Route): string {
+  return route.config.kind === 'account' && route.config.accountId
+    ? `/api/2.0/accounts/${encodeURIComponent(route.config.accountId)}/scim/v2/Me`
+    : '/api/2.0/preview/scim/v2/Me';
+}
+
+/** The user name (or a service principal's application id) in a SCIM Me answer; undefined if none. */
+export function identityOf(body: string, withDisplayName = false): string | undefined {
+  try {
+    const me = JSON.parse(body) as { userName?: unknown; displayName?: unknown; applicationId?: unknown };
+    const name = typeof me.userName === 'string' ? me.userName : typeof me.applicationId === 'string' ? me.applicationId : undefined;
+    if (!name) return undefined;
+    return withDisplayName && typeof me.displayName === 'string' && me.displayName && me.displayName !== name ? `${name} (${me.displayName})` : name;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A GET through the route's own pool (its caFile, timeouts and egress proxy), body capped at
+ * 64 KiB, given up after `timeoutMs` in all.
+ */
+export async function getViaRoute(route: Route, path: string, headers: Record<string, string>, timeoutMs: number): Promise<Probe> {
   const started = performance.now();
   const res = await route.dispatcher.request({
     origin: route.target.origin,
     path,
     method: 'GET',
     headers: { ...headers, accept: 'application/json' },
-    headersTimeout: 15_000,
-    bodyTimeout: 15_000,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    signal: AbortSignal.timeout(timeoutMs),
   });
   let body = '';
   for await (const chunk of res.body) {

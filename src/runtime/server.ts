@@ -11,7 +11,7 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import { createPostgresListener, type PostgresListener } from '../postgres/listener.js';
 import { recordPostgresSession } from '../postgres/session-log.js';
 import { preloadTransport } from '../proxy/transport.js';
-import type { RouteTable } from '../routing/route-table.js';
+import type { Route, RouteTable } from '../routing/route-table.js';
 import { describeSameUser } from '../security/peer-user.js';
 import { type CoreOptions, createGatewayCore } from './core.js';
 import { buildGeneration, type Generation } from './generation.js';
@@ -25,6 +25,7 @@ import {
   type SparkListener,
   unsafeListeners,
 } from './listener.js';
+import { clockTime, type RouteUsage, type RouteWatch, type RouteWatchOptions, watchRoutes } from './route-watch.js';
 
 /** A serving gateway: its listeners, and the generation (config, routes, tokens) they currently serve. */
 export interface RunningGateway {
@@ -59,6 +60,12 @@ export interface RunningGateway {
    * cannot be built throws, and the running one stays.
    */
   reload(config: GatewayConfig): Promise<{ notes: string[] }>;
+  /**
+   * Starts saying, per route, whether it works and how to use it (route-watch.ts): one block each
+   * once its first token is in, failing routes retried in the background. serve calls it after its
+   * own startup lines; it never holds up the listeners.
+   */
+  watchRoutes(): void;
   /** Stop accepting, let in-flight exchanges finish within drainMs, then close every generation. */
   shutdown(drainMs?: number): Promise<void>;
 }
@@ -67,6 +74,8 @@ export interface StartOptions extends CoreOptions {
   logger: Logger;
   /** The /-/ control endpoints (serve): the run file's secret and what a reload does. */
   control?: Pick<ControlOptions, 'secret' | 'reload'>;
+  /** The SCIM Me timeout and upstream re-check backoff of watchRoutes (tests shorten them). */
+  routeWatch?: Pick<RouteWatchOptions, 'identityTimeoutMs' | 'recheck'>;
 }
 
 /**
@@ -102,7 +111,28 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         (message) => options.logger.info(message),
       )
     : undefined;
-  let current: Generation = buildGeneration(config, await createGatewayCore(config, options), context);
+  let watch: RouteWatch | undefined;
+  // A refresh is one line; a first token (a request fetched it) lets a failing route turn ready now.
+  const onToken: NonNullable<CoreOptions['onToken']> = (credential, audience, token, replaced) => {
+    if (!replaced) {
+      // The cache stores the token once this returns.
+      setImmediate(() => watch?.tokenArrived(credential.id));
+      return;
+    }
+    const names = current.core.routes.routes.filter((r) => r.credential.id === credential.id).map((r) => r.name);
+    if (names.length === 0) return;
+    const until = Number.isFinite(token.expiresOnMs) ? `, until ${clockTime(token.expiresOnMs)}` : '';
+    options.logger.info(
+      {
+        routes: names,
+        credential: credential.type,
+        audience,
+        ...(Number.isFinite(token.expiresOnMs) ? { expires_at: new Date(token.expiresOnMs).toISOString() } : {}),
+      },
+      `${names.join(', ')}: ${audience === 'databricks' ? 'token' : 'Azure management token'} refreshed (${credential.type})${until}`,
+    );
+  };
+  let current: Generation = buildGeneration(config, await createGatewayCore(config, { ...options, onToken }), context);
   const retired = new Set<Generation>();
 
   const servers: NetServer[] = [];
@@ -166,6 +196,22 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   }
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const port = config.socket ? 0 : (server.address() as AddressInfo).port;
+  const url = config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`;
+  // What a person types: an unspecified address (0.0.0.0, ::) is reached on loopback.
+  const reachable = config.listen.host === '0.0.0.0' ? '127.0.0.1' : config.listen.host === '::' ? '[::1]' : host;
+  const usage = (route: Route): RouteUsage => {
+    const scheme = tls ? 'https' : 'http';
+    const routePort = routePorts.get(route.name);
+    const sparkPort = sparkPorts.get(route.name);
+    const pgPort = postgresPorts.get(route.name);
+    const prefixUrl = `${scheme}://${reachable}:${port}${route.prefix}`;
+    return {
+      curl: config.socket ? `curl --unix-socket ${config.socket} http://localhost${route.prefix}/api/2.0/...` : `curl ${prefixUrl}/api/2.0/...`,
+      ...(routePort !== undefined ? { databricksHost: `${scheme}://${reachable}:${routePort}` } : config.socket ? {} : { databricksHost: prefixUrl }),
+      ...(sparkPort !== undefined ? { spark: `sc://localhost:${sparkPort}` } : {}),
+      ...(pgPort !== undefined ? { psql: `psql "host=localhost port=${pgPort}"` } : {}),
+    };
+  };
 
   return {
     get config() {
@@ -190,7 +236,19 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     sameUser: config.inboundKeys.length === 0 ? describeSameUser(servers) : undefined,
     postgresPorts,
     postgresSessions: context.postgresSessions,
-    url: config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`,
+    url,
+    watchRoutes() {
+      watch ??= watchRoutes({
+        routes: () => current.core.routes,
+        tokens: () => current.core.tokens,
+        stats: () => current.core.metrics.stats,
+        logger: options.logger,
+        usage,
+        connectTimeouts: () => current.config.timeouts,
+        ...options.routeWatch,
+      });
+      watch.sync();
+    },
     async reload(next) {
       const previous = current;
       // Judged against the sockets actually bound: a new file that drops the keys (and says
@@ -207,6 +265,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       }
       const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
       current = buildGeneration(next, core, context);
+      watch?.sync();
       // In-flight exchanges keep the old generation's connections until they finish, however long;
       // each closes as it frees up. The generation is released then; shutdown closes what is left.
       retired.add(previous);
@@ -215,6 +274,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {
       draining = true;
+      watch?.stop();
       tls?.stop();
       const closed = closeAll();
       for (const s of httpServers()) s.closeIdleConnections();

@@ -62,7 +62,7 @@ describe('saying what it is doing', () => {
     );
     const gw = await spawnGateway(['--config', config, '--no-profiles', '--log-format', 'text', '--demo'], { HOME: home, NO_COLOR: '1' }, home);
     try {
-      await gw.waitForOutput('stdout', /WARN +route broken has no token yet: .*databricks/);
+      await gw.waitForOutput('stdout', /WARN +broken {2}FAILING: .*databricks.* Fix: /);
       assert.match(gw.stdout(), new RegExp(`INFO  config file: ${config.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
       await request(`${gw.url.replace(/\/$/, '')}/ws/demo/api/2.0/clusters/list`);
       await request(`${gw.url}/ws/broken/api/2.0/clusters/list`);

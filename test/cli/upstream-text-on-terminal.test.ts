@@ -102,7 +102,7 @@ describe('upstream text never reaches a terminal raw', () => {
     });
 
     it('the text log shows an error_description escaped, at start and in the request line', async () => {
-      await gw.waitForOutput('stdout', /WARN +route idp has no token yet/);
+      await gw.waitForOutput('stdout', /WARN +idp {2}FAILING: /);
       assert.equal((await request(`${gw.url}/ws/idp/api/2.0/clusters/list`)).status, 503);
       await gw.waitForOutput('stdout', /GET \/ws\/idp\/api\/2\.0\/clusters\/list 503/);
       assertNoRawControl(gw.stdout(), 'the text log');

@@ -8,7 +8,7 @@ import { after, before } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import type { CliFlags, GatewayConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { type RunningGateway, startGateway } from '../../src/runtime/server.js';
+import { type RunningGateway, type StartOptions, startGateway } from '../../src/runtime/server.js';
 import { type FakeUpstream, type Handler, startFakeUpstream } from './fake-upstream.js';
 import { testPki } from './tls.js';
 import { within } from './wait.js';
@@ -31,6 +31,10 @@ export interface TestGatewayOptions {
   configure?: (config: GatewayConfig) => void;
   now?: () => number;
   tokenFetchTimeoutMs?: number;
+  /** The token cache's backoff after a failed fetch (short, so a background retry comes soon). */
+  tokenRetry?: { baseMs: number; maxMs: number };
+  /** watchRoutes' SCIM Me timeout and upstream re-check backoff. */
+  routeWatch?: StartOptions['routeWatch'];
 }
 
 /** A real gateway on 127.0.0.1:0 with logs captured in memory. */
@@ -54,6 +58,8 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     env,
     ...(options.now ? { now: options.now } : {}),
     ...(options.tokenFetchTimeoutMs ? { tokenFetchTimeoutMs: options.tokenFetchTimeoutMs } : {}),
+    ...(options.tokenRetry ? { tokenRetry: options.tokenRetry } : {}),
+    ...(options.routeWatch ? { routeWatch: options.routeWatch } : {}),
   });
   return Object.assign(gateway, { logs, logText: () => text });
 }

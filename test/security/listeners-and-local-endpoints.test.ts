@@ -58,6 +58,7 @@ describe('every TCP listener obeys the loopback-or-keys rule', () => {
     const gw = await spawnGateway(['--config', file], { HOME: home }, home);
     try {
       const url = gw.url.replace('0.0.0.0', '127.0.0.1');
+      await gw.waitForOutput('stdout', /"route":"prod","state":"ready"/);
       assert.equal((await request(`${url}/ws/prod/x`)).status, 401);
       const mark = gw.stdout().length;
       writeFileSync(
@@ -68,7 +69,11 @@ describe('every TCP listener obeys the loopback-or-keys rule', () => {
       await gw.waitForOutput('stdout', /reload was refused/, { since: mark });
       assert.match(gw.stdout().slice(mark), /"level":50.*bound to 0\.0\.0\.0:\d+.*no inboundKeys/);
       assert.equal((await request(`${url}/ws/prod/x`)).status, 401, 'the listener still needs a key');
-      assert.equal(upstream.seen.length, 0);
+      // Only the gateway's own startup call (SCIM Me: who the route's token is), no client request.
+      assert.deepEqual(
+        upstream.seen.map((r) => r.url),
+        ['/api/2.0/preview/scim/v2/Me'],
+      );
     } finally {
       await gw.stop();
       await upstream.close();
