@@ -64,11 +64,15 @@ export interface TokenResponse {
   expiresOnMs: number;
 }
 
-/** POSTs a form to a Databricks token endpoint; errors carry the OAuth error code and description. */
+/**
+ * POSTs a form to a Databricks token endpoint; errors carry the OAuth error code and description.
+ * The expiry is expires_in from the answer, else `defaultExpiresOnMs` (a token exchange: the JWT's
+ * exp), else one hour.
+ */
 export async function postTokenForm(
   endpoint: URL,
   form: Record<string, string>,
-  options: { caFile?: string; signal?: AbortSignal; basicAuth?: [string, string] } = {},
+  options: { caFile?: string; signal?: AbortSignal; basicAuth?: [string, string]; defaultExpiresOnMs?: number } = {},
 ): Promise<TokenResponse> {
   const obtainedAt = Date.now();
   const res = await requestJson(endpoint, {
@@ -93,11 +97,12 @@ export async function postTokenForm(
       typeof body?.error === 'string' ? body.error : undefined,
     );
   }
-  const expiresIn = Number(body.expires_in);
+  const expiresIn = body.expires_in === undefined || body.expires_in === null ? Number.NaN : Number(body.expires_in);
+  const expiresOnMs = Number.isFinite(expiresIn) ? obtainedAt + expiresIn * 1000 : (options.defaultExpiresOnMs ?? obtainedAt + 3600 * 1000);
   return {
     accessToken: body.access_token,
     ...(typeof body.refresh_token === 'string' ? { refreshToken: body.refresh_token } : {}),
-    expiresOnMs: obtainedAt + (Number.isFinite(expiresIn) ? expiresIn : 3600) * 1000,
+    expiresOnMs,
   };
 }
 

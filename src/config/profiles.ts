@@ -10,6 +10,10 @@ const AUTH_TYPES: Readonly<Record<string, string>> = {
   'azure-msi': 'azure-msi',
   'azure-cli': 'azure-cli',
   'databricks-cli': 'databricks-cli',
+  'github-oidc': 'github-oidc',
+  'azure-devops-oidc': 'azure-devops-oidc',
+  'env-oidc': 'env-oidc',
+  'file-oidc': 'file-oidc',
   // The SDKs' U2M browser flow reads the Databricks CLI's login: the CLI is the way to it.
   'external-browser': 'databricks-cli',
   'oauth-u2m': 'databricks-cli',
@@ -18,6 +22,9 @@ const AUTH_TYPES: Readonly<Record<string, string>> = {
   'azure-workload-identity': 'azure-workload-identity',
   'azure-default': 'azure-default',
 };
+
+/** Token federation types: their client id is the Databricks service principal's (client_id). */
+const OIDC_TYPES = new Set(['github-oidc', 'azure-devops-oidc', 'env-oidc', 'file-oidc']);
 
 export interface ProfileRouteResult {
   route?: RouteConfig;
@@ -76,9 +83,17 @@ export function profileCredential(name: string, keys: Record<string, string>): C
   put('cliPath', keys.databricks_cli_path);
   put('tenantId', keys.azure_tenant_id);
   put('useMsi', keys.azure_use_msi);
+  // Token federation keys: the Python SDK's names, then the Go SDK's (databricks_id_token_filepath,
+  // audience) (sdk-py config.py, sdk-go config/config.go).
+  const oidcTokenFilePath = keys.oidc_token_filepath || keys.databricks_id_token_filepath;
+  put('oidcTokenEnv', keys.oidc_token_env);
+  put('oidcTokenFilePath', oidcTokenFilePath);
+  put('audience', keys.token_audience || keys.audience);
   const present = {
     pat: Boolean(keys.token),
     'databricks-m2m': Boolean(keys.client_id && keys.client_secret),
+    'env-oidc': Boolean(keys.oidc_token_env),
+    'file-oidc': Boolean(oidcTokenFilePath),
     'azure-client-secret': Boolean(keys.azure_client_secret),
     'azure-msi': /^(true|1|yes|on)$/i.test(keys.azure_use_msi ?? ''),
   };
@@ -99,7 +114,7 @@ export function profileCredential(name: string, keys: Record<string, string>): C
     }
     type = methods[0] ?? 'default';
   }
-  if (type === 'databricks-m2m') {
+  if (type === 'databricks-m2m' || OIDC_TYPES.has(type)) {
     put('clientId', keys.client_id);
     put('clientSecret', keys.client_secret);
   } else {

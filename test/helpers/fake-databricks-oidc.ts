@@ -20,6 +20,35 @@ export interface FakeDatabricksOidcOptions {
   m2mRefusal?: string;
   /** Replace the discovery document (e.g. to name a token endpoint on another host). */
   discovery?: (origin: string) => Record<string, string>;
+  /** Token federation (RFC 8693 exchange); absent: every exchange is refused. */
+  federation?: FederationPolicy;
+}
+
+/**
+ * What the fake's federation policy accepts: the subject JWT's audience (default: the SDKs' rule,
+ * the workspace token endpoint or the account id), and a client_id (a service principal's policy)
+ * or none (account-wide federation).
+ */
+export interface FederationPolicy {
+  /** The client_id the exchange must carry; undefined: it must carry none. */
+  clientId?: string;
+  audience?: (where: { origin: string; accountId?: string }) => string;
+  /** Answer without expires_in, so the client must take the lifetime from the JWT's exp. */
+  omitExpiresIn?: boolean;
+}
+
+/** An unsigned JWT with these claims (the fake, like the gateway, does not verify signatures). */
+export function makeJwt(claims: Record<string, unknown>): string {
+  const part = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  return `${part({ alg: 'RS256', typ: 'JWT', kid: 'test' })}.${part(claims)}.${randomBytes(16).toString('base64url')}`;
+}
+
+function jwtClaims(jwt: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 export interface FakeDatabricksOidc {
@@ -75,7 +104,8 @@ export async function startFakeDatabricksOidc(options: FakeDatabricksOidcOptions
         res.writeHead(302, { location: back.href });
         return res.end();
       }
-      const account = /^\/oidc\/accounts\/[^/]+\/v1\/token$/.test(url.pathname);
+      const accountMatch = /^\/oidc\/accounts\/([^/]+)\/v1\/token$/.exec(url.pathname);
+      const account = accountMatch !== null;
       if ((url.pathname === '/oidc/v1/token' || account) && req.method === 'POST') {
         const form = Object.fromEntries(new URLSearchParams(body));
         const reply = (status: number, value: unknown) => {
@@ -91,6 +121,34 @@ export async function startFakeDatabricksOidc(options: FakeDatabricksOidcOptions
           }
           issued++;
           return reply(200, { access_token: `m2m-${issued}-${account ? 'account' : 'workspace'}`, token_type: 'Bearer', expires_in: 3600, scope: form.scope });
+        }
+        if (form.grant_type === 'urn:ietf:params:oauth:grant-type:token-exchange') {
+          const policy = options.federation;
+          if (!policy) return reply(400, { error: 'invalid_request', error_description: 'no federation policy' });
+          if (form.subject_token_type !== 'urn:ietf:params:oauth:token-type:jwt' || form.scope !== 'all-apis') {
+            return reply(400, { error: 'invalid_request', error_description: 'subject_token_type must be jwt and scope all-apis' });
+          }
+          if (req.headers.authorization) return reply(400, { error: 'invalid_request', error_description: 'no client authentication expected' });
+          if (form.client_id !== policy.clientId) {
+            return reply(401, { error: 'invalid_client', error_description: `client_id ${form.client_id ?? '(none)'} does not match the policy` });
+          }
+          const claims = jwtClaims(form.subject_token ?? '');
+          const accountId = accountMatch?.[1];
+          const where = { origin, ...(accountId ? { accountId } : {}) };
+          const expected = policy.audience ? policy.audience(where) : (accountId ?? `${origin}/oidc/v1/token`);
+          if (!claims || claims.aud !== expected) {
+            return reply(400, { error: 'invalid_grant', error_description: `audience ${String(claims?.aud)} is not ${expected}` });
+          }
+          const exp = typeof claims.exp === 'number' ? claims.exp : 0;
+          const left = exp - Math.floor(Date.now() / 1000);
+          if (left <= 0) return reply(400, { error: 'invalid_grant', error_description: 'subject token expired' });
+          issued++;
+          // Databricks tokens from a federation exchange live as long as the JWT.
+          return reply(200, {
+            access_token: `fed-${issued}-${account ? 'account' : 'workspace'}-${String(claims.sub)}`,
+            token_type: 'Bearer',
+            ...(policy.omitExpiresIn ? {} : { expires_in: left }),
+          });
         }
         const issue = () => {
           issued++;

@@ -12,18 +12,23 @@ import { databricksU2mProvider } from './databricks-u2m.js';
 import { demoProvider } from './demo.js';
 import { findOnPath } from './find-on-path.js';
 import { CREDENTIAL_TYPE_NAMES } from './names.js';
+import { azureDevopsOidcProvider, envOidcProvider, fileOidcProvider, githubOidcProvider } from './oidc-federation.js';
 import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
 
 /**
  * The `default` chain, in the contract's order. It follows Databricks unified client
- * authentication (Go SDK config/auth_default.go): explicit secrets first (PAT, OAuth M2M, Entra
- * service principal, workload identity, managed identity), then the developer tools a person is
- * signed in to. azure-default is never guessed: it would hide which source is really used.
+ * authentication (Go SDK config/auth_default.go): explicit secrets first (PAT, OAuth M2M), token
+ * federation in the Go SDK's order (GitHub, Azure DevOps, env, file), Entra (service principal,
+ * workload identity, managed identity), then the developer tools a person is signed in to. azure-default is never guessed: it would hide which source is really used.
  */
 const DEFAULT_CHAIN: readonly CredentialProvider[] = [
   patProvider,
   databricksM2mProvider,
+  githubOidcProvider,
+  azureDevopsOidcProvider,
+  envOidcProvider,
+  fileOidcProvider,
   azureClientSecretProvider,
   azureWorkloadIdentityProvider,
   azureMsiProvider,
