@@ -64,7 +64,14 @@ function loadGatewayConfig(text: string, env: NodeJS.ProcessEnv) {
 
 const NO_KUBECTL = needs('kubectl', 'kubernetes-client');
 
-for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example']) {
+/** How each kustomization signs in to Databricks: Azure workload identity, or token federation. */
+const KUSTOMIZATIONS: Array<[string, 'azure-workload-identity' | 'file-oidc']> = [
+  ['deploy/kubernetes/base', 'azure-workload-identity'],
+  ['deploy/kubernetes/overlays/example', 'azure-workload-identity'],
+  ['deploy/kubernetes/overlays/token-federation', 'file-oidc'],
+];
+
+for (const [dir, identity] of KUSTOMIZATIONS) {
   describe(`kubectl kustomize ${dir}`, { skip: NO_KUBECTL }, () => {
     const objects = NO_KUBECTL ? [] : render(dir);
     const find = <T = K8sObject>(kind: string) => objects.find((o) => o.kind === kind) as T & K8sObject;
@@ -90,12 +97,15 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
       const configMap = find<{ data: Record<string, string> }>('ConfigMap');
       const secret = find<{ stringData: Record<string, string> }>('Secret');
       // The env of a pod: the Secret, plus what the Azure workload identity webhook injects.
-      const webhook = {
-        AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000000',
-        AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000001',
-        AZURE_FEDERATED_TOKEN_FILE: '/var/run/secrets/azure/tokens/azure-identity-token',
-        AZURE_AUTHORITY_HOST: 'https://login.microsoftonline.com/',
-      };
+      const webhook =
+        identity === 'azure-workload-identity'
+          ? {
+              AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000000',
+              AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000001',
+              AZURE_FEDERATED_TOKEN_FILE: '/var/run/secrets/azure/tokens/azure-identity-token',
+              AZURE_AUTHORITY_HOST: 'https://login.microsoftonline.com/',
+            }
+          : {};
       const config = loadGatewayConfig(configMap.data['dbx-gateway.yaml']!, { ...secret.stringData, ...webhook });
       assert.equal(config.listen.host, '0.0.0.0');
       assert.ok(config.inboundKeys.length > 0, 'listening beyond loopback needs inbound keys');
@@ -129,7 +139,6 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
       const service = find<{ spec: { ports: Array<{ port: number; targetPort: string }>; selector: Record<string, string> } }>('Service');
       assert.equal(service.spec.ports[0]?.targetPort, 'http');
       const podLabels = deployment.spec.template.metadata.labels;
-      assert.equal(podLabels['azure.workload.identity/use'], 'true');
       for (const [k, v] of Object.entries(service.spec.selector)) assert.equal(podLabels[k], v, 'the Service selects the pods');
       const pdb = find<{ spec: { selector: { matchLabels: Record<string, string> } } }>('PodDisruptionBudget');
       for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(podLabels[k], v, 'the PDB selects the pods');
@@ -140,8 +149,46 @@ for (const dir of ['deploy/kubernetes/base', 'deploy/kubernetes/overlays/example
       assert.equal(policy.spec.ingress[0]?.ports[0]?.port, config.listen.port);
       const sa = find('ServiceAccount');
       assert.equal(deployment.spec.template.spec.serviceAccountName, sa.metadata.name);
-      assert.match(sa.metadata.annotations?.['azure.workload.identity/client-id'] ?? '', /^[0-9a-f-]{36}$/);
+      for (const route of config.routes) assert.equal(route.credential.type, identity);
+      if (identity === 'azure-workload-identity') {
+        assert.equal(podLabels['azure.workload.identity/use'], 'true');
+        assert.match(sa.metadata.annotations?.['azure.workload.identity/client-id'] ?? '', /^[0-9a-f-]{36}$/);
+      } else {
+        assert.equal(podLabels['azure.workload.identity/use'], undefined, 'no Azure webhook');
+        assert.equal(sa.metadata.annotations, undefined);
+        assert.equal(find('Secret').metadata.name, 'dbx-gateway-keys', 'the only Secret holds inbound key hashes, no Databricks secret');
+      }
     });
+
+    if (identity === 'file-oidc') {
+      it("reads the pod's projected service-account token (own audience, short life) where the config says", () => {
+        const configMap = find<{ data: Record<string, string> }>('ConfigMap');
+        const config = loadGatewayConfig(configMap.data['dbx-gateway.yaml']!, find<{ stringData: Record<string, string> }>('Secret').stringData);
+        const credential = config.routes[0]!.credential;
+        assert.match(String(credential.clientId), /^[0-9a-f-]{36}$/, 'a service principal federation policy');
+        const pod = find<{
+          spec: {
+            template: {
+              spec: {
+                volumes: Array<{
+                  name: string;
+                  projected?: { sources: Array<{ serviceAccountToken?: { audience: string; expirationSeconds: number; path: string } }> };
+                }>;
+                containers: Array<{ volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }> }>;
+              };
+            };
+          };
+        }>('Deployment').spec.template.spec;
+        const volume = pod.volumes.find((v) => v.projected?.sources.some((s) => s.serviceAccountToken));
+        const token = volume?.projected?.sources.find((s) => s.serviceAccountToken)?.serviceAccountToken;
+        assert.ok(token, 'a projected serviceAccountToken volume');
+        assert.ok(token.audience && token.audience !== 'https://kubernetes.default.svc', 'its own audience, not the API server one');
+        assert.ok(token.expirationSeconds >= 600 && token.expirationSeconds <= 3600, 'short-lived (600 s is the least Kubernetes allows)');
+        const mount = pod.containers[0]!.volumeMounts.find((m) => m.name === volume!.name);
+        assert.equal(mount?.readOnly, true);
+        assert.equal(credential.oidcTokenFilePath, `${mount!.mountPath}/${token.path}`);
+      });
+    }
   });
 }
 
