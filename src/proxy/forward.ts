@@ -219,7 +219,9 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#finish();
     const { exchange } = this;
-    if (exchange.res.destroyed || exchange.req.socket.destroyed) {
+    // undici sets req.socket to null when it destroys a request body it was sending (core/util.js
+    // destroy), leaving the client's connection open: the client is still there to be answered.
+    if (exchange.res.destroyed || exchange.req.socket?.destroyed) {
       if (!exchange.res.headersSent) exchange.record.error = 'CLIENT_ABORTED';
       return;
     }

@@ -33,6 +33,21 @@ describe('upstream faults', () => {
     }
   });
 
+  it('answers 502, not a crash, when the upstream resets a request with a body', async () => {
+    const upstream = await startFakeUpstream((req) => req.socket.destroy());
+    const gw = await startTestGateway({ flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' }, env, configure: trustCa(testPki().caFile) });
+    try {
+      const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`, { method: 'POST', body: 'x' });
+      assert.equal(res.status, 502);
+      const body = res.json<{ error_code: string; message: string }>();
+      assert.equal(body.error_code, 'GATEWAY_UPSTREAM_UNREACHABLE');
+      assert.match(body.message, /^could not reach https:\/\/127\.0\.0\.1:\d+: /);
+    } finally {
+      await gw.shutdown(100);
+      await upstream.close();
+    }
+  });
+
   it('answers 502 when the upstream certificate is not trusted (TLS verification stays on)', async () => {
     const upstream = await startFakeUpstream();
     const gw = await startTestGateway({ flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' }, env });
