@@ -213,20 +213,40 @@ export function describeWithTlsFix(err: unknown): string {
 }
 
 /**
- * The one place where a failure on the way to the upstream becomes an HTTP answer
- * (as @hono/node-server's handleFetchError maps TimeoutError to 504).
+ * Whether `err` is a failure of the transport to the upstream (socket, DNS, TLS, HTTP parsing,
+ * undici's own errors, the connector's and the egress proxy's) rather than a bug in the gateway:
+ * only these are answered as the upstream's fault, with their message.
  */
-export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<Timeouts, 'connectMs' | 'headersMs' | 'idleMs'>): GatewayError {
+function isTransportError(err: unknown): boolean {
+  if (err instanceof UpstreamTimeoutError || err instanceof UpstreamConnectError || err instanceof ProxyError) return true;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string') {
+    // undici's errors (UND_ERR_*, minus a request undici refused to build), llhttp's parse errors
+    // (HPE_*), Node's socket errors (errno names: ECONNRESET, ENOTFOUND...), Node's TLS and OpenSSL's.
+    if (code.startsWith('UND_ERR_')) return code !== 'UND_ERR_INVALID_ARG';
+    if (/^(HPE_|E[A-Z0-9]+$|ERR_TLS_|ERR_SSL_|ERR_SOCKET_|ERR_STREAM_PREMATURE_CLOSE$)/.test(code)) return true;
+  }
+  return tlsFailure(err) !== undefined;
+}
+
+/**
+ * The one place where a failure on the way to the upstream becomes an HTTP answer (as
+ * @hono/node-server's handleFetchError maps TimeoutError to 504): a GatewayError as it is, a
+ * transport error as 502 or 504 with what failed; undefined for anything else, which is the
+ * gateway's own bug (failureAnswer answers it 500 and logs it).
+ */
+export function transportFailure(err: unknown, upstream: string, timeouts?: Pick<Timeouts, 'connectMs' | 'headersMs' | 'idleMs'>): GatewayError | undefined {
   if (err instanceof GatewayError) return err;
+  if (!isTransportError(err)) return undefined;
   const undiciTimeout = UNDICI_TIMEOUTS[(err as { code?: string } | undefined)?.code ?? ''];
   if (undiciTimeout) {
     const ms = timeouts ? timeouts[undiciTimeout === 'connect' ? 'connectMs' : undiciTimeout === 'headers' ? 'headersMs' : 'idleMs'] : Number.NaN;
-    return toGatewayError(new UpstreamTimeoutError(undiciTimeout, ms), upstream);
+    return transportFailure(new UpstreamTimeoutError(undiciTimeout, ms), upstream);
   }
   if (err instanceof UpstreamConnectError) {
     // Answered as the socket's own error, or as a connect timeout, as before the connector was one.
-    if (err.timeoutMs !== undefined) return toGatewayError(new UpstreamTimeoutError('connect', err.timeoutMs), upstream);
-    if (err.cause !== undefined) return toGatewayError(err.cause, upstream, timeouts);
+    if (err.timeoutMs !== undefined) return transportFailure(new UpstreamTimeoutError('connect', err.timeoutMs), upstream);
+    if (err.cause !== undefined) return transportFailure(err.cause, upstream, timeouts) ?? unreachable(err, upstream);
   }
   if (err instanceof ProxyError) {
     return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${errorMessage(err)}`, { cause: err });
@@ -245,6 +265,10 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
       { cause: err },
     );
   }
+  return unreachable(err, upstream);
+}
+
+function unreachable(err: unknown, upstream: string): GatewayError {
   const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'ERROR';
   const detail = errorMessage(err);
   const tls = tlsFailure(err);
@@ -254,6 +278,14 @@ export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<T
     });
   }
   return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `could not reach ${upstream}: ${code === 'ERROR' ? detail : `${code} (${detail})`}`, { cause: err });
+}
+
+/**
+ * A failure while opening a connection (nothing was sent yet), for callers that report it as the
+ * upstream's either way (route checks, Spark's session): transportFailure, else 502 with the message.
+ */
+export function toGatewayError(err: unknown, upstream: string, timeouts?: Pick<Timeouts, 'connectMs' | 'headersMs' | 'idleMs'>): GatewayError {
+  return transportFailure(err, upstream, timeouts) ?? unreachable(err, upstream);
 }
 
 export interface WriteErrorOptions {

@@ -4,6 +4,7 @@ import type { GatewayConfig } from '../config/types.js';
 import type { ConnectionCounts, ListenerTls } from '../runtime/listener.js';
 import { limitConnections } from '../runtime/listener.js';
 import { createSameUserGuard } from '../security/peer-user.js';
+import { postgresErrorFor } from './errors.js';
 import { handleConnection, type OpenSession, type PostgresDoor, type SessionRecord } from './session.js';
 import { errorResponse } from './wire.js';
 
@@ -83,7 +84,7 @@ export function createPostgresListener({ config, tls, connections, door, routeNa
     // Loopback means you: another local user's connection is refused before a byte is read.
     sameUser.decide(socket, socket, (refusal) => {
       if (refusal) {
-        socket.end(errorResponse({ severity: 'FATAL', code: '28000', message: refusal.message }));
+        socket.end(errorResponse(postgresErrorFor(refusal)));
         return;
       }
       const current = door();

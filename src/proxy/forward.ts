@@ -3,8 +3,9 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
-import { asError, type GatewayError, toGatewayError, writeGatewayError } from '../errors.js';
-import { countOwnBody } from '../observability/request-log.js';
+import { asError, GatewayError, transportFailure, writeGatewayError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import { countOwnBody, failureAnswer } from '../observability/request-log.js';
 import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
@@ -38,6 +39,7 @@ export class Forwarder {
   constructor(
     private readonly tokens: TokenCache,
     private readonly timeouts: Timeouts,
+    private readonly logger: Logger,
   ) {}
 
   web(req: IncomingMessage, res: ServerResponse, route: Route, upstreamPath: string, prefix: string, record: RequestRecord): void {
@@ -62,9 +64,14 @@ export class Forwarder {
     route: Route,
     upstreamPath: string,
     prefix: string,
-    onAnswer?: (status: number, error?: GatewayError) => void,
+    onAnswer: (status: number, error?: GatewayError) => void,
   ): Promise<void> {
-    return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts, onAnswer);
+    return forwardUpgrade(req, socket, head, { route, upstreamPath, prefix }, this.tokens, this.timeouts, onAnswer, (err) => this.#answerFor(err, route));
+  }
+
+  /** A failure once the exchange started: a transport error as the upstream's, anything else a 500 (failureAnswer). */
+  #answerFor(err: unknown, route: Route): GatewayError {
+    return failureAnswer(transportFailure(err, route.target.origin, this.timeouts) ?? err, this.logger);
   }
 
   #send(exchange: Exchange): void {
@@ -79,7 +86,7 @@ export class Forwarder {
         if (!exchange.res.destroyed && !exchange.req.socket.destroyed) this.#dispatch(exchange, fetched);
       },
       // Refused before anything was forwarded: the connection closes (contract, "Security defaults").
-      (err: unknown) => answerWith(exchange, toGatewayError(err, exchange.route.target.origin), true),
+      (err: unknown) => answerWith(exchange, this.#answerFor(err, exchange.route), true),
     );
   }
 
@@ -88,7 +95,13 @@ export class Forwarder {
     const headers = exchange.headers.slice();
     for (const name in auth.headers) headers.push(name, auth.headers[name] as string);
     headers.push('host', route.target.host);
-    const handler = new ResponseHandler(exchange, auth.token, this.tokens, this.timeouts, () => this.#send(exchange));
+    const handler = new ResponseHandler(
+      exchange,
+      auth.token,
+      this.tokens,
+      (err) => this.#answerFor(err, exchange.route),
+      () => this.#send(exchange),
+    );
     try {
       route.dispatcher.dispatch(
         {
@@ -121,7 +134,8 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     private readonly exchange: Exchange,
     private readonly token: string,
     private readonly tokens: TokenCache,
-    private readonly timeouts: Timeouts,
+    /** The gateway's answer to a failure (Forwarder's #answerFor). */
+    private readonly answerFor: (err: unknown) => GatewayError,
     private readonly resend: () => void,
   ) {
     // A client that goes away aborts the upstream exchange (the body stream too).
@@ -186,8 +200,16 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
       res.writeHead(status, headers);
       return true;
     } catch (err) {
-      // Whatever Node still refuses of upstream bytes must not escape the response path.
-      this.#giveUp(asError(err), toGatewayError(err, route.target.origin));
+      // Whatever Node still refuses of upstream bytes must not escape the response path: the
+      // upstream's fault (Node's message names the header, never its value).
+      const answer = new GatewayError(
+        'GATEWAY_UPSTREAM_UNREACHABLE',
+        `${route.target.origin} answered with a header the gateway cannot relay: ${asError(err).message}`,
+        {
+          cause: err,
+        },
+      );
+      this.#giveUp(asError(err), answer);
       return false;
     }
   }
@@ -227,7 +249,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     }
     // Mid-stream (headers sent), the answer aborts the response: an upstream reset reaches the
     // client as a reset, never as a silently short body.
-    answerWith(exchange, toGatewayError(err, exchange.route.target.origin, this.timeouts));
+    answerWith(exchange, this.answerFor(err));
   }
 
   #finish(): void {

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { Timeouts } from '../config/types.js';
-import { GatewayError, rawGatewayError, toGatewayError, UpstreamTimeoutError } from '../errors.js';
+import { GatewayError, rawGatewayError, UpstreamTimeoutError } from '../errors.js';
 import type { Route } from '../routing/route-table.js';
 import { authHeaders } from './auth-headers.js';
 import { connectUpstream } from './connector.js';
@@ -51,7 +51,9 @@ export async function forwardUpgrade(
   tokens: TokenCache,
   timeouts: Timeouts,
   /** The outcome, once: 101, the refusing upstream's status, or the gateway's error. */
-  onAnswer: (status: number, error?: GatewayError) => void = () => {},
+  onAnswer: (status: number, error?: GatewayError) => void,
+  /** The gateway's answer to a failure: a transport error as the upstream's, anything else a 500. */
+  answerFor: (err: unknown) => GatewayError,
 ): Promise<void> {
   assertUpgradeShape(req);
   stripRequestHeaders(req.headers, true);
@@ -71,7 +73,7 @@ export async function forwardUpgrade(
       ...(route.proxy ? { proxy: route.proxy } : {}),
     });
   } catch (err) {
-    const gatewayError = toGatewayError(err, target.origin, timeouts);
+    const gatewayError = answerFor(err);
     onAnswer(gatewayError.status, gatewayError);
     if (!socket.destroyed) socket.end(rawGatewayError(gatewayError));
     return;
@@ -96,7 +98,7 @@ export async function forwardUpgrade(
       return;
     }
     answered = true;
-    const gatewayError = toGatewayError(err, target.origin, timeouts);
+    const gatewayError = answerFor(err);
     onAnswer(gatewayError.status, gatewayError);
     socket.end(rawGatewayError(gatewayError));
   };

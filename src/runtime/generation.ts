@@ -58,7 +58,7 @@ export interface GenerationContext {
 
 export function buildGeneration(config: GatewayConfig, core: GatewayCore, context: GenerationContext): Generation {
   const { logger, routePorts, tunnels } = context;
-  const forwarder = new Forwarder(core.tokens, config.timeouts);
+  const forwarder = new Forwarder(core.tokens, config.timeouts, logger);
   const admission = createAdmission(config);
   // What the status page shows, for the Hono app and `/-/status` alike.
   const status = {

@@ -11,7 +11,7 @@ import { methodNotAllowed } from '../security/admission.js';
 import { isLoopbackAddress, OPEN_LISTENER_FIX } from '../security/loopback.js';
 import { createSameUserGuard } from '../security/peer-user.js';
 import { MAX_CALLS_PER_CONNECTION } from '../spark/forwarder.js';
-import { GrpcStatus, statusTrailers } from '../spark/grpc-status.js';
+import { grpcStatusForGatewayError, statusTrailers } from '../spark/grpc-status.js';
 
 // The listeners: TCP (HTTP or HTTPS), unix socket or named pipe, with the limits and answers every
 // listener shares. What they serve comes from `door()`, asked per request so a reload takes effect.
@@ -142,7 +142,7 @@ export function createSparkListener({
       if (refusal) {
         stream.on('error', () => stream.destroy());
         stream.respond(
-          { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.PERMISSION_DENIED, refusal.message) },
+          { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(grpcStatusForGatewayError(refusal), refusal.message) },
           { endStream: true },
         );
         // Deferred: the verdict may arrive inside the 'stream' handler, within nghttp2's receive loop
@@ -150,9 +150,10 @@ export function createSparkListener({
         setImmediate(() => session.close());
       } else if (current) current.handleStream(stream, headers);
       else {
+        const gone = routeGone(routeName);
         stream.on('error', () => stream.destroy());
         stream.respond(
-          { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(GrpcStatus.NOT_FOUND, routeGone(routeName).message) },
+          { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(grpcStatusForGatewayError(gone), gone.message) },
           { endStream: true },
         );
       }

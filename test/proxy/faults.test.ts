@@ -33,6 +33,40 @@ describe('upstream faults', () => {
     }
   });
 
+  it('answers an unexpected error after dispatch 500 GATEWAY_INTERNAL_ERROR, its detail in the log only', async () => {
+    const upstream = await startFakeUpstream();
+    const gw = await startTestGateway({ flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' }, env, configure: trustCa(testPki().caFile) });
+    try {
+      // A bug in a response pass, stood in for by a handler whose onHeaders throws: the real pool
+      // sends the request and undici hands the thrown error to the gateway's onError.
+      const pool = gw.routes.routes[0]!.dispatcher;
+      const dispatch = pool.dispatch.bind(pool);
+      pool.dispatch = (options, handler) =>
+        dispatch(
+          options,
+          new Proxy(handler, {
+            get(target, name) {
+              if (name === 'onHeaders')
+                return () => {
+                  throw new TypeError('bug detail x-internal-7f3a');
+                };
+              const value = Reflect.get(target, name) as unknown;
+              return typeof value === 'function' ? value.bind(target) : value;
+            },
+          }),
+        );
+      const res = await request(`${gw.url}/ws/prod/api/2.0/clusters/list`);
+      assert.equal(res.status, 500);
+      assert.equal(res.json<{ error_code: string }>().error_code, 'GATEWAY_INTERNAL_ERROR');
+      assert.doesNotMatch(res.text, /x-internal-7f3a/);
+      assert.match(gw.logText(), /x-internal-7f3a/);
+      assert.equal(upstream.seen.length, 1, 'the request went upstream');
+    } finally {
+      await gw.shutdown(100);
+      await upstream.close();
+    }
+  });
+
   it('answers 502, not a crash, when the upstream resets a request with a body', async () => {
     const upstream = await startFakeUpstream((req) => req.socket.destroy());
     const gw = await startTestGateway({ flags: { workspace: [`prod=${upstream.url.origin}`], credential: 'pat' }, env, configure: trustCa(testPki().caFile) });
