@@ -41,7 +41,7 @@ export async function serve(flags: CliFlags): Promise<number> {
     printErr(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
     return 1;
   }
-  for (const route of gateway.routes.routes) {
+  for (const route of gateway.routes.all) {
     const port = gateway.routePorts.get(route.name);
     const also = port !== undefined ? ` (and ${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${port}/)` : '';
     logger.info(
@@ -89,7 +89,7 @@ export async function serve(flags: CliFlags): Promise<number> {
         : 'no config file: routes from flags and ~/.databrickscfg',
   );
   // Profiles found in ~/.databrickscfg take the demo's place: say which, and how to have both.
-  const profiles = gateway.routes.routes.filter(
+  const profiles = gateway.routes.all.filter(
     (r) => r.config.profile !== undefined && r.config.source.endsWith(`[${r.config.profile}]`) && !r.config.source.includes('(profile '),
   );
   if (profiles.length > 0 && !config.demo) {
@@ -114,7 +114,7 @@ export async function serve(flags: CliFlags): Promise<number> {
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
       logger.error(`the new configuration is invalid, so the previous one stays in use: ${oneLine(problems)}`);
-      return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
+      return { ok: false, notes: problems, routes: gateway.routes.all.map((r) => r.name) };
     }
     // A failure to apply may echo a setting; one from ${VAR} is a secret (config/env-values.ts).
     const mask = (text: string) => next.envValues?.mask(text) ?? text;
@@ -123,13 +123,13 @@ export async function serve(flags: CliFlags): Promise<number> {
       const notes = raw.map(mask);
       for (const note of notes) logger.warn(note);
       for (const warning of gateway.warnings) logger.warn(warning);
-      const routes = gateway.routes.routes.map((r) => r.name);
+      const routes = gateway.routes.all.map((r) => r.name);
       logger.info({ routes }, `configuration reloaded: ${plural(routes.length, 'route')}`);
       return { ok: true, notes, routes };
     } catch (err) {
       const problems = (err instanceof ConfigError ? err.problems : [errorMessage(err)]).map(mask);
       logger.error(`the new configuration could not be applied, so the previous one stays in use: ${oneLine(problems)}`);
-      return { ok: false, notes: problems, routes: gateway.routes.routes.map((r) => r.name) };
+      return { ok: false, notes: problems, routes: gateway.routes.all.map((r) => r.name) };
     }
   };
   process.on('SIGHUP', () => void reloadRef.run('SIGHUP'));
@@ -198,11 +198,11 @@ async function printMetadataServiceSetup(gateway: RunningGateway, secret: string
   const { metadataRoutes } = await import('../local/metadata-service.js');
   // The Go SDK accepts metadata-service URLs on localhost or 127.0.0.1 only.
   const base = `http://127.0.0.1:${gateway.port}/metadata/${secret}`;
-  const first = gateway.routes.routes.find((r) => r.config.kind === 'workspace');
+  const first = gateway.routes.all.find((r) => r.config.kind === 'workspace');
   const port = first ? gateway.routePorts.get(first.name) : undefined;
   const host = first ? (port !== undefined ? `http://127.0.0.1:${port}` : first.target.origin) : 'https://<workspace URL of a route>';
-  const served = metadataRoutes(gateway.routes.routes).map((r) => r.name);
-  const withheld = gateway.routes.routes.filter((r) => !served.includes(r.name)).map((r) => r.name);
+  const served = metadataRoutes(gateway.routes.all).map((r) => r.name);
+  const withheld = gateway.routes.all.filter((r) => !served.includes(r.name)).map((r) => r.name);
   const keyed = gateway.config.inboundKeys.length > 0;
   printErr(
     `\nDatabricks SDKs and CLI: set this environment (DATABRICKS_HOST may be any route's workspace URL${port !== undefined ? ' or per-route port' : ''}):\n` +

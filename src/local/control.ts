@@ -90,7 +90,7 @@ export function controlEndpoints(options: ControlOptions): Hono<{ Bindings: Http
   );
   app.get('/-/token/:name', async (c) => {
     const name = c.req.param('name');
-    const route = options.routes().routes.find((r) => r.name === name);
+    const route = options.routes().all.find((r) => r.name === name);
     if (!route) throw options.routes().notFound(`/ws/${name}`);
     const token = await options.tokens.get(route.credential, 'databricks');
     return c.json(tokenJson(token, route.target, route.config.accountId), 200, { 'cache-control': 'no-store' });

@@ -25,7 +25,7 @@ export function localEndpoints({ routes, tokens, metrics, isDraining }: LocalEnd
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
-    const entries = await Promise.all(routes.routes.map(async (route) => [route.name, await readiness(route, tokens)] as const));
+    const entries = await Promise.all(routes.all.map(async (route) => [route.name, await readiness(route, tokens)] as const));
     const draining = isDraining();
     const ready = !draining && entries.every(([, r]) => r.ready);
     return c.json({ status: draining ? 'draining' : ready ? 'ready' : 'not ready', routes: Object.fromEntries(entries) }, ready ? 200 : 503);
@@ -36,7 +36,7 @@ export function localEndpoints({ routes, tokens, metrics, isDraining }: LocalEnd
   return app;
 }
 
-async function readiness(route: RouteTable['routes'][number], tokens: TokenCache): Promise<RouteReadiness> {
+async function readiness(route: RouteTable['all'][number], tokens: TokenCache): Promise<RouteReadiness> {
   const base = { credential: route.credential.type, reason: route.credentialReason };
   try {
     const token = await tokens.get(route.credential, 'databricks');

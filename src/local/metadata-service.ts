@@ -96,9 +96,9 @@ export function metadataService(options: MetadataServiceOptions): Hono<{ Binding
         'GATEWAY_BAD_REQUEST',
         'missing X-Databricks-Host header; send the workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net',
       );
-    const route = routeForHost(host, options.routes.routes, options.localOrigins());
+    const route = routeForHost(host, options.routes.all, options.localOrigins());
     if (!route) {
-      const known = options.routes.routes.map((r) => r.target.origin);
+      const known = options.routes.all.map((r) => r.target.origin);
       throw new GatewayError('GATEWAY_ROUTE_NOT_FOUND', `no route serves host ${host}; served hosts: ${[...new Set(known)].join(', ') || 'none'}`);
     }
     assertKeyMayUse(key, route.name);

@@ -103,7 +103,7 @@ export function statusJson(
   const spark = sparkPorts?.() ?? new Map<string, number>();
   const pgPorts = postgresPorts?.() ?? new Map<string, number>();
   const pgSessions = postgresSessions?.() ?? new Map<string, number>();
-  const list = routes.routes.map((route): RouteStatus => {
+  const list = routes.all.map((route): RouteStatus => {
     const status = tokens.status(route.credential, 'databricks');
     const token = status.token;
     const usable = token !== undefined && now < cutoffMs(token);

@@ -57,8 +57,8 @@ export function routePrefix(config: RouteConfig): string {
 export class RouteTable {
   readonly #byPrefix: Map<string, Route>;
 
-  constructor(readonly routes: readonly Route[]) {
-    this.#byPrefix = new Map(routes.map((r) => [r.prefix, r]));
+  constructor(readonly all: readonly Route[]) {
+    this.#byPrefix = new Map(all.map((r) => [r.prefix, r]));
   }
 
   /** Maps a raw request target (`/ws/prod/api/2.0/x?y`) to its route; throws GatewayError otherwise. */
@@ -90,12 +90,12 @@ export class RouteTable {
   /** GATEWAY_ROUTE_NOT_FOUND listing what exists, so a typo is a one-look fix. */
   notFound(rawUrl: string): GatewayError {
     const path = rawUrl.split('?')[0] ?? rawUrl;
-    const known = this.routes.map((r) => r.prefix);
+    const known = this.all.map((r) => r.prefix);
     if (DATABRICKS_API_PATH.test(path)) {
       // The Go and Java SDKs (the Databricks CLI, Terraform) keep only scheme://host:port of
       // DATABRICKS_HOST (../shared/design/protocols.md): /ws/NAME never reaches the gateway.
-      const withPort = this.routes.find((r) => r.config.port !== undefined);
-      const example = withPort ? `routes.${withPort.name}.port (${withPort.config.port})` : `routes.${this.routes[0]?.name ?? 'NAME'}.port: 8081`;
+      const withPort = this.all.find((r) => r.config.port !== undefined);
+      const example = withPort ? `routes.${withPort.name}.port (${withPort.config.port})` : `routes.${this.all[0]?.name ?? 'NAME'}.port: 8081`;
       return new GatewayError(
         'GATEWAY_ROUTE_NOT_FOUND',
         `${path} came without a /ws/NAME or /acct/NAME prefix: the Databricks CLI, Terraform and the Go and Java SDKs drop the path of DATABRICKS_HOST. ` +
@@ -119,7 +119,7 @@ export class RouteTable {
     const match = PREFIX_PATTERN.exec(path);
     if (!match) return '';
     const [, kind, name = ''] = match;
-    const sameKind = this.routes.filter((r) => r.config.kind === (kind === 'acct' ? 'account' : 'workspace'));
+    const sameKind = this.all.filter((r) => r.config.kind === (kind === 'acct' ? 'account' : 'workspace'));
     const byCase = sameKind.find((r) => r.name.toLowerCase() === name.toLowerCase());
     if (byCase) return `; did you mean ${byCase.prefix}? (route names are case-sensitive)`;
     const near = closest(

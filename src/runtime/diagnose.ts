@@ -38,7 +38,7 @@ export interface Probe {
  * header gives the clock skew.
  */
 async function diagnose(core: Pick<GatewayCore, 'routes' | 'tokens'>): Promise<DoctorRow[]> {
-  return Promise.all(core.routes.routes.map((route) => diagnoseRoute(core, route)));
+  return Promise.all(core.routes.all.map((route) => diagnoseRoute(core, route)));
 }
 
 async function diagnoseRoute(core: Pick<GatewayCore, 'routes' | 'tokens'>, route: Route): Promise<DoctorRow> {

@@ -97,9 +97,9 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
               listen_host: config.listen.host,
               inbound_keys: config.inboundKeys.length > 0,
               ...(config.metadataService && config.inboundKeys.length === 0
-                ? { metadata_service: { path: `/metadata/${config.metadataService.secret}`, routes: metadataRoutes(core.routes.routes).map((r) => r.name) } }
+                ? { metadata_service: { path: `/metadata/${config.metadataService.secret}`, routes: metadataRoutes(core.routes.all).map((r) => r.name) } }
                 : {}),
-              account_ids: Object.fromEntries(core.routes.routes.flatMap((r) => (r.config.accountId ? [[r.name, r.config.accountId]] : []))),
+              account_ids: Object.fromEntries(core.routes.all.flatMap((r) => (r.config.accountId ? [[r.name, r.config.accountId]] : []))),
             }),
           },
         }
@@ -111,13 +111,13 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   const local: (req: IncomingMessage, res: ServerResponse) => Promise<void> = getRequestListener(app.fetch, { autoCleanupIncoming: false });
   const doorDeps = { admission, forwarder, logger, metrics: core.metrics, tunnels };
   const routeDoors = new Map<string, FrontDoor>();
-  for (const route of core.routes.routes) routeDoors.set(route.name, createFrontDoor(doorDeps, fixedResolver(route)));
+  for (const route of core.routes.all) routeDoors.set(route.name, createFrontDoor(doorDeps, fixedResolver(route)));
   const sparkDoors = new Map<string, SparkConnectForwarder>();
-  for (const route of core.routes.routes) {
+  for (const route of core.routes.all) {
     if (route.config.sparkConnect) sparkDoors.set(route.name, sparkForwarder(route, core, admission, config, logger));
   }
   const postgresDoors = new Map<string, PostgresDoor>();
-  for (const route of core.routes.routes) {
+  for (const route of core.routes.all) {
     if (route.config.postgres) postgresDoors.set(route.name, postgresDoor(route, route.config.postgres, core, admission, config));
   }
   return {

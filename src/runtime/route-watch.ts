@@ -75,7 +75,7 @@ export function watchRoutes(options: RouteWatchOptions): RouteWatch {
   const watched = new Map<string, Watched>();
   let stopped = false;
 
-  const current = (name: string) => options.routes().routes.find((r) => r.name === name);
+  const current = (name: string) => options.routes().all.find((r) => r.name === name);
   /** The wait before the next check of a failing route: doubling per consecutive failure, capped. */
   const backoff = (route: Route) => Math.min(recheck.baseMs * 2 ** (watched.get(route.name)?.failures ?? 0), recheck.maxMs);
 
@@ -193,7 +193,7 @@ export function watchRoutes(options: RouteWatchOptions): RouteWatch {
   return {
     sync() {
       if (stopped) return;
-      const routes = options.routes().routes;
+      const routes = options.routes().all;
       for (const [name, entry] of watched) {
         if (!routes.some((r) => r.name === name)) {
           clearTimeout(entry.timer);

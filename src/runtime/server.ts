@@ -119,7 +119,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       setImmediate(() => watch?.tokenArrived(credential.id));
       return;
     }
-    const names = current.core.routes.routes.filter((r) => r.credential.id === credential.id).map((r) => r.name);
+    const names = current.core.routes.all.filter((r) => r.credential.id === credential.id).map((r) => r.name);
     if (names.length === 0) return;
     const until = Number.isFinite(token.expiresOnMs) ? `, until ${clockTime(token.expiresOnMs)}` : '';
     options.logger.info(
@@ -146,7 +146,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     if (config.socket) await listenOnSocket(server, config.socket);
     else await listen(server, config.listen.port, config.listen.host);
     // Per-route ports: the same route with no prefix, for tools that take only host:port.
-    for (const route of current.core.routes.routes) {
+    for (const route of current.core.routes.all) {
       if (route.config.port === undefined) continue;
       const routeServer = createListener({ config, tls, connections, door: () => current.routeDoors.get(route.name), routeName: route.name, sameUserOnly });
       servers.push(routeServer);
@@ -154,7 +154,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
     }
     // Spark Connect: an HTTP/2 listener per route that asks for one.
-    for (const route of current.core.routes.routes) {
+    for (const route of current.core.routes.all) {
       if (!route.config.sparkConnect) continue;
       const spark = createSparkListener({ config, tls, connections, door: () => current.sparkDoors.get(route.name), routeName: route.name, sameUserOnly });
       sparkListeners.push(spark);
@@ -165,7 +165,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     // TLS renewal swaps the HTTP listeners' contexts; Postgres listeners read the leaf per session.
     const renewable = [...servers];
     // Lakebase: a PostgreSQL listener per route that asks for one.
-    for (const route of current.core.routes.routes) {
+    for (const route of current.core.routes.all) {
       if (!route.config.postgres) continue;
       const pg = createPostgresListener({
         config,

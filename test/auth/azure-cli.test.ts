@@ -41,7 +41,7 @@ describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
     await upstream.close();
   });
   /** The token cache's state for route prod's credential. */
-  const prodToken = () => gw.tokens.status(gw.routes.routes.find((r) => r.name === 'prod')!.credential, 'databricks');
+  const prodToken = () => gw.tokens.status(gw.routes.all.find((r) => r.name === 'prod')!.credential, 'databricks');
 
   it('is chosen by the default chain when az is on PATH, and says why', async () => {
     const ready = await request(`${gw.url}/readyz`);

@@ -11,7 +11,7 @@ describe('credential reason per route', () => {
       env: { DATABRICKS_TOKEN: TEST_PAT },
     });
     try {
-      const [named, chained] = gw.routes.routes;
+      const [named, chained] = gw.routes.all;
       assert.equal(named?.credential, chained?.credential, 'one shared credential');
       const ready = (await request(`${gw.url}/readyz`)).json<{ routes: Record<string, { reason: string }> }>();
       assert.equal(ready.routes.named?.reason, 'credential: pat is configured');

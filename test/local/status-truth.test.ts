@@ -78,7 +78,7 @@ describe('status that tells the truth', () => {
     });
 
     it('a token refresh is one INFO line', async () => {
-      const route = gw.routes.routes[0]!;
+      const route = gw.routes.all[0]!;
       const before = linesWith(gw, 'token refreshed').length;
       // 50 min on, the token (1 h) is due for its refresh-ahead: get() starts it in the background.
       clock.offsetMs = 50 * 60_000;

@@ -470,7 +470,7 @@ describe('egress proxy: the gateway through a real CONNECT proxy', () => {
     const proxy = await startConnectProxy({ user: 'user', password: 's3cret!' });
     const gw = await corpGateway(upstream, { env: { HTTPS_PROXY: `http://user:s3cret%21@127.0.0.1:${proxy.port}` }, routeProxy: 'none' });
     try {
-      assert.equal(gw.routes.routes[0]!.proxy, undefined);
+      assert.equal(gw.routes.all[0]!.proxy, undefined);
       const res = await request(`${gw.url}/ws/corp/api/2.0/clusters/list`);
       assert.equal(res.status, 502, res.text);
       const body = res.json<ErrorBody>();
@@ -487,7 +487,7 @@ describe('egress proxy: the gateway through a real CONNECT proxy', () => {
     const proxy = await startConnectProxy({ user: 'route-user', password: 'pw' });
     const gw = await corpGateway(upstream, { routeProxy: `http://route-user:pw@127.0.0.1:${proxy.port}` });
     try {
-      assert.equal(gw.routes.routes[0]!.proxy?.display, `http://127.0.0.1:${proxy.port}`);
+      assert.equal(gw.routes.all[0]!.proxy?.display, `http://127.0.0.1:${proxy.port}`);
       const res = await request(`${gw.url}/ws/corp/api/2.0/clusters/list`);
       assert.equal(res.status, 200, res.text);
       assert.equal(res.json<{ authorization: string }>().authorization, `Bearer ${PAT}`);

@@ -144,7 +144,7 @@ describe('streaming', () => {
     const port = (server.address() as net.AddressInfo).port;
     const wsGw = await liveGateway(port);
     try {
-      const route = wsGw.routes.routes[0]!;
+      const route = wsGw.routes.all[0]!;
       await wsGw.tokens.get(route.credential, 'databricks');
       const socket = await openUpgrade(wsGw.port);
       let reply = '';
