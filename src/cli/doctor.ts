@@ -11,9 +11,10 @@ import { createCore, load } from './shared.js';
  */
 export async function doctor(flags: CliFlags, url?: string): Promise<number> {
   const flagsUsed = await useRouteFlags(flags, url, 'checking the routes');
-  const running = flagsUsed ? undefined : await runningOrReport(url);
-  if (running === null) return 2;
-  if (running) {
+  const lookup = flagsUsed ? undefined : await runningOrReport(url);
+  if (lookup?.kind === 'ambiguous') return 2;
+  if (lookup?.kind === 'found') {
+    const running = lookup.run;
     // The routes the running gateway actually serves, checked by it.
     printErr(`checking the gateway running at ${running.url}\n`);
     const res = await controlRequest(running, 'GET', '/-/doctor');

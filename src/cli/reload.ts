@@ -4,12 +4,13 @@ import { controlRequest, runningOrReport } from './running.js';
 
 /** `reload`: the running gateway re-reads its configuration (what SIGHUP does, on every platform). */
 export async function reloadCommand(url: string | undefined): Promise<number> {
-  const running = await runningOrReport(url);
-  if (running === null) return 2;
-  if (!running) {
+  const lookup = await runningOrReport(url);
+  if (lookup.kind === 'ambiguous') return 2;
+  if (lookup.kind === 'none') {
     printErr(`dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve\n`);
     return 1;
   }
+  const running = lookup.run;
   const res = await controlRequest(running, 'POST', '/-/reload');
   if (!res) return 1;
   const body = JSON.parse(res.body) as ReloadResult & { message?: string };

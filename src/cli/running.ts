@@ -27,13 +27,17 @@ async function runningList(url: string | undefined): Promise<FoundRunFile[]> {
   return dir ? runningGateways(runDir(dir), url) : [];
 }
 
-/** findRunning, with an ambiguous choice (several gateways, no --url) said on stderr: null then. */
-export async function runningOrReport(url: string | undefined): Promise<FoundRunFile | undefined | null> {
+/** What runningOrReport found: one gateway, none, or several with no --url (said on stderr: exit 2). */
+export type RunningLookup = { kind: 'found'; run: FoundRunFile } | { kind: 'none' } | { kind: 'ambiguous' };
+
+/** findRunning, with an ambiguous choice (several gateways, no --url) said on stderr. */
+export async function runningOrReport(url: string | undefined): Promise<RunningLookup> {
   try {
-    return await findRunning(url);
+    const run = await findRunning(url);
+    return run ? { kind: 'found', run } : { kind: 'none' };
   } catch (err) {
     printErr(`dbx-gateway: ${errorMessage(err)}\n`);
-    return null;
+    return { kind: 'ambiguous' };
   }
 }
 

@@ -13,14 +13,15 @@ export async function statusCommand(url: string | undefined, output: string): Pr
     printErr(`dbx-gateway: --output ${output}: use text or json\n`);
     return 2;
   }
-  const running = await runningOrReport(url);
-  if (running === null) return 2;
-  if (!running) {
+  const lookup = await runningOrReport(url);
+  if (lookup.kind === 'ambiguous') return 2;
+  if (lookup.kind === 'none') {
     printErr(
       `dbx-gateway: no running gateway found${url ? ` at ${url}` : ''}; start one with dbx-gateway serve (dbx-gateway config check shows what it would serve)\n`,
     );
     return 1;
   }
+  const running = lookup.run;
   const res = await controlRequest(running, 'GET', '/-/status');
   if (!res) return 1;
   if (res.status !== 200) {
