@@ -11,7 +11,7 @@ import { corsHeaders, preflightAnswer } from '../security/browser-guard.js';
 import { assertLocalTarget } from '../security/path-check.js';
 import type { Forwarder } from './forward.js';
 
-export interface FrontDoorDeps {
+export interface HttpDoorDeps {
   admission: Admission;
   forwarder: Forwarder;
   logger: Logger;
@@ -26,20 +26,20 @@ export interface FrontDoorDeps {
  * What a listener hands every request and upgrade to; `refusal` is the listener's own verdict on
  * the connection (another local user's), answered and recorded here like any refusal.
  */
-export interface FrontDoor {
+export interface HttpDoor {
   request(req: IncomingMessage, res: ServerResponse, refusal?: GatewayError): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, refusal?: GatewayError): void;
 }
 
 /**
- * The one front door of a listener: every request and WebSocket upgrade gets one record (one log
+ * The HTTP door of a listener: every request and WebSocket upgrade gets one record (one log
  * line, one metrics count), the same admission (browser guard and CORS preflight, route, key,
  * policy) and the same error mapping (failureAnswer). Proxied traffic runs on the raw Node request
  * and response, without building a fetch Request, an AbortController and a Response per request (a
  * fifth of the CPU per proxied request in the profile; docs/benchmarks.md). Local endpoints go to
  * the Hono app after the target check, with the record already started.
  */
-export function createFrontDoor(deps: FrontDoorDeps, resolve: Resolver): FrontDoor {
+export function createHttpDoor(deps: HttpDoorDeps, resolve: Resolver): HttpDoor {
   const { admission, forwarder, logger, metrics, tunnels, local } = deps;
 
   /** Browser guard, then a CORS preflight's answer (`preflight`) or route, key and policy (`admitted`). */

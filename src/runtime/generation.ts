@@ -12,7 +12,7 @@ import type { PostgresDoor } from '../postgres/session.js';
 import { authHeaders } from '../proxy/auth-headers.js';
 import { resolveProxy } from '../proxy/egress-proxy.js';
 import { Forwarder } from '../proxy/forward.js';
-import { createFrontDoor, type FrontDoor } from '../proxy/handler.js';
+import { createHttpDoor, type HttpDoor } from '../proxy/handler.js';
 import type { Route } from '../routing/route-table.js';
 import { fixedResolver, prefixResolver } from '../routing/route-table.js';
 import { type Admission, createAdmission } from '../security/admission.js';
@@ -26,9 +26,9 @@ export interface Generation {
   core: GatewayCore;
   admission: Admission;
   /** The main listener's door: /ws/ and /acct/ proxied, the rest local endpoints. */
-  main: FrontDoor;
+  main: HttpDoor;
   /** Per-route ports' doors, by route name. */
-  routeDoors: Map<string, FrontDoor>;
+  routeDoors: Map<string, HttpDoor>;
   /** Spark Connect forwarders of the routes with `sparkConnect`, by route name. */
   sparkDoors: Map<string, SparkConnectForwarder>;
   /** Lakebase doors of the routes with `postgres`, by route name. */
@@ -110,8 +110,8 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   });
   const local: (req: IncomingMessage, res: ServerResponse) => Promise<void> = getRequestListener(app.fetch, { autoCleanupIncoming: false });
   const doorDeps = { admission, forwarder, logger, metrics: core.metrics, tunnels };
-  const routeDoors = new Map<string, FrontDoor>();
-  for (const route of core.routes.all) routeDoors.set(route.name, createFrontDoor(doorDeps, fixedResolver(route)));
+  const routeDoors = new Map<string, HttpDoor>();
+  for (const route of core.routes.all) routeDoors.set(route.name, createHttpDoor(doorDeps, fixedResolver(route)));
   const sparkDoors = new Map<string, SparkConnectForwarder>();
   for (const route of core.routes.all) {
     if (route.config.sparkConnect) sparkDoors.set(route.name, sparkForwarder(route, core, admission, config, logger));
@@ -125,7 +125,7 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
     core,
     admission,
     postgresDoors,
-    main: createFrontDoor({ ...doorDeps, local }, prefixResolver(core.routes)),
+    main: createHttpDoor({ ...doorDeps, local }, prefixResolver(core.routes)),
     routeDoors,
     sparkDoors,
     async retire() {

@@ -6,7 +6,7 @@ import { connect, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, GatewayError, rawGatewayError, writeGatewayError } from '../errors.js';
-import type { FrontDoor } from '../proxy/handler.js';
+import type { HttpDoor } from '../proxy/handler.js';
 import { methodNotAllowed } from '../security/admission.js';
 import { isLoopbackAddress, OPEN_LISTENER_FIX } from '../security/loopback.js';
 import { createSameUserGuard } from '../security/peer-user.js';
@@ -21,7 +21,7 @@ export interface ListenerOptions {
   tls: ListenerTls | undefined;
   connections: ConnectionCounts;
   /** The current generation's door for this listener; undefined once a reload removed its route. */
-  door: () => FrontDoor | undefined;
+  door: () => HttpDoor | undefined;
   /** For the answer when `door()` is gone. */
   routeName?: string;
   /**
@@ -51,7 +51,7 @@ export function createListener({ config, tls, connections, door, routeName, same
     // A client that fails the handshake (an untrusted CA, garbage) is closed.
     server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
   }
-  // Expect: 100-continue is answered by the front door once the request is admitted, so a
+  // Expect: 100-continue is answered by the HTTP door once the request is admitted, so a
   // refused upload (401, 403) is refused before the client sends its body.
   server.on('checkContinue', onRequest);
   // Node's default requestTimeout (300 s) would cut a long upload; idle limits apply instead.

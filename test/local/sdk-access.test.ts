@@ -126,7 +126,7 @@ describe('per-route ports and the metadata service', () => {
 
     it('never logs the secret or the token', () => {
       assert.ok(gw.logText().includes('/metadata/[REDACTED]'));
-      // The refused targets are logged too (one front door, one line each), without the secret.
+      // The refused targets are logged too (one HTTP door, one line each), without the secret.
       assert.match(gw.logText(), /"path":"\[REDACTED\]","status":400/);
       assert.match(gw.logText(), /"path":"\/x\/\[REDACTED\]","status":400/);
       assert.ok(!gw.logText().includes(SECRET));
