@@ -97,7 +97,7 @@ export async function loginUser(route: Route, settings: PostgresSettings, tokens
 /** A workspace API call with the route's headers; non-2xx answers become errors that say so. */
 async function workspaceJson(route: Route, tokens: TokenCache, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
   const auth = await authHeaders(route, tokens);
-  const res = await route.dispatcher.request({
+  const res = await route.pool.request({
     origin: route.target.origin,
     path,
     method,

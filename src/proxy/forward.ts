@@ -103,7 +103,7 @@ export class Forwarder {
       () => this.#send(exchange),
     );
     try {
-      route.dispatcher.dispatch(
+      route.pool.dispatch(
         {
           origin: route.target.origin,
           // The raw path and query, byte-for-byte: undici sends `path` as given.

@@ -12,7 +12,7 @@ export interface Route {
   readonly prefix: string;
   readonly target: URL;
   /** The undici pool to the upstream (keep-alive, timeouts, caFile, egress proxy). */
-  readonly dispatcher: Upstream;
+  readonly pool: Upstream;
   /** The egress proxy connections to the upstream go through, if any. */
   readonly proxy?: EgressProxy;
   readonly credential: Credential;

@@ -84,14 +84,14 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
       config: rc,
       prefix: routePrefix(rc),
       target: rc.upstream,
-      dispatcher: createUpstreamPool(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}), ...(proxy ? { proxy } : {}) }),
+      pool: createUpstreamPool(rc.upstream, { timeouts: config.timeouts, ...(rc.caFile ? { caFile: rc.caFile } : {}), ...(proxy ? { proxy } : {}) }),
       ...(proxy ? { proxy } : {}),
       credential,
       credentialReason: created.reason,
     } satisfies Route;
   });
   if (problems.length > 0) {
-    await Promise.all(routes.map((r) => r.dispatcher.destroy()));
+    await Promise.all(routes.map((r) => r.pool.destroy()));
     await demo?.close();
     throw new ConfigError(
       problems.map((p) => config.envValues?.mask(p) ?? p),
@@ -125,14 +125,14 @@ export async function createGatewayCore(config: GatewayConfig, options: CoreOpti
     metrics,
     warnings,
     async close() {
-      await Promise.all(routes.map((r) => r.dispatcher.destroy()));
+      await Promise.all(routes.map((r) => r.pool.destroy()));
       await demo?.close();
     },
     async retire() {
       demo?.retire();
       // undici's close() lets every request already dispatched finish, however long it takes, and
       // closes each connection as it frees up; no new request reaches a retired pool.
-      await Promise.all(routes.map((r) => r.dispatcher.close().catch(() => {})));
+      await Promise.all(routes.map((r) => r.pool.close().catch(() => {})));
     },
   };
 }

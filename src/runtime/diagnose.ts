@@ -127,7 +127,7 @@ export function identityOf(body: string, withDisplayName = false): string | unde
  */
 export async function getViaRoute(route: Route, path: string, headers: Record<string, string>, timeoutMs: number): Promise<Probe> {
   const started = performance.now();
-  const res = await route.dispatcher.request({
+  const res = await route.pool.request({
     origin: route.target.origin,
     path,
     method: 'GET',

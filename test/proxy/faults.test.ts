@@ -39,7 +39,7 @@ describe('upstream faults', () => {
     try {
       // A bug in a response pass, stood in for by a handler whose onHeaders throws: the real pool
       // sends the request and undici hands the thrown error to the gateway's onError.
-      const pool = gw.routes.all[0]!.dispatcher;
+      const pool = gw.routes.all[0]!.pool;
       const dispatch = pool.dispatch.bind(pool);
       pool.dispatch = (options, handler) =>
         dispatch(
