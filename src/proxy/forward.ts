@@ -10,9 +10,9 @@ import type { RequestRecord } from '../observability/request-record.js';
 import type { Route } from '../routing/route-table.js';
 import { corsHeaders } from '../security/browser-guard.js';
 import { type AuthHeaders, authHeaders, cachedAuthHeaders } from './auth-headers.js';
-import { forwardedRequestHeaders, hasNoBody, isValidStatus } from './headers.js';
+import { forwardedRequestHeaders, hasNoBody, invalidStatus, isValidStatus } from './headers.js';
 import { responseHeaderPass } from './response-pass.js';
-import { forwardUpgrade, invalidStatus } from './upgrade.js';
+import { forwardUpgrade } from './upgrade.js';
 
 interface Exchange {
   req: IncomingMessage;

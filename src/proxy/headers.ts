@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { GatewayError } from '../errors.js';
 
 /**
  * Hop-by-hop fields apply to one connection only and are never forwarded
@@ -128,6 +129,11 @@ export function forwardableResponseHeaders(rawHeaders: string[], rewrite: (name:
  */
 export function isValidStatus(status: number): boolean {
   return Number.isInteger(status) && status >= 100 && status <= 599;
+}
+
+/** The answer to a status isValidStatus refuses: the upstream's fault, 502, nothing of it relayed. */
+export function invalidStatus(status: number, upstream: string): GatewayError {
+  return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `${upstream} answered with an invalid HTTP status (${status}); nothing of that answer was relayed`);
 }
 
 /** True when the request carries no body, so it can be sent again (401 replay). */

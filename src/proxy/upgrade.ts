@@ -8,7 +8,7 @@ import { GatewayError, rawGatewayError, UpstreamTimeoutError } from '../errors.j
 import type { Route } from '../routing/route-table.js';
 import { authHeaders } from './auth-headers.js';
 import { connectUpstream } from './connector.js';
-import { isValidStatus, stripRequestHeaders } from './headers.js';
+import { invalidStatus, isValidStatus, stripRequestHeaders } from './headers.js';
 import { responseHeaderPass } from './response-pass.js';
 
 export interface UpgradeTarget {
@@ -140,10 +140,6 @@ export async function forwardUpgrade(
     proxyRes.once('end', () => proxyReq.destroy());
   });
   proxyReq.end();
-}
-
-export function invalidStatus(status: number, upstream: string): GatewayError {
-  return new GatewayError('GATEWAY_UPSTREAM_UNREACHABLE', `${upstream} answered with an invalid HTTP status (${status}); nothing of that answer was relayed`);
 }
 
 /**
