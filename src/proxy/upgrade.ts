@@ -63,15 +63,13 @@ export async function forwardUpgrade(
   const tls = target.protocol === 'https:';
   const headers: http.OutgoingHttpHeaders = { ...req.headers, ...auth.headers, host: target.host };
   delete headers['content-length'];
-  // Every connection to the upstream is opened by the one connector (through the egress proxy's
-  // CONNECT tunnel when there is one: the token travels inside TLS to the route's host only).
+  const answerError = (gatewayError: GatewayError) => {
+    onAnswer(gatewayError.status, gatewayError);
+    socket.end(rawGatewayError(gatewayError));
+  };
   let upstreamSocket: Socket;
   try {
-    upstreamSocket = await connectUpstream(target, {
-      timeoutMs: timeouts.connectMs,
-      ...(route.config.caFile ? { caFile: route.config.caFile } : {}),
-      ...(route.proxy ? { proxy: route.proxy } : {}),
-    });
+    upstreamSocket = await openUpstream(route, timeouts);
   } catch (err) {
     const gatewayError = answerFor(err);
     onAnswer(gatewayError.status, gatewayError);
@@ -82,7 +80,7 @@ export async function forwardUpgrade(
     upstreamSocket.destroy();
     return;
   }
-  const options: https.RequestOptions = {
+  const proxyReq = (tls ? https : http).request({
     host: target.hostname.replace(/^\[|\]$/g, ''),
     port: Number(target.port) || (tls ? 443 : 80),
     path: upstreamPath,
@@ -90,35 +88,24 @@ export async function forwardUpgrade(
     headers,
     // Node uses createConnection only when no agent is given at all: a connection of its own, never pooled.
     createConnection: () => upstreamSocket,
-  };
+  });
   let answered = false;
-  const fail = (err: unknown) => {
+  // The connection is open (connectUpstream bounds TCP, tunnel and TLS): what is left is the answer.
+  proxyReq.setTimeout(timeouts.headersMs, () => proxyReq.destroy(new UpstreamTimeoutError('headers', timeouts.headersMs)));
+  proxyReq.on('error', (err: unknown) => {
     if (answered || socket.destroyed) {
       socket.destroy();
       return;
     }
     answered = true;
-    const gatewayError = answerFor(err);
-    onAnswer(gatewayError.status, gatewayError);
-    socket.end(rawGatewayError(gatewayError));
-  };
-  const proxyReq = (tls ? https : http).request(options);
-  // The connection is open (connectUpstream bounds TCP, tunnel and TLS): what is left is the answer.
-  proxyReq.setTimeout(timeouts.headersMs, () => proxyReq.destroy(new UpstreamTimeoutError('headers', timeouts.headersMs)));
-  proxyReq.on('error', fail);
+    answerError(answerFor(err));
+  });
   socket.once('close', () => proxyReq.destroy());
   proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => {
     answered = true;
     onAnswer(101);
     proxyReq.setTimeout(0);
-    upstream.on('error', () => socket.destroy());
-    socket.on('error', () => upstream.destroy());
-    upstream.once('close', () => socket.destroy());
-    socket.once('close', () => upstream.destroy());
-    socket.write(responseHead(101, proxyRes.rawHeaders, route, prefix), 'latin1');
-    if (upstreamHead.length > 0) socket.write(upstreamHead);
-    if (head.length > 0) upstream.write(head);
-    upstream.pipe(socket).pipe(upstream);
+    tunnel(socket, head, upstream, upstreamHead, responseHead(101, proxyRes.rawHeaders, route, prefix));
   });
   proxyReq.on('response', (proxyRes: IncomingMessage) => {
     answered = true;
@@ -127,19 +114,47 @@ export async function forwardUpgrade(
     const status = proxyRes.statusCode ?? 0;
     if (!isValidStatus(status)) {
       proxyReq.destroy();
-      const gatewayError = invalidStatus(status, target.origin);
-      onAnswer(gatewayError.status, gatewayError);
-      socket.end(rawGatewayError(gatewayError));
+      answerError(invalidStatus(status, target.origin));
       return;
     }
     onAnswer(status);
-    // The client connection ends with this response: delimited by the close, so no re-framing.
-    socket.write(responseHead(status, proxyRes.rawHeaders, route, prefix, true), 'latin1');
-    proxyRes.pipe(socket);
-    proxyRes.once('error', () => socket.destroy());
-    proxyRes.once('end', () => proxyReq.destroy());
+    relayRefusal(socket, proxyReq, proxyRes, status, route, prefix);
   });
   proxyReq.end();
+}
+
+/**
+ * The upgrade's own connection to the upstream. Every connection to the upstream is opened by the
+ * one connector (through the egress proxy's CONNECT tunnel when there is one: the token travels
+ * inside TLS to the route's host only).
+ */
+function openUpstream(route: Route, timeouts: Timeouts): Promise<Socket> {
+  return connectUpstream(route.target, {
+    timeoutMs: timeouts.connectMs,
+    ...(route.config.caFile ? { caFile: route.config.caFile } : {}),
+    ...(route.proxy ? { proxy: route.proxy } : {}),
+  });
+}
+
+/** After the 101: its head, the bytes each side sent early, then both ways until either end closes. */
+function tunnel(socket: Duplex, head: Buffer, upstream: Socket, upstreamHead: Buffer, responseHeadText: string): void {
+  upstream.on('error', () => socket.destroy());
+  socket.on('error', () => upstream.destroy());
+  upstream.once('close', () => socket.destroy());
+  socket.once('close', () => upstream.destroy());
+  socket.write(responseHeadText, 'latin1');
+  if (upstreamHead.length > 0) socket.write(upstreamHead);
+  if (head.length > 0) upstream.write(head);
+  upstream.pipe(socket).pipe(upstream);
+}
+
+/** A refused upgrade: the upstream's response, through the response passes; the client connection ends with it. */
+function relayRefusal(socket: Duplex, proxyReq: http.ClientRequest, proxyRes: IncomingMessage, status: number, route: Route, prefix: string): void {
+  // Delimited by the close, so no re-framing.
+  socket.write(responseHead(status, proxyRes.rawHeaders, route, prefix, true), 'latin1');
+  proxyRes.pipe(socket);
+  proxyRes.once('error', () => socket.destroy());
+  proxyRes.once('end', () => proxyReq.destroy());
 }
 
 /**
