@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Command, CommanderError } from 'commander';
 import { CREDENTIAL_TYPE_NAMES } from '../auth/credentials/names.js';
+import { CONFIG_FLAGS } from '../config/flags.js';
 import { packageVersion } from '../config/package-version.js';
 import { type ConfigOptions, toFlags } from './shared.js';
 
@@ -18,24 +19,13 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 /** The options of `serve` (and of the commands that read the same configuration). */
 function withConfigOptions(command: Command, all = true): Command {
-  command
-    .option('--config <file>', 'the config file (else DBX_GATEWAY_CONFIG, else ./dbx-gateway.yaml)')
-    .option('--workspace <name=url>', 'add route /ws/NAME to a workspace (repeatable)', collect)
-    .option('--account <name=account-id[@host]>', 'add route /acct/NAME to the account console (repeatable)', collect)
-    .option('--credential <type>', 'the credential of routes that name none')
-    .option('--ca-file <file>', 'PEM root CA to trust for the --workspace/--account routes (TLS inspection)')
-    .option('--no-profiles', 'skip the ~/.databrickscfg profiles')
-    .option('--profile <name>', 'serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE)');
+  for (const flag of CONFIG_FLAGS) {
+    if (!all && 'serveOnly' in flag) continue;
+    if (flag.kind === 'list') command.option(flag.option, flag.help, collect);
+    else command.option(flag.option, flag.help);
+  }
   if (all) {
     command
-      .option('--host <addr>', 'listen address (default 127.0.0.1)')
-      .option('-p, --port <n>', 'listen port (default 8080)')
-      .option('--demo', 'also serve the built-in demo workspace at /ws/demo')
-      .option('--metadata-service', 'serve the Databricks SDK metadata service at /metadata/SECRET')
-      .option('--socket <path>', 'serve a unix socket (0600), or a named pipe on Windows, instead of TCP')
-      .option('--allow-unauthenticated-network', 'listen beyond loopback without inbound keys (warned)')
-      .option('--tls', "HTTPS on every listener with the gateway's own local CA (listen.tls: auto)")
-      .option('--log-format <format>', 'text (one line per event) or json; default: text on a terminal')
       .addOption(command.createOption('-q, --quiet', 'log warnings and errors only (wins over DBX_GATEWAY_LOG_LEVEL and logLevel)').conflicts('verbose'))
       .option('-v, --verbose', 'log debug lines too (wins over DBX_GATEWAY_LOG_LEVEL and logLevel)');
   }

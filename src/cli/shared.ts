@@ -1,8 +1,9 @@
+import { CONFIG_FLAGS } from '../config/flags.js';
 import type { CliFlags, GatewayConfig } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 import { printErr } from './output.js';
 
-// What every command shares: the configuration options, loading a configuration and the version.
+// What every command shares: its flags as CliFlags, loading a configuration and the core.
 // Only node:fs is loaded here; the rest is imported by the command that needs it, so `--version` and
 // `--help` load no config, credential or server code (zod, yaml, hono, undici, pino are most of the
 // start-up time).
@@ -10,31 +11,18 @@ import { printErr } from './output.js';
 /** What commander collects for the configuration options: CliFlags, with --no-profiles as `profiles: false`. */
 export type ConfigOptions = Omit<CliFlags, 'noProfiles' | 'logLevel'> & { profiles?: boolean; quiet?: boolean; verbose?: boolean };
 
-const FLAG_KEYS = [
-  'config',
-  'host',
-  'port',
-  'workspace',
-  'account',
-  'credential',
-  'caFile',
-  'demo',
-  'metadataService',
-  'allowUnauthenticatedNetwork',
-  'socket',
-  'tls',
-  'logFormat',
-  'profile',
-] as const satisfies ReadonlyArray<keyof ConfigOptions>;
-
 /** The flags a command was given (commander's other options, such as --output, are left out). */
 export function toFlags(options: ConfigOptions): CliFlags {
   const flags: Record<string, unknown> = {};
-  for (const key of FLAG_KEYS) {
-    const value = options[key];
-    if (value !== undefined && value !== false) flags[key] = value;
+  const given = options as Record<string, unknown>;
+  for (const flag of CONFIG_FLAGS) {
+    if (flag.kind === 'negated') {
+      if (given[flag.commanderKey] === false) flags[flag.key] = true;
+      continue;
+    }
+    const value = given[flag.key];
+    if (value !== undefined && value !== false) flags[flag.key] = value;
   }
-  if (options.profiles === false) flags.noProfiles = true;
   if (options.quiet) flags.logLevel = 'warn';
   if (options.verbose) flags.logLevel = 'debug';
   return flags as CliFlags;

@@ -1,4 +1,5 @@
 import type { EnvValues } from './env-values.js';
+import type { CliFlags } from './flags.js';
 
 /** The resolved, validated configuration the rest of the gateway runs on. */
 
@@ -145,34 +146,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
 
 export const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8080 } as const;
 
-/** What the command line contributed; every field optional so tests can build it by hand. */
-export interface CliFlags {
-  config?: string;
-  host?: string;
-  port?: string;
-  workspace?: string[];
-  account?: string[];
-  credential?: string;
-  /** PEM file of extra root CAs for the routes given with --workspace / --account (their caFile). */
-  caFile?: string;
-  demo?: boolean;
-  /** Serve the Databricks SDK metadata service at /metadata/SECRET. */
-  metadataService?: boolean;
-  /** Listen beyond loopback without inbound keys (logged as a warning). */
-  allowUnauthenticatedNetwork?: boolean;
-  /** Serve the main listener on this unix socket (mode 0600) instead of TCP. */
-  socket?: string;
-  /** Skip ~/.databrickscfg profiles (routes that name a profile still read it). */
-  noProfiles?: boolean;
-  /** HTTPS on every listener with the gateway's own local CA (listen.tls: auto). */
-  tls?: boolean;
-  /** text (one line per event) or json; default: text on a terminal. */
-  logFormat?: string;
-  /** -q (warn) or -v (debug): wins over DBX_GATEWAY_LOG_LEVEL and the file's logLevel. */
-  logLevel?: 'warn' | 'debug';
-  /** Serve this ~/.databrickscfg profile only (else DATABRICKS_CONFIG_PROFILE, else every profile). */
-  profile?: string;
-}
+export type { CliFlags };
 
 export interface LoadConfigOptions {
   flags?: CliFlags;
