@@ -6,6 +6,7 @@ import { plural } from '../english.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { ReloadResult } from '../local/control.js';
 import { removeRunFile } from '../local/run-file.js';
+import type { Logger } from '../observability/logger.js';
 import type { RunningGateway } from '../runtime/server.js';
 import { printErr } from './output.js';
 import { load, orConfigError } from './shared.js';
@@ -16,10 +17,9 @@ const FINAL_LOG_FLUSH_MS = 2_000;
 export async function serve(flags: CliFlags): Promise<number> {
   const config = await load(flags);
   if (!config) return 2;
-  const [{ createLogger, flushLogs }, { startGateway }, { isLoopbackHost }, { loadConfig }, { scrubSecrets }] = await Promise.all([
+  const [{ createLogger, flushLogs }, { startGateway }, { loadConfig }, { scrubSecrets }] = await Promise.all([
     import('../observability/logger.js'),
     import('../runtime/server.js'),
-    import('../security/loopback.js'),
     import('../config/load.js'),
     import('../observability/redact.js'),
   ]);
@@ -41,97 +41,12 @@ export async function serve(flags: CliFlags): Promise<number> {
     printErr(`dbx-gateway: cannot listen on ${config.listen.host}:${port}: ${e.message}${hint}\n`);
     return 1;
   }
-  for (const route of gateway.routes.all) {
-    const port = gateway.routePorts.get(route.name);
-    const also = port !== undefined ? ` (and ${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${port}/)` : '';
-    logger.info(
-      {
-        route: route.name,
-        prefix: route.prefix,
-        ...(port !== undefined ? { port } : {}),
-        upstream: route.target.origin,
-        credential: route.credential.type,
-        why: route.credentialReason,
-      },
-      `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
-    );
-  }
-  // --tls changes what a Spark Connect client must do: said here, not found out from a refusal.
-  for (const [name, port] of gateway.sparkPorts) {
-    const caFile = config.listen.tls?.mode === 'auto' ? (await import('../local/local-tls.js')).caFileIn(config.listen.tls.dir) : config.listen.tls?.certFile;
-    logger.info(
-      { route: name, sparkConnect: port, tls: config.listen.tls !== undefined },
-      caFile
-        ? `route ${name}: Spark Connect on port ${port} speaks TLS only (--tls): sc://localhost:${port}/;use_ssl=true, trusting ${caFile} (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)`
-        : `route ${name}: Spark Connect on sc://localhost:${port}/ (cleartext HTTP/2)`,
-    );
-  }
-  if (config.metadataService) await printMetadataServiceSetup(gateway, config.metadataService.secret);
-  for (const warning of gateway.warnings) logger.warn(warning);
-  const tcp = !config.socket || gateway.routePorts.size > 0;
-  if (config.allowUnauthenticatedNetwork && tcp && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
-    logger.warn(
-      `listening on ${config.listen.host} without inbound keys (--allow-unauthenticated-network): anyone who can reach this port acts as the gateway's Databricks identities`,
-    );
-  }
-  if (gateway.sameUser?.enforced) logger.info(gateway.sameUser.message);
-  else if (gateway.sameUser) logger.warn(gateway.sameUser.message);
-  if (config.demo) {
-    const curl = config.socket ? `curl --unix-socket ${config.socket} http://localhost` : `curl ${gateway.url}`;
-    logger.info(`demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`);
-  }
-  logger.info(
-    config.configFile ? { config: config.configFile } : {},
-    config.configFile
-      ? `config file: ${config.configFile}`
-      : config.demo
-        ? 'no config file: serving the built-in demo'
-        : 'no config file: routes from flags and ~/.databrickscfg',
-  );
-  // Profiles found in ~/.databrickscfg take the demo's place: say which, and how to have both.
-  const profiles = gateway.routes.all.filter(
-    (r) => r.config.profile !== undefined && r.config.source.endsWith(`[${r.config.profile}]`) && !r.config.source.includes('(profile '),
-  );
-  if (profiles.length > 0 && !config.demo) {
-    const from = [...new Set(profiles.map((r) => r.config.source.slice(0, -` [${r.config.profile}]`.length)))].join(', ');
-    logger.info(
-      { profiles: profiles.map((r) => r.name) },
-      `serving ${profiles.length === 1 ? 'profile' : 'profiles'} ${profiles.map((r) => r.name).join(', ')} from ${from} instead of the built-in demo (--demo serves it as well; --no-profiles skips the profiles)`,
-    );
-  }
-  logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
+  await logStartup(gateway, config, logger);
   // Every route's token once at start, then one block per route: ready (as whom, how to reach it)
   // or FAILING with the fix, not 20 s into the first request; failing routes are retried.
   gateway.watchRoutes();
 
-  // SIGHUP (and `dbx-gateway reload`, where there is no SIGHUP): re-read the configuration
-  // without dropping connections; an invalid one keeps the old.
-  reloadRef.run = async (why: string) => {
-    logger.info({ reload: why }, `${why}: reloading the configuration`);
-    let next: GatewayConfig;
-    try {
-      next = loadConfig({ flags });
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
-      logger.error(`the new configuration is invalid, so the previous one stays in use: ${oneLine(problems)}`);
-      return { ok: false, notes: problems, routes: gateway.routes.all.map((r) => r.name) };
-    }
-    // A failure to apply may echo a setting; one from ${VAR} is a secret (config/env-values.ts).
-    const mask = (text: string) => next.envValues?.mask(text) ?? text;
-    try {
-      const { notes: raw } = await gateway.reload(next);
-      const notes = raw.map(mask);
-      for (const note of notes) logger.warn(note);
-      for (const warning of gateway.warnings) logger.warn(warning);
-      const routes = gateway.routes.all.map((r) => r.name);
-      logger.info({ routes }, `configuration reloaded: ${plural(routes.length, 'route')}`);
-      return { ok: true, notes, routes };
-    } catch (err) {
-      const problems = (err instanceof ConfigError ? err.problems : [errorMessage(err)]).map(mask);
-      logger.error(`the new configuration could not be applied, so the previous one stays in use: ${oneLine(problems)}`);
-      return { ok: false, notes: problems, routes: gateway.routes.all.map((r) => r.name) };
-    }
-  };
+  reloadRef.run = reloader(flags, gateway, logger, loadConfig);
   process.on('SIGHUP', () => void reloadRef.run('SIGHUP'));
   const runFile = await announce(gateway, control.secret, config, logger);
   // A crash must not print a token: log the scrubbed error, then exit.
@@ -139,23 +54,7 @@ export async function serve(flags: CliFlags): Promise<number> {
     logger.fatal({ err: { name: err.name, message: scrubSecrets(err.message), stack: scrubSecrets(err.stack ?? '') } }, 'crashed');
     void flushLogs(logger, FINAL_LOG_FLUSH_MS).then(() => process.exit(1));
   });
-  return new Promise<number>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
-      if (runFile) removeRunFile(runFile);
-      // The log's last lines get a bounded flush: exit never waits on a closed or stuck stdout.
-      const exit = (code: number) => flushLogs(logger, FINAL_LOG_FLUSH_MS).then(() => resolve(code));
-      gateway.shutdown().then(
-        () => exit(0),
-        () => exit(1),
-      );
-    };
-    if (runFile) process.once('exit', () => removeRunFile(runFile));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    // Ctrl+C (SIGINT on Windows too); Ctrl+Break and some service wrappers send SIGBREAK there.
-    process.once('SIGINT', () => stop('SIGINT'));
-    if (process.platform === 'win32') process.once('SIGBREAK', () => stop('SIGBREAK'));
-  });
+  return untilStopped(gateway, config, logger, runFile, flushLogs);
 }
 
 /**
@@ -239,4 +138,128 @@ async function announce(gateway: RunningGateway, secret: string, config: Gateway
     logger.warn(`could not write the run file in ${dir} (${errorMessage(err)}): token, reload and doctor will not find this gateway`);
     return undefined;
   }
+}
+
+/** The startup lines: each route and port, Spark Connect, warnings, exposure, demo, config source. */
+async function logStartup(gateway: RunningGateway, config: GatewayConfig, logger: Logger): Promise<void> {
+  const { isLoopbackHost } = await import('../security/loopback.js');
+  for (const route of gateway.routes.all) {
+    const port = gateway.routePorts.get(route.name);
+    const also = port !== undefined ? ` (and ${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${port}/)` : '';
+    logger.info(
+      {
+        route: route.name,
+        prefix: route.prefix,
+        ...(port !== undefined ? { port } : {}),
+        upstream: route.target.origin,
+        credential: route.credential.type,
+        why: route.credentialReason,
+      },
+      `route ${gateway.url}${route.prefix}/${also} -> ${route.target.origin}`,
+    );
+  }
+  // --tls changes what a Spark Connect client must do: said here, not found out from a refusal.
+  for (const [name, port] of gateway.sparkPorts) {
+    const caFile = config.listen.tls?.mode === 'auto' ? (await import('../local/local-tls.js')).caFileIn(config.listen.tls.dir) : config.listen.tls?.certFile;
+    logger.info(
+      { route: name, sparkConnect: port, tls: config.listen.tls !== undefined },
+      caFile
+        ? `route ${name}: Spark Connect on port ${port} speaks TLS only (--tls): sc://localhost:${port}/;use_ssl=true, trusting ${caFile} (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)`
+        : `route ${name}: Spark Connect on sc://localhost:${port}/ (cleartext HTTP/2)`,
+    );
+  }
+  if (config.metadataService) await printMetadataServiceSetup(gateway, config.metadataService.secret);
+  for (const warning of gateway.warnings) logger.warn(warning);
+  const tcp = !config.socket || gateway.routePorts.size > 0;
+  if (config.allowUnauthenticatedNetwork && tcp && !isLoopbackHost(config.listen.host) && config.inboundKeys.length === 0) {
+    logger.warn(
+      `listening on ${config.listen.host} without inbound keys (--allow-unauthenticated-network): anyone who can reach this port acts as the gateway's Databricks identities`,
+    );
+  }
+  if (gateway.sameUser?.enforced) logger.info(gateway.sameUser.message);
+  else if (gateway.sameUser) logger.warn(gateway.sameUser.message);
+  if (config.demo) {
+    const curl = config.socket ? `curl --unix-socket ${config.socket} http://localhost` : `curl ${gateway.url}`;
+    logger.info(`demo mode: no workspace is configured, so the built-in demo workspace serves /ws/demo - try: ${curl}/ws/demo/api/2.0/clusters/list`);
+  }
+  logger.info(
+    config.configFile ? { config: config.configFile } : {},
+    config.configFile
+      ? `config file: ${config.configFile}`
+      : config.demo
+        ? 'no config file: serving the built-in demo'
+        : 'no config file: routes from flags and ~/.databrickscfg',
+  );
+  // Profiles found in ~/.databrickscfg take the demo's place: say which, and how to have both.
+  const profiles = gateway.routes.all.filter(
+    (r) => r.config.profile !== undefined && r.config.source.endsWith(`[${r.config.profile}]`) && !r.config.source.includes('(profile '),
+  );
+  if (profiles.length > 0 && !config.demo) {
+    const from = [...new Set(profiles.map((r) => r.config.source.slice(0, -` [${r.config.profile}]`.length)))].join(', ');
+    logger.info(
+      { profiles: profiles.map((r) => r.name) },
+      `serving ${profiles.length === 1 ? 'profile' : 'profiles'} ${profiles.map((r) => r.name).join(', ')} from ${from} instead of the built-in demo (--demo serves it as well; --no-profiles skips the profiles)`,
+    );
+  }
+  logger.info({ url: gateway.url }, `dbx-gateway listening on ${gateway.url}`);
+}
+
+/**
+ * SIGHUP (and `dbx-gateway reload`, where there is no SIGHUP): re-read the configuration without
+ * dropping connections; an invalid one keeps the old.
+ */
+function reloader(flags: CliFlags, gateway: RunningGateway, logger: Logger, loadConfig: typeof import('../config/load.js').loadConfig) {
+  return async (why: string): Promise<ReloadResult> => {
+    logger.info({ reload: why }, `${why}: reloading the configuration`);
+    let next: GatewayConfig;
+    try {
+      next = loadConfig({ flags });
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+      logger.error(`the new configuration is invalid, so the previous one stays in use: ${oneLine(problems)}`);
+      return { ok: false, notes: problems, routes: gateway.routes.all.map((r) => r.name) };
+    }
+    // A failure to apply may echo a setting; one from ${VAR} is a secret (config/env-values.ts).
+    const mask = (text: string) => next.envValues?.mask(text) ?? text;
+    try {
+      const { notes: raw } = await gateway.reload(next);
+      const notes = raw.map(mask);
+      for (const note of notes) logger.warn(note);
+      for (const warning of gateway.warnings) logger.warn(warning);
+      const routes = gateway.routes.all.map((r) => r.name);
+      logger.info({ routes }, `configuration reloaded: ${plural(routes.length, 'route')}`);
+      return { ok: true, notes, routes };
+    } catch (err) {
+      const problems = (err instanceof ConfigError ? err.problems : [errorMessage(err)]).map(mask);
+      logger.error(`the new configuration could not be applied, so the previous one stays in use: ${oneLine(problems)}`);
+      return { ok: false, notes: problems, routes: gateway.routes.all.map((r) => r.name) };
+    }
+  };
+}
+
+/** Until SIGTERM, SIGINT (SIGBREAK on Windows): then drain, remove the run file, flush the log; the exit code. */
+function untilStopped(
+  gateway: RunningGateway,
+  config: GatewayConfig,
+  logger: Logger,
+  runFile: string | undefined,
+  flushLogs: typeof import('../observability/logger.js').flushLogs,
+): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, `${signal}: draining for up to ${config.timeouts.drainMs} ms`);
+      if (runFile) removeRunFile(runFile);
+      // The log's last lines get a bounded flush: exit never waits on a closed or stuck stdout.
+      const exit = (code: number) => flushLogs(logger, FINAL_LOG_FLUSH_MS).then(() => resolve(code));
+      gateway.shutdown().then(
+        () => exit(0),
+        () => exit(1),
+      );
+    };
+    if (runFile) process.once('exit', () => removeRunFile(runFile));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Ctrl+C (SIGINT on Windows too); Ctrl+Break and some service wrappers send SIGBREAK there.
+    process.once('SIGINT', () => stop('SIGINT'));
+    if (process.platform === 'win32') process.once('SIGBREAK', () => stop('SIGBREAK'));
+  });
 }
