@@ -19,6 +19,7 @@ import {
   type ConnectionCounts,
   createListener,
   createSparkListener,
+  type ListenerOptions,
   listen,
   listenerTls,
   listenOnSocket,
@@ -83,6 +84,110 @@ export interface StartOptions extends CoreOptions {
  * loopback-or-keys rule as bound), swap generations on reload (the old one retired, released once
  * its connections have closed), and drain on shutdown.
  */
+/** A token refresh of the routes that share `credential`: one line (none for an unused credential). */
+type OnToken = NonNullable<CoreOptions['onToken']>;
+
+function logRefresh(
+  logger: Logger,
+  routes: readonly Route[],
+  credential: Parameters<OnToken>[0],
+  audience: Parameters<OnToken>[1],
+  token: Parameters<OnToken>[2],
+): void {
+  const names = routes.filter((r) => r.credential.id === credential.id).map((r) => r.name);
+  if (names.length === 0) return;
+  const until = Number.isFinite(token.expiresOnMs) ? `, until ${clockTime(token.expiresOnMs)}` : '';
+  logger.info(
+    {
+      routes: names,
+      credential: credential.type,
+      audience,
+      ...(Number.isFinite(token.expiresOnMs) ? { expires_at: new Date(token.expiresOnMs).toISOString() } : {}),
+    },
+    `${names.join(', ')}: ${audience === 'databricks' ? 'token' : 'Azure management token'} refreshed (${credential.type})${until}`,
+  );
+}
+
+/** How a person reaches `route` through this gateway (curl, DATABRICKS_HOST, sc://, psql), for the route-watch block. */
+function routeUsage(
+  route: Route,
+  config: GatewayConfig,
+  main: { scheme: string; reachable: string; port: number },
+  ports: { routePorts: Map<string, number>; sparkPorts: Map<string, number>; postgresPorts: Map<string, number> },
+): RouteUsage {
+  const routePort = ports.routePorts.get(route.name);
+  const sparkPort = ports.sparkPorts.get(route.name);
+  const pgPort = ports.postgresPorts.get(route.name);
+  const prefixUrl = `${main.scheme}://${main.reachable}:${main.port}${route.prefix}`;
+  return {
+    curl: config.socket ? `curl --unix-socket ${config.socket} http://localhost${route.prefix}/api/2.0/...` : `curl ${prefixUrl}/api/2.0/...`,
+    ...(routePort !== undefined ? { databricksHost: `${main.scheme}://${main.reachable}:${routePort}` } : config.socket ? {} : { databricksHost: prefixUrl }),
+    ...(sparkPort !== undefined ? { spark: `sc://localhost:${sparkPort}` } : {}),
+    ...(pgPort !== undefined ? { psql: `psql "host=localhost port=${pgPort}"` } : {}),
+  };
+}
+
+/** The listeners of one gateway and the ports they got (route name -> port). */
+interface BoundListeners {
+  servers: NetServer[];
+  sparkListeners: SparkListener[];
+  postgresListeners: Map<string, PostgresListener>;
+  routePorts: Map<string, number>;
+  sparkPorts: Map<string, number>;
+  postgresPorts: Map<string, number>;
+}
+
+/**
+ * The per-route listeners (a route's own port, Spark Connect, Lakebase), each asking the current
+ * generation for its door. Returns the listeners TLS renewal swaps contexts on.
+ */
+async function openRouteListeners(
+  base: Omit<ListenerOptions, 'door' | 'routeName'>,
+  current: () => Generation,
+  logger: Logger,
+  { servers, sparkListeners, postgresListeners, routePorts, sparkPorts, postgresPorts }: BoundListeners,
+): Promise<NetServer[]> {
+  const { config, tls, connections, sameUserOnly } = base;
+  // Per-route ports: the same route with no prefix, for tools that take only host:port.
+  for (const route of current().core.routes.all) {
+    if (route.config.port === undefined) continue;
+    const routeServer = createListener({ config, tls, connections, door: () => current().routeDoors.get(route.name), routeName: route.name, sameUserOnly });
+    servers.push(routeServer);
+    await listen(routeServer, route.config.port, config.listen.host);
+    routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
+  }
+  // Spark Connect: an HTTP/2 listener per route that asks for one.
+  for (const route of current().core.routes.all) {
+    if (!route.config.sparkConnect) continue;
+    const spark = createSparkListener({ config, tls, connections, door: () => current().sparkDoors.get(route.name), routeName: route.name, sameUserOnly });
+    sparkListeners.push(spark);
+    servers.push(spark.server);
+    await listen(spark.server, route.config.sparkConnect.port, config.listen.host);
+    sparkPorts.set(route.name, (spark.server.address() as AddressInfo).port);
+  }
+  // TLS renewal swaps the HTTP listeners' contexts; Postgres listeners read the leaf per session.
+  const renewable = [...servers];
+  // Lakebase: a PostgreSQL listener per route that asks for one.
+  for (const route of current().core.routes.all) {
+    if (!route.config.postgres) continue;
+    const pg = createPostgresListener({
+      config,
+      tls,
+      connections,
+      door: () => current().postgresDoors.get(route.name),
+      routeName: route.name,
+      record: (session) => recordPostgresSession(logger, current().core.metrics, session),
+      gauge: current().core.metrics.postgresSessions.labels(route.name),
+      sameUserOnly,
+    });
+    postgresListeners.set(route.name, pg);
+    servers.push(pg.server);
+    await listen(pg.server, route.config.postgres.port, config.listen.host);
+    postgresPorts.set(route.name, (pg.server.address() as AddressInfo).port);
+  }
+  return renewable;
+}
+
 export async function startGateway(config: GatewayConfig, options: StartOptions): Promise<RunningGateway> {
   preloadTransport();
   let draining = false;
@@ -113,24 +218,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     : undefined;
   let watch: RouteWatch | undefined;
   // A refresh is one line; a first token (a request fetched it) lets a failing route turn ready now.
-  const onToken: NonNullable<CoreOptions['onToken']> = (credential, audience, token, replaced) => {
+  const onToken: OnToken = (credential, audience, token, replaced) => {
     if (!replaced) {
       // The cache stores the token once this returns.
       setImmediate(() => watch?.tokenArrived(credential.id));
       return;
     }
-    const names = current.core.routes.all.filter((r) => r.credential.id === credential.id).map((r) => r.name);
-    if (names.length === 0) return;
-    const until = Number.isFinite(token.expiresOnMs) ? `, until ${clockTime(token.expiresOnMs)}` : '';
-    options.logger.info(
-      {
-        routes: names,
-        credential: credential.type,
-        audience,
-        ...(Number.isFinite(token.expiresOnMs) ? { expires_at: new Date(token.expiresOnMs).toISOString() } : {}),
-      },
-      `${names.join(', ')}: ${audience === 'databricks' ? 'token' : 'Azure management token'} refreshed (${credential.type})${until}`,
-    );
+    logRefresh(options.logger, current.core.routes.all, credential, audience, token);
   };
   let current: Generation = buildGeneration(config, await createGatewayCore(config, { ...options, onToken }), context);
   const retired = new Set<Generation>();
@@ -145,43 +239,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     servers.push(server);
     if (config.socket) await listenOnSocket(server, config.socket);
     else await listen(server, config.listen.port, config.listen.host);
-    // Per-route ports: the same route with no prefix, for tools that take only host:port.
-    for (const route of current.core.routes.all) {
-      if (route.config.port === undefined) continue;
-      const routeServer = createListener({ config, tls, connections, door: () => current.routeDoors.get(route.name), routeName: route.name, sameUserOnly });
-      servers.push(routeServer);
-      await listen(routeServer, route.config.port, config.listen.host);
-      routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
-    }
-    // Spark Connect: an HTTP/2 listener per route that asks for one.
-    for (const route of current.core.routes.all) {
-      if (!route.config.sparkConnect) continue;
-      const spark = createSparkListener({ config, tls, connections, door: () => current.sparkDoors.get(route.name), routeName: route.name, sameUserOnly });
-      sparkListeners.push(spark);
-      servers.push(spark.server);
-      await listen(spark.server, route.config.sparkConnect.port, config.listen.host);
-      sparkPorts.set(route.name, (spark.server.address() as AddressInfo).port);
-    }
-    // TLS renewal swaps the HTTP listeners' contexts; Postgres listeners read the leaf per session.
-    const renewable = [...servers];
-    // Lakebase: a PostgreSQL listener per route that asks for one.
-    for (const route of current.core.routes.all) {
-      if (!route.config.postgres) continue;
-      const pg = createPostgresListener({
-        config,
-        tls,
-        connections,
-        door: () => current.postgresDoors.get(route.name),
-        routeName: route.name,
-        record: (session) => recordPostgresSession(options.logger, current.core.metrics, session),
-        gauge: current.core.metrics.postgresSessions.labels(route.name),
-        sameUserOnly,
-      });
-      postgresListeners.set(route.name, pg);
-      servers.push(pg.server);
-      await listen(pg.server, route.config.postgres.port, config.listen.host);
-      postgresPorts.set(route.name, (pg.server.address() as AddressInfo).port);
-    }
+    const renewable = await openRouteListeners({ config, tls, connections, sameUserOnly }, () => current, options.logger, {
+      servers,
+      sparkListeners,
+      postgresListeners,
+      routePorts,
+      sparkPorts,
+      postgresPorts,
+    });
     const unsafe = unsafeListeners(servers, config);
     if (unsafe.length > 0)
       throw new ConfigError(
@@ -199,19 +264,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   const url = config.socket ? `unix:${config.socket}` : `${tls ? 'https' : 'http'}://${host}:${port}`;
   // What a person types: an unspecified address (0.0.0.0, ::) is reached on loopback.
   const reachable = config.listen.host === '0.0.0.0' ? '127.0.0.1' : config.listen.host === '::' ? '[::1]' : host;
-  const usage = (route: Route): RouteUsage => {
-    const scheme = tls ? 'https' : 'http';
-    const routePort = routePorts.get(route.name);
-    const sparkPort = sparkPorts.get(route.name);
-    const pgPort = postgresPorts.get(route.name);
-    const prefixUrl = `${scheme}://${reachable}:${port}${route.prefix}`;
-    return {
-      curl: config.socket ? `curl --unix-socket ${config.socket} http://localhost${route.prefix}/api/2.0/...` : `curl ${prefixUrl}/api/2.0/...`,
-      ...(routePort !== undefined ? { databricksHost: `${scheme}://${reachable}:${routePort}` } : config.socket ? {} : { databricksHost: prefixUrl }),
-      ...(sparkPort !== undefined ? { spark: `sc://localhost:${sparkPort}` } : {}),
-      ...(pgPort !== undefined ? { psql: `psql "host=localhost port=${pgPort}"` } : {}),
-    };
-  };
+  const usage = (route: Route) => routeUsage(route, config, { scheme: tls ? 'https' : 'http', reachable, port }, { routePorts, sparkPorts, postgresPorts });
 
   return {
     get config() {
