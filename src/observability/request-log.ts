@@ -26,7 +26,8 @@ function requestLogger(logger: Logger): Logger {
 /**
  * Any failure as the answer the client gets: a GatewayError as it is; anything else is a bug,
  * logged (scrubbed) and answered 500 GATEWAY_INTERNAL_ERROR with no detail. Noted on the record,
- * so the request line says why. The one error mapping of every door (proxied, upgrade, local).
+ * so the request line says why. The one error mapping of the HTTP door (proxied, upgrade, local;
+ * Spark and Postgres map a GatewayError with grpcStatusForGatewayError and postgresErrorFor).
  */
 export function failureAnswer(err: unknown, logger: Logger, record?: RequestRecord): GatewayError {
   let answer: GatewayError;

@@ -47,8 +47,9 @@ export interface UpstreamOptions {
  * The undici pool for one upstream (made at its first request): keep-alive, the connect timeout (TCP + TLS, -> 502), the
  * headers timeout (-> 504) and the body idle timeout, the route's caFile as a prebuilt
  * SecureContext, and, behind an egress proxy, every connection opened through a CONNECT tunnel
- * so the token only ever travels inside TLS to the route's host. One Pool per upstream identity
- * (origin + caFile + proxy), as @fastify/reply-from keeps one per target.
+ * so the token only ever travels inside TLS to the route's host. Each route gets one
+ * (runtime/core.ts); token clients share one per origin + proxy + caFile (outboundPool), as
+ * @fastify/reply-from keeps one per target.
  */
 export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstream {
   // The pool (and undici) comes into being at the first request, not when a route is built;
