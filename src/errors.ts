@@ -12,7 +12,7 @@ export function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(errorMessage(err));
 }
 
-/** Every error the gateway answers itself, with its HTTP status (contract: "HTTP surface"). */
+/** Every error the gateway answers itself, with its HTTP status (README, "Local endpoints"). */
 export const GATEWAY_ERROR_STATUS = {
   GATEWAY_BAD_REQUEST: 400,
   GATEWAY_UNAUTHENTICATED: 401,

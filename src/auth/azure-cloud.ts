@@ -78,7 +78,7 @@ export function azureScope(audience: Audience, cloud: AzureCloud): string {
   // The management resource keeps its trailing slash, as every Databricks SDK asks for it: Entra
   // takes everything before the last "/" as the resource, so the v2 scope is
   // "https://management.core.windows.net//.default" (azure-cli-core auth/util.py maps it the same
-  // way; ../shared/design/protocols.md, "Azure management token"). Managed identity strips
+  // way). Managed identity strips
   // "/.default" and asks for the resource with its slash.
   return audience === 'databricks' ? `${AZURE_DATABRICKS_RESOURCE}/.default` : `${cloud.managementEndpoint}/.default`;
 }

@@ -14,7 +14,7 @@ export interface GetTokenOptions {
 }
 
 export interface Credential {
-  /** The credential type name from the contract's table (azure-cli, pat, ...). */
+  /** The credential type name from README's "Credentials" table (azure-cli, pat, ...). */
   readonly type: string;
   /**
    * Identity key: two credentials with the same id yield the same tokens and share one cache entry;

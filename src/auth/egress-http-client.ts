@@ -19,7 +19,7 @@ export function transportFailureSince(origin: string, sinceMs: number): unknown 
 
 /**
  * The HTTP client @azure/identity sends Entra ID and managed-identity calls with: undici, with the
- * gateway's egress-proxy rules (contract, "Corporate networks") instead of Azure core's own env
+ * gateway's egress-proxy rules (README, "Behind a corporate proxy") instead of Azure core's own env
  * handling, which reads HTTPS_PROXY for every scheme, knows no CIDR, port or `*` in NO_PROXY and
  * would send IMDS (169.254.169.254) through a corporate proxy. Its TLS trusts what route traffic
  * trusts (security/ca-trust.ts), plus the route's caFile: behind TLS inspection one corporate root

@@ -62,7 +62,7 @@ export function assembleRoutes(sources: RouteSources, problems: string[], warnin
     const built = buildFileRoute(name, route, defaultCredential, sources.configFile ?? 'config', profiles, problems, warnings);
     if (built) routes.set(name, built);
   }
-  // Command-line flags win over the file (contract: "Command-line flags win over the file").
+  // Command-line flags win over the file (README, "Command line").
   // Two flags naming the same route are a mistake, not last-wins.
   const fromFlags = new Map<string, string>();
   for (const [kind, specs] of [

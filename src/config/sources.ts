@@ -9,7 +9,7 @@ import { closest } from './suggest.js';
 import type { CliFlags } from './types.js';
 
 // Where configuration comes from: the config file (found, read, ${VAR} expanded, checked against
-// the schema with every problem in the contract's words) and ~/.databrickscfg.
+// the schema with every problem in the words of README's "Config file") and ~/.databrickscfg.
 
 export const DEFAULT_CONFIG_FILE = 'dbx-gateway.yaml';
 
@@ -112,7 +112,7 @@ function validParts(raw: unknown): FileConfig {
 }
 
 /**
- * A zod issue in the contract's words, with the fix: an unknown setting names the closest known
+ * A zod issue in the words of README's "Config file", with the fix: an unknown setting names the closest known
  * one ("did you mean readOnly?"), a wrong type says what the setting takes ("readOnly must be true
  * or false") instead of zod's "expected boolean, received string".
  */

@@ -46,8 +46,8 @@ export interface ControlOptions {
 }
 
 /**
- * Control endpoints under /-/ on the main listener (contract, "Working from the running
- * gateway"): never proxied, refused to browsers like every local endpoint (and to any request
+ * Control endpoints under /-/ on the main listener (README, "Use it from the Databricks SDKs and
+ * CLI"): never proxied, refused to browsers like every local endpoint (and to any request
  * with an Origin), and answered only to a request that proves the run file's control secret, with
  * a proof of the same secret on the answer (security/control-proof.ts): the secret never travels.
  *   POST /-/reload        reload the configuration (where there is no SIGHUP: Windows)

@@ -51,7 +51,7 @@ export function metadataRoutes(routes: readonly Route[]): Route[] {
  * and X-Databricks-Host: the SDK's normalised host; answer {access_token, token_type, expires_on}
  * with expires_on a JSON number of epoch seconds, the token's real expiry (Python treats a token
  * with 40 s or less left as expired). A missing or unknown version and a host that matches no
- * route get 4xx (see ../shared/design/protocols.md, "Metadata-service protocol").
+ * route get 4xx.
  * The URL carries a per-start secret compared in constant time.
  */
 export function metadataService(options: MetadataServiceOptions): Hono<{ Bindings: HttpBindings }> {

@@ -9,8 +9,7 @@ import type { Route } from '../routing/route-table.js';
 
 // The Lakebase database credential and what it logs in as, all asked of the workspace with the
 // route's own token through the route's own pool (its caFile, timeouts and egress proxy).
-// API facts: databricks-sdk-go service/postgres (Autoscaling) and service/database (Provisioned),
-// summarised in shared/design/protocols.md, "Lakebase".
+// API facts: databricks-sdk-go service/postgres (Autoscaling) and service/database (Provisioned).
 
 /** Lakebase listens on the standard port unless the host names another. */
 export const DEFAULT_POSTGRES_PORT = 5432;

@@ -13,7 +13,7 @@ export interface EgressProxy {
 
 /**
  * Managed-identity endpoints answer on the link-local IMDS address or a loopback IDENTITY_ENDPOINT;
- * a corporate proxy cannot reach either, so they never go through one (contract, "Corporate networks").
+ * a corporate proxy cannot reach either, so they never go through one (README, "Behind a corporate proxy").
  */
 const NEVER_PROXIED = ['169.254.169.254'];
 

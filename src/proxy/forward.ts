@@ -85,7 +85,7 @@ export class Forwarder {
         // The client may have gone while the token was fetched: send nothing upstream then.
         if (!exchange.res.destroyed && !exchange.req.socket.destroyed) this.#dispatch(exchange, fetched);
       },
-      // Refused before anything was forwarded: the connection closes (contract, "Security defaults").
+      // Refused before anything was forwarded: the connection closes (README, "Security").
       (err: unknown) => answerWith(exchange, this.#answerFor(err, exchange.route), true),
     );
   }

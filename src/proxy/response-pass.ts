@@ -12,8 +12,8 @@ const ACTIVE_CONTENT = /^\s*(text\/html|application\/xhtml\+xml|image\/svg\+xml)
  * The header pass every upstream response gets (proxied, a refused upgrade, a 101): hop-by-hop
  * fields dropped; upstream CORS headers dropped, since they speak for the upstream's origin, not
  * the gateway's (an origin in allowedOrigins gets the gateway's own); a Location that points at
- * the route's upstream made local. And the one deliberate change to upstream headers (contract,
- * "Security defaults"): active content gets `Content-Security-Policy: sandbox` (an opaque origin:
+ * the route's upstream made local. And the one deliberate change to upstream headers (README,
+ * "Security"): active content gets `Content-Security-Policy: sandbox` (an opaque origin:
  * no script access to the gateway's origin) and nosniff. An upstream CSP stays; browsers enforce
  * every policy present.
  */

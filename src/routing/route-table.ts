@@ -93,7 +93,7 @@ export class RouteTable {
     const known = this.all.map((r) => r.prefix);
     if (DATABRICKS_API_PATH.test(path)) {
       // The Go and Java SDKs (the Databricks CLI, Terraform) keep only scheme://host:port of
-      // DATABRICKS_HOST (../shared/design/protocols.md): /ws/NAME never reaches the gateway.
+      // DATABRICKS_HOST (README, "Use it from the Databricks SDKs and CLI"): /ws/NAME never reaches the gateway.
       const withPort = this.all.find((r) => r.config.port !== undefined);
       const example = withPort ? `routes.${withPort.name}.port (${withPort.config.port})` : `routes.${this.all[0]?.name ?? 'NAME'}.port: 8081`;
       return new GatewayError(

@@ -38,7 +38,7 @@ export function createListener({ config, tls, connections, door, routeName, same
       if (current) current.request(req, res, refusal);
       else writeGatewayError(res, refusal ?? routeGone(routeName), { close: true });
     });
-  // A port speaks either HTTP or HTTPS, never both (contract, "Local TLS").
+  // A port speaks either HTTP or HTTPS, never both (README, "Use it from the Databricks SDKs and CLI", on --tls).
   const server = tls
     ? createTlsServer({ maxHeaderSize: config.limits.maxHeaderBytes, key: tls.current.key, cert: tls.current.cert }, onRequest)
     : createServer({ maxHeaderSize: config.limits.maxHeaderBytes }, onRequest);

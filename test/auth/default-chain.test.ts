@@ -25,7 +25,7 @@ const chosen = (env: NodeJS.ProcessEnv, spec: CredentialSpec = { type: 'default'
 const SP = { ARM_TENANT_ID: 't', ARM_CLIENT_ID: 'c', ARM_CLIENT_SECRET: 'the-sp-secret' };
 
 describe('default credential chain (Databricks unified auth order)', () => {
-  it('takes the first credential whose settings are present, in the contract order', () => {
+  it('takes the first credential whose settings are present, in README order', () => {
     const tools = binDir('az', 'databricks');
     const cases: Array<[NodeJS.ProcessEnv, string]> = [
       [{ DATABRICKS_TOKEN: 'dapi1', DATABRICKS_CLIENT_ID: 'i', DATABRICKS_CLIENT_SECRET: 's', ...SP, PATH: tools }, 'pat'],

@@ -175,7 +175,7 @@ routes:
       /--workspace prod=https:\/\/adb-2\.2\.azuredatabricks\.net: route prod is already given by --workspace prod=https:\/\/adb-1\.1\.azuredatabricks\.net/,
     );
   });
-  it("reports every problem at once, in the contract's words, with the fix", () => {
+  it("reports every problem at once, in the README's words, with the fix", () => {
     const { file } = tempConfig(`
 routes:
   prod:

@@ -179,7 +179,7 @@ describe('Lakebase door: credentials, instances and reloads', { skip: POSTGRES_S
   });
 
   it('refreshes the credential ahead of its expiry, and sessions use the new one', async () => {
-    // A 90 s credential is due for refresh 25 s after it was minted (token rules in the contract).
+    // A 90 s credential is due for refresh 25 s after it was minted (half its usable life: 90 s less the 40 s cutoff, halved; token-cache.ts refreshAtMs).
     const workspace = await startFakeWorkspace(server, { lifetimeMs: 90_000 });
     let offsetMs = 0;
     const gw = await lakebaseGateway(workspace, {}, undefined, () => Date.now() + offsetMs);

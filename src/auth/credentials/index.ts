@@ -17,7 +17,7 @@ import { patProvider } from './pat.js';
 import type { CredentialContext, CredentialProvider } from './provider.js';
 
 /**
- * The `default` chain, in the contract's order. It follows Databricks unified client
+ * The `default` chain, in the order of README's "Credentials". It follows Databricks unified client
  * authentication (Go SDK config/auth_default.go): explicit secrets first (PAT, OAuth M2M), token
  * federation in the Go SDK's order (GitHub, Azure DevOps, env, file), Entra (service principal,
  * workload identity, managed identity), then the developer tools a person is signed in to. azure-default is never guessed: it would hide which source is really used.

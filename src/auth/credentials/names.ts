@@ -1,5 +1,5 @@
 /**
- * The credential types a user can name, in the contract's order. Apart from the registry
+ * The credential types a user can name, in the order of README's "Credentials". Apart from the registry
  * (index.ts checks that every name has a provider) so that `--help` can list them without loading
  * any credential code.
  */
