@@ -81,7 +81,9 @@ describe('serve: one block per route once its first token is in (text log)', () 
     const before = proxied();
     az.set({ mode: 'ok' });
     // The token cache's first retry comes 3 s after the failure (REFRESH_RETRY_BASE_MS).
-    await gw.waitForOutput('stdout', /INFO {2}signedout {2}ready as dana@contoso\.com \(azure-cli\), token until (?:\d{4}-\d\d-\d\d )?\d\d:\d\d\n/, { timeoutMs: 15_000 });
+    await gw.waitForOutput('stdout', /INFO {2}signedout {2}ready as dana@contoso\.com \(azure-cli\), token until (?:\d{4}-\d\d-\d\d )?\d\d:\d\d\n/, {
+      timeoutMs: 15_000,
+    });
     const status = await runCli(['status', '--output', 'json'], env);
     assert.equal(status.status, 0, status.stderr);
     const data = JSON.parse(status.stdout) as StatusData;
