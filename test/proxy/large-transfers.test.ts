@@ -9,8 +9,14 @@ import { streamRequest } from '../helpers/http.js';
 
 const GIB = 1024 ** 3;
 const CHUNK = Buffer.alloc(256 * 1024, 0x61);
-/** Flat memory: the whole GiB must never sit in the gateway (idle RSS is ~60-80 MiB). */
-const MAX_PEAK_RSS_MIB = 200;
+/**
+ * Flat memory: how much the gateway's peak may grow from a 32 MiB warm-up to the whole GiB. A
+ * gateway that held the body would grow by about a GiB; one that streams grows by GC slack only.
+ * The bound is on the growth, not the level: Node 24 idles ~30 MiB above Node 20 and its first
+ * transfers lift the peak further whatever their size.
+ */
+const MAX_PEAK_GROWTH_MIB = 96;
+const WARM_BYTES = 32 * 1024 ** 2;
 
 /** Peak resident set of a process, from Linux's VmHWM. */
 function peakRssMiB(pid: number): number {
@@ -38,12 +44,15 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
   let upstream: http.Server;
   let gateway: ReturnType<typeof spawn>;
   let url = '';
+  /** VmHWM after the warm-up download. */
+  let warmPeak = 0;
 
   before(async () => {
     upstream = http.createServer((req, res) => {
       if (req.method === 'GET') {
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': GIB });
-        writeBytes(res, GIB, () => res.end());
+        const size = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('bytes') ?? GIB);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+        writeBytes(res, size, () => res.end());
         return;
       }
       let bytes = 0;
@@ -77,11 +86,10 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
     upstream.close();
   });
 
-  it('downloads 1 GiB in flat memory', async (t) => {
-    const started = process.hrtime.bigint();
-    const received = await new Promise<number>((resolve, reject) => {
+  const download = (bytes: number) =>
+    new Promise<number>((resolve, reject) => {
       http
-        .get(`${url}/ws/big/api/2.0/fs/files/big.bin`, { agent: false }, (res) => {
+        .get(`${url}/ws/big/api/2.0/fs/files/big.bin?bytes=${bytes}`, { agent: false }, (res) => {
           let n = 0;
           res.on('data', (c: Buffer) => {
             n += c.length;
@@ -91,11 +99,17 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
         })
         .on('error', reject);
     });
+
+  it('downloads 1 GiB in flat memory', async (t) => {
+    assert.equal(await download(WARM_BYTES), WARM_BYTES);
+    warmPeak = peakRssMiB(gateway.pid ?? 0);
+    const started = process.hrtime.bigint();
+    const received = await download(GIB);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const peak = peakRssMiB(gateway.pid ?? 0);
     t.diagnostic(`download: ${(GIB / 1024 ** 2 / seconds).toFixed(0)} MiB/s, gateway peak RSS ${peak.toFixed(0)} MiB`);
     assert.equal(received, GIB);
-    assert.ok(peak < MAX_PEAK_RSS_MIB, `peak RSS ${peak} MiB`);
+    assert.ok(peak - warmPeak < MAX_PEAK_GROWTH_MIB, `peak RSS grew from ${warmPeak.toFixed(0)} to ${peak.toFixed(0)} MiB`);
   });
 
   it('uploads 1 GiB in flat memory', async (t) => {
@@ -109,6 +123,6 @@ describe('1 GiB transfers through a gateway process', { skip: process.platform !
     const peak = peakRssMiB(gateway.pid ?? 0);
     t.diagnostic(`upload: ${(GIB / 1024 ** 2 / seconds).toFixed(0)} MiB/s, gateway peak RSS ${peak.toFixed(0)} MiB`);
     assert.equal((JSON.parse(body) as { bytes: number }).bytes, GIB);
-    assert.ok(peak < MAX_PEAK_RSS_MIB, `peak RSS ${peak} MiB`);
+    assert.ok(peak - warmPeak < MAX_PEAK_GROWTH_MIB, `peak RSS grew from ${warmPeak.toFixed(0)} to ${peak.toFixed(0)} MiB`);
   });
 });
