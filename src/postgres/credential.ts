@@ -5,6 +5,7 @@ import type { PostgresSettings } from '../config/types.js';
 import { errorMessage } from '../errors.js';
 import { scrubSecrets } from '../observability/redact.js';
 import { authHeaders } from '../proxy/auth-headers.js';
+import { type EgressProxy, resolveProxy } from '../proxy/egress-proxy.js';
 import type { Route } from '../routing/route-table.js';
 
 // The Lakebase database credential and what it logs in as, all asked of the workspace with the
@@ -20,6 +21,11 @@ const API_TIMEOUT_MS = 30_000;
 export interface ServerAddress {
   host: string;
   port: number;
+}
+
+/** The egress proxy to the server: its own NO_PROXY entry may differ from the workspace's. */
+export function serverProxy(route: Route, address: ServerAddress): EgressProxy | undefined {
+  return resolveProxy(new URL(`https://${address.host}:${address.port}`), process.env, route.config.proxy);
 }
 
 /** HOST or HOST:PORT. */

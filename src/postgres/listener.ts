@@ -12,8 +12,6 @@ export interface PostgresListener {
   server: Server;
   /** Open sessions now (status page, `status`). */
   openSessions(): number;
-  /** Shutdown: stop taking connections; open sessions go on until destroy(). */
-  drain(): void;
   /** After the drain: every session ends with FATAL 57P01 at a message boundary of the server's stream. */
   destroy(): void;
 }
@@ -100,9 +98,6 @@ export function createPostgresListener({ config, tls, connections, door, routeNa
   return {
     server,
     openSessions: () => sessions.size,
-    drain() {
-      server.close();
-    },
     destroy() {
       for (const s of sessions) s.shutdown();
       const cut = setTimeout(() => {

@@ -1,9 +1,8 @@
 import { serialize } from 'pg-protocol';
 import type { TokenCache } from '../auth/token-cache.js';
 import type { PostgresSettings } from '../config/types.js';
-import { resolveProxy } from '../proxy/egress-proxy.js';
 import type { Route } from '../routing/route-table.js';
-import { databaseCredential, discoverServer, loginUser } from './credential.js';
+import { databaseCredential, discoverServer, loginUser, serverProxy } from './credential.js';
 import { loginUpstream, ServerRefusedError } from './upstream-login.js';
 import { MAX_LOGIN_MESSAGE_BYTES, readMessage } from './wire.js';
 
@@ -22,7 +21,7 @@ export async function probePostgres(route: Route, settings: PostgresSettings, to
     discoverServer(route, settings, tokens),
     loginUser(route, settings, tokens),
   ]);
-  const proxy = resolveProxy(new URL(`https://${server.host}:${server.port}`), process.env, route.config.proxy);
+  const proxy = serverProxy(route, server);
   const started = performance.now();
   const { socket } = await loginUpstream(
     server,

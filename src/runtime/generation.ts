@@ -7,10 +7,9 @@ import type { ControlOptions } from '../local/control.js';
 import { metadataRoutes } from '../local/metadata-service.js';
 import { statusJson } from '../local/status-page.js';
 import type { Logger } from '../observability/logger.js';
-import { databaseCredential, discoverServer, loginUser } from '../postgres/credential.js';
+import { databaseCredential, discoverServer, loginUser, serverProxy } from '../postgres/credential.js';
 import type { PostgresDoor } from '../postgres/session.js';
 import { authHeaders } from '../proxy/auth-headers.js';
-import { resolveProxy } from '../proxy/egress-proxy.js';
 import { Forwarder } from '../proxy/forward.js';
 import { createHttpDoor, type HttpDoor } from '../proxy/handler.js';
 import type { Route } from '../routing/route-table.js';
@@ -187,8 +186,7 @@ function postgresDoor(
     tokens,
     credential: databaseCredential(route, settings, tokens),
     ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
-    // The server's own NO_PROXY entry may differ from the workspace's.
-    proxyFor: (address) => resolveProxy(new URL(`https://${address.host}:${address.port}`), process.env, route.config.proxy),
+    proxyFor: (address) => serverProxy(route, address),
     connectTimeoutMs: config.timeouts.connectMs,
     server: once(() => discoverServer(route, settings, tokens)),
     user: once(() => loginUser(route, settings, tokens)),
