@@ -8,36 +8,6 @@ export interface Nginx {
   stop(): Promise<void>;
 }
 
-/** nginx on PATH, installed with apt-get when missing (Debian's nginx-light is enough). */
-export function ensureTool(binary: string, debianPackage: string): boolean {
-  const found = () => {
-    try {
-      execFileSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (found()) return true;
-  process.stderr.write(`bench: ${binary} is missing; installing ${debianPackage} with apt-get\n`);
-  try {
-    execFileSync(
-      'sh',
-      [
-        '-c',
-        `(apt-get install -y --no-install-recommends ${debianPackage} || (apt-get update -qq && apt-get install -y --no-install-recommends ${debianPackage})) >/dev/null 2>&1`,
-      ],
-      {
-        stdio: 'ignore',
-        timeout: 300_000,
-      },
-    );
-  } catch {
-    // reported below
-  }
-  return found();
-}
-
 /**
  * nginx as the alternative a user could pick: a reverse proxy that injects a static
  * Authorization header, with upstream keepalive, TLS verification on, and no buffering (streams

@@ -59,3 +59,33 @@ export function cpuMeter(pids: number[]): () => number {
   const before = total();
   return () => total() - before;
 }
+
+/** `binary` on PATH, installed from Debian package `debianPackage` with apt-get when missing (the bench's tools: wrk, curl, nginx, caddy). */
+export function ensureTool(binary: string, debianPackage: string): boolean {
+  const found = () => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (found()) return true;
+  process.stderr.write(`bench: ${binary} is missing; installing ${debianPackage} with apt-get\n`);
+  try {
+    execFileSync(
+      'sh',
+      [
+        '-c',
+        `(apt-get install -y --no-install-recommends ${debianPackage} || (apt-get update -qq && apt-get install -y --no-install-recommends ${debianPackage})) >/dev/null 2>&1`,
+      ],
+      {
+        stdio: 'ignore',
+        timeout: 300_000,
+      },
+    );
+  } catch {
+    // reported below
+  }
+  return found();
+}
