@@ -1,12 +1,14 @@
 /**
  * npm run bench [-- --quick]
  *
- * Every scenario runs against four systems in the same run: direct (client to the fake upstream
+ * Every scenario runs against five systems in the same run: direct (client to the fake upstream
  * with a static token), node-limit (bench/lib/node-limit.mjs: the least a Node proxy on undici does,
- * in its own process), the gateway (a real dbx-gateway process), and nginx injecting a static
- * header with upstream keepalive. The gateway's figures are reported as ratios against node-limit
- * (or direct) measured moments apart on the same machine. --quick is the CI smoke mode: tiny sizes,
- * and it only checks that every system answered in every scenario.
+ * in its own process), the gateway (a real dbx-gateway process), and nginx (one worker) and Caddy
+ * (one process, GOMAXPROCS=1) injecting a static header with upstream keepalive. The gateway's
+ * figures are reported as ratios against node-limit (or direct) measured moments apart on the same
+ * machine. When caddy is missing and cannot be installed, its column says so and the rest runs.
+ * --quick is the CI smoke mode: tiny sizes, and it only checks that every system answered in every
+ * scenario.
  */
 import { type ChildProcess, execFile, execSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -21,6 +23,7 @@ import { installFakeAz } from '../test/helpers/fake-az.js';
 import { freePort } from '../test/helpers/ports.js';
 import { testPki } from '../test/helpers/tls.js';
 import { startFakeSpark } from '../test/spark/fixtures/spark-grpc.js';
+import { type Caddy, startCaddy } from './lib/caddy.js';
 import { type Bar, ratioChart } from './lib/chart.js';
 import { directClient, gatewayClient, measureGrpc } from './lib/grpc.js';
 import { type Nginx, startNginx } from './lib/nginx.js';
@@ -117,10 +120,12 @@ function curl(args: string[]): Promise<string> {
   });
 }
 
-const SYSTEMS = ['direct', 'node-limit', 'gateway', 'nginx'] as const;
+const SYSTEMS = ['direct', 'node-limit', 'gateway', 'nginx', 'caddy'] as const;
 type System = (typeof SYSTEMS)[number];
-/** A result per system. */
+/** A result per system (no 'caddy' entry when Caddy is skipped). */
 type Systems<T> = Record<System, T>;
+/** The Caddy column's cells when caddy is not there and apt-get could not install it. */
+const CADDY_SKIPPED = 'skipped: caddy not installed';
 
 /** Median wall time of spawnSync(command) over `runs` runs, each checked for exit 0 and `check`. */
 function startupMs(
@@ -151,6 +156,7 @@ interface Row {
   limit: string;
   gateway: string;
   nginx: string;
+  caddy: string;
   ratio: string;
   target: string;
   met?: boolean;
@@ -164,6 +170,10 @@ async function main(): Promise<void> {
   ] as const) {
     if (!ensureTool(bin, pkg)) throw new Error(`${bin} is not available and could not be installed (apt-get install ${pkg})`);
   }
+  // Caddy is optional: without it the Caddy column says it was skipped.
+  const haveCaddy = ensureTool('caddy', 'caddy');
+  if (!haveCaddy) process.stderr.write(`bench: caddy is not available and could not be installed (apt-get install caddy); the Caddy column is skipped\n`);
+  const systems: readonly System[] = haveCaddy ? SYSTEMS : SYSTEMS.filter((s) => s !== 'caddy');
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-bench-'));
   const pki = testPki();
   const upstream = await startBenchUpstream(pki);
@@ -172,6 +182,7 @@ async function main(): Promise<void> {
   const relayDirect = await startRelay({ host: '127.0.0.1', port: wanUpstream.port }, WAN_DELAY_MS);
   const relayNginx = await startRelay({ host: '127.0.0.1', port: wanUpstream.port }, WAN_DELAY_MS);
   const relayLimit = await startRelay({ host: '127.0.0.1', port: wanUpstream.port }, WAN_DELAY_MS);
+  const relayCaddy = await startRelay({ host: '127.0.0.1', port: wanUpstream.port }, WAN_DELAY_MS);
 
   const routeYaml = (name: string, port: number, credential = `{ type: pat, token: ${TOKEN} }`) =>
     `  ${name}:\n    host: https://127.0.0.1:${port}\n    caFile: ${pki.caFile}\n    credential: ${credential}\n`;
@@ -188,12 +199,24 @@ async function main(): Promise<void> {
     upstreams: { prod: upstream.port, wan: relayNginx.port },
   });
   const nginxUrl = `http://127.0.0.1:${nginx.port}`;
+  const caddy: Caddy | undefined = haveCaddy
+    ? await startCaddy({
+        dir: join(dir, 'caddy'),
+        port: await freePort(),
+        caFile: pki.caFile,
+        token: TOKEN,
+        procs: 1,
+        upstreams: { prod: upstream.port, wan: relayCaddy.port },
+      })
+    : undefined;
+  const caddyUrl = `http://127.0.0.1:${caddy?.port ?? 0}`;
   const path = '/api/2.0/clusters/list';
   const urls: Systems<string> = {
     direct: `${upstream.origin}${path}`,
     'node-limit': `${limit.url}/ws/prod${path}`,
     gateway: `${gateway.url}/ws/prod${path}`,
     nginx: `${nginxUrl}/ws/prod${path}`,
+    caddy: `${caddyUrl}/ws/prod${path}`,
   };
   const auth = { Authorization: `Bearer ${TOKEN}` };
   const rows: Row[] = [];
@@ -202,10 +225,14 @@ async function main(): Promise<void> {
   let postgresRows: PostgresRow[] | string = 'not run';
   const extra: Gateway[] = [];
   const x = (n: number) => `${n.toFixed(2)}x`;
+  /** A Caddy cell: the figure, or why there is none. */
+  const caddyFmt = (n: number | undefined, digits: number) => (caddy ? fmt(n ?? Number.NaN, digits) : CADDY_SKIPPED);
+  /** "0.80x Caddy" (gateway over Caddy), or that Caddy was skipped. */
+  const vsCaddy = (gatewayValue: number, caddyValue: number | undefined) => (caddy ? `${x(gatewayValue / (caddyValue ?? Number.NaN))} Caddy` : 'Caddy skipped');
 
   try {
     // Every system answers before anything is measured.
-    for (const system of SYSTEMS) {
+    for (const system of systems) {
       const body = await curl(['--cacert', pki.caFile, '-H', `Authorization: Bearer ${TOKEN}`, urls[system]]);
       if (!body.includes('"clusters"')) throw new Error(`${system} did not answer with the clusters list: ${body.slice(0, 200)}`);
       answered.push(system);
@@ -213,14 +240,25 @@ async function main(): Promise<void> {
     say(`all systems answered: ${answered.join(', ')}`);
     const idleGateway = memoryMiB(gateway.child.pid!).rss;
     const idleLimit = memoryMiB(limit.child.pid!).rss;
+    // nginx and Caddy at the same moment: started, one request answered, no load yet.
+    const idleNginx = nginx.pids().reduce((a, p) => a + (memoryMiB(p).rss || 0), 0);
+    const idleCaddy = caddy?.pids().reduce((a, p) => a + (memoryMiB(p).rss || 0), 0);
 
     // 1. Throughput: small JSON GET at 64 connections, with the CPU each proxy process used for it.
     const tput = {} as Systems<WrkResult>;
     const cpuPer1k = { direct: Number.NaN } as Systems<number>;
     const loaded = { gateway: 0, 'node-limit': 0 };
     const proxyPids = (system: System): number[] =>
-      system === 'gateway' ? [gateway.child.pid!] : system === 'node-limit' ? [limit.child.pid!] : system === 'nginx' ? nginx.pids() : [];
-    for (const system of SYSTEMS) {
+      system === 'gateway'
+        ? [gateway.child.pid!]
+        : system === 'node-limit'
+          ? [limit.child.pid!]
+          : system === 'nginx'
+            ? nginx.pids()
+            : system === 'caddy'
+              ? (caddy?.pids() ?? [])
+              : [];
+    for (const system of systems) {
       await wrk(urls[system], { connections: 64, seconds: sizes.warmup, headers: auth });
       const pids = proxyPids(system);
       const stopSampling = system === 'gateway' || system === 'node-limit' ? sampleRss(pids[0]!) : undefined;
@@ -237,9 +275,10 @@ async function main(): Promise<void> {
       limit: fmt(tput['node-limit'].rps, 0),
       gateway: fmt(tput.gateway.rps, 0),
       nginx: fmt(tput.nginx.rps, 0),
-      ratio: `${x(tputRatio)} node-limit (${x(tput.gateway.rps / tput.nginx.rps)} nginx, ${x(tput.gateway.rps / tput.direct.rps)} direct)`,
-      target: '>= 0.75x node-limit',
-      met: tputRatio >= 0.75,
+      caddy: caddyFmt(tput.caddy?.rps, 0),
+      ratio: `${x(tputRatio)} node-limit, ${vsCaddy(tput.gateway.rps, tput.caddy?.rps)} (${x(tput.gateway.rps / tput.nginx.rps)} nginx, ${x(tput.gateway.rps / tput.direct.rps)} direct)`,
+      target: caddy ? ">= 0.75x node-limit and >= Caddy's" : '>= 0.75x node-limit',
+      met: tputRatio >= 0.75 && (!caddy || tput.gateway.rps >= tput.caddy.rps),
     });
     const cpuRatio = cpuPer1k.gateway / cpuPer1k['node-limit'];
     rows.push({
@@ -248,16 +287,18 @@ async function main(): Promise<void> {
       limit: fmt(cpuPer1k['node-limit'], 0),
       gateway: fmt(cpuPer1k.gateway, 0),
       nginx: fmt(cpuPer1k.nginx, 0),
-      ratio: `${x(cpuRatio)} node-limit (${x(cpuPer1k.gateway / cpuPer1k.nginx)} nginx)`,
+      caddy: caddyFmt(cpuPer1k.caddy, 0),
+      ratio: `${x(cpuRatio)} node-limit (${x(cpuPer1k.gateway / cpuPer1k.nginx)} nginx, ${vsCaddy(cpuPer1k.gateway, cpuPer1k.caddy)})`,
       target: '<= 1.3x node-limit',
       met: cpuRatio <= 1.3,
     });
     bars.push({ label: 'throughput vs node-limit', value: tputRatio, target: 0.75, higherIsBetter: true });
     bars.push({ label: 'CPU per request vs node-limit', value: cpuRatio, target: 1.3, higherIsBetter: false });
+    if (caddy) bars.push({ label: 'throughput vs Caddy', value: tput.gateway.rps / tput.caddy.rps, target: 1, higherIsBetter: true });
 
     // 2. Latency at 4 connections.
     const lat = {} as Systems<WrkResult>;
-    for (const system of SYSTEMS) {
+    for (const system of systems) {
       await wrk(urls[system], { connections: 4, seconds: sizes.warmup, headers: auth });
       lat[system] = await wrk(urls[system], { connections: 4, seconds: sizes.seconds, headers: auth });
     }
@@ -273,6 +314,7 @@ async function main(): Promise<void> {
       limit: fmt(lat['node-limit'].p50ms, 3),
       gateway: fmt(lat.gateway.p50ms, 3),
       nginx: fmt(lat.nginx.p50ms, 3),
+      caddy: caddyFmt(lat.caddy?.p50ms, 3),
       ratio: `${plus(p50Over)} over direct (node-limit ${plus(p50OverLimit)})`,
       target: "<= node-limit's +0.25 ms",
       met: p50Over <= p50OverLimit + 0.25,
@@ -283,6 +325,7 @@ async function main(): Promise<void> {
       limit: fmt(lat['node-limit'].p99ms, 3),
       gateway: fmt(lat.gateway.p99ms, 3),
       nginx: fmt(lat.nginx.p99ms, 3),
+      caddy: caddyFmt(lat.caddy?.p99ms, 3),
       ratio: `${plus(p99Over)} over direct (node-limit ${plus(p99OverLimit)})`,
       target: '<= +2 ms',
       met: p99Over <= 2,
@@ -295,7 +338,7 @@ async function main(): Promise<void> {
     // alone, in this process, on a real loopback connection.
     const fresh = {} as Systems<WrkResult>;
     const closeEach = { ...auth, Connection: 'close' };
-    for (const system of SYSTEMS) fresh[system] = await wrk(urls[system], { connections: 4, seconds: sizes.seconds, headers: closeEach });
+    for (const system of systems) fresh[system] = await wrk(urls[system], { connections: 4, seconds: sizes.seconds, headers: closeEach });
     checkErrors('new connection per request', fresh);
     rows.push({
       scenario: 'New connection per request, 4 connections (req/s)',
@@ -303,6 +346,7 @@ async function main(): Promise<void> {
       limit: fmt(fresh['node-limit'].rps, 0),
       gateway: fmt(fresh.gateway.rps, 0),
       nginx: fmt(fresh.nginx.rps, 0),
+      caddy: caddyFmt(fresh.caddy?.rps, 0),
       ratio: `${x(fresh.gateway.rps / fresh['node-limit'].rps)} node-limit`,
       target: '',
     });
@@ -313,6 +357,7 @@ async function main(): Promise<void> {
       limit: '-',
       gateway: lookup === undefined ? 'n/a (not Linux)' : fmt(lookup, 2),
       nginx: '-',
+      caddy: '-',
       ratio: lookup === undefined ? '' : `${readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2} rows in /proc/net/tcp`,
       target: '',
     });
@@ -324,9 +369,10 @@ async function main(): Promise<void> {
       'node-limit': `${limitWan.url}/ws/prod${path}`,
       gateway: `${gateway.url}/ws/wan${path}`,
       nginx: `${nginxUrl}/ws/wan${path}`,
+      caddy: `${caddyUrl}/ws/wan${path}`,
     };
     const wan = {} as Systems<number>;
-    for (const system of SYSTEMS) {
+    for (const system of systems) {
       await curl(['--cacert', pki.caFile, '-H', `Authorization: Bearer ${TOKEN}`, '-o', '/dev/null', wanUrls[system]]); // warm
       const started = performance.now();
       for (let i = 0; i < sizes.wanCalls; i++) {
@@ -342,6 +388,7 @@ async function main(): Promise<void> {
       limit: fmt(wan['node-limit'], 1),
       gateway: fmt(wan.gateway, 1),
       nginx: fmt(wan.nginx, 1),
+      caddy: caddyFmt(wan.caddy, 1),
       ratio: `${x(wanSpeedup)} faster than direct (node-limit ${x(wan.direct / wan['node-limit'])})`,
       target: '>= 2.2x faster',
       met: wanSpeedup >= 2.2,
@@ -365,19 +412,20 @@ async function main(): Promise<void> {
       'node-limit': `${transferLimit.url}/ws/prod`,
       gateway: `${transferGateway.url}/ws/prod`,
       nginx: `${nginxUrl}/ws/prod`,
+      caddy: `${caddyUrl}/ws/prod`,
     };
     const receivedBefore = upstream.bytesReceived();
-    // The client sends the same token to every system (node-limit and nginx inject theirs); -w follows.
+    // The client sends the same token to every system (node-limit, nginx and Caddy inject theirs); -w follows.
     const transferArgs = ['--cacert', pki.caFile, '-H', `Authorization: Bearer ${TOKEN}`, '-o', '/dev/null', '-w'];
-    for (const system of SYSTEMS) {
+    for (const system of systems) {
       const d = await curl([...transferArgs, '%{time_total} %{size_download}', `${tUrls[system]}/big?bytes=${sizes.transferBytes}`]);
       if (Number(d.split(' ')[1]) !== sizes.transferBytes) throw new Error(`download: ${system} delivered ${d.split(' ')[1]} of ${sizes.transferBytes} bytes`);
       down[system] = mb / Number(d.split(' ')[0]);
       const u = await curl([...transferArgs, '%{time_total}', '-T', big, `${tUrls[system]}/upload`]);
       up[system] = mb / Number(u);
     }
-    if (upstream.bytesReceived() - receivedBefore !== SYSTEMS.length * sizes.transferBytes) {
-      throw new Error(`upload: the upstream received ${upstream.bytesReceived() - receivedBefore} bytes, not ${SYSTEMS.length} x ${sizes.transferBytes}`);
+    if (upstream.bytesReceived() - receivedBefore !== systems.length * sizes.transferBytes) {
+      throw new Error(`upload: the upstream received ${upstream.bytesReceived() - receivedBefore} bytes, not ${systems.length} x ${sizes.transferBytes}`);
     }
     const peak = memoryMiB(transferGateway.child.pid!).peak;
     const peakLimit = memoryMiB(transferLimit.child.pid!).peak;
@@ -393,7 +441,8 @@ async function main(): Promise<void> {
       limit: fmt(down['node-limit'], 0),
       gateway: fmt(down.gateway, 0),
       nginx: fmt(down.nginx, 0),
-      ratio: `${x(downRatio)} node-limit (${x(down.gateway / down.direct)} direct; nginx ${x(down.nginx / down.direct)} direct)`,
+      caddy: caddyFmt(down.caddy, 0),
+      ratio: `${x(downRatio)} node-limit, ${vsCaddy(down.gateway, down.caddy)} (${x(down.gateway / down.direct)} direct; nginx ${x(down.nginx / down.direct)} direct${caddy ? `; Caddy ${x(down.caddy / down.direct)} direct` : ''})`,
       target: '>= 1.0x node-limit',
       met: downRatio >= 1,
     });
@@ -403,7 +452,8 @@ async function main(): Promise<void> {
       limit: fmt(up['node-limit'], 0),
       gateway: fmt(up.gateway, 0),
       nginx: fmt(up.nginx, 0),
-      ratio: `${x(upRatio)} node-limit (${x(up.gateway / up.direct)} direct; nginx ${x(up.nginx / up.direct)} direct)`,
+      caddy: caddyFmt(up.caddy, 0),
+      ratio: `${x(upRatio)} node-limit, ${vsCaddy(up.gateway, up.caddy)} (${x(up.gateway / up.direct)} direct; nginx ${x(up.nginx / up.direct)} direct${caddy ? `; Caddy ${x(up.caddy / up.direct)} direct` : ''})`,
       target: '>= 1.0x node-limit',
       met: upRatio >= 1,
     });
@@ -413,6 +463,7 @@ async function main(): Promise<void> {
       limit: fmt(peakLimit, 1),
       gateway: fmt(peak, 1),
       nginx: '-',
+      caddy: '-',
       ratio: `${x(peak / peakLimit)} node-limit`,
       target: '< 110 MiB',
       met: peak < 110,
@@ -451,6 +502,7 @@ async function main(): Promise<void> {
       limit: fmt(limitColdMs, 0),
       gateway: fmt(coldMs, 0),
       nginx: '-',
+      caddy: '-',
       ratio: `${x(coldMs / limitColdMs)} node-limit; ${x(coldMs / refMs)} a bare Node HTTP server's start (${refMs.toFixed(0)} ms)`,
       target: '',
     });
@@ -475,25 +527,27 @@ async function main(): Promise<void> {
     await freshLimit.stop();
     const burstDirect = await burst(urls.direct);
     const burstNginx = await burst(urls.nginx);
+    const burstCaddy = caddy ? await burst(urls.caddy) : undefined;
     rows.push({
       scenario: `${sizes.cold} concurrent requests on a cold cache (ms)`,
       direct: fmt(burstDirect, 0),
       limit: fmt(burstLimit, 0),
       gateway: fmt(burstGateway, 0),
       nginx: fmt(burstNginx, 0),
+      caddy: caddyFmt(burstCaddy, 0),
       ratio: `${x(burstGateway / burstLimit)} node-limit's time; ${fetches} token fetch${fetches === 1 ? '' : 'es'}`,
       target: '1 token fetch',
       met: fetches === 1,
     });
 
     // 6. Memory.
-    const nginxRss = nginx.pids().reduce((a, p) => a + (memoryMiB(p).rss || 0), 0);
     rows.push({
       scenario: 'Idle RSS (MiB)',
       direct: '-',
       limit: fmt(idleLimit, 1),
       gateway: fmt(idleGateway, 1),
-      nginx: fmt(nginxRss, 1),
+      nginx: fmt(idleNginx, 1),
+      caddy: caddyFmt(idleCaddy, 1),
       ratio: `${x(idleGateway / idleLimit)} node-limit; ${x(idleGateway / idleRef)} a bare Node HTTP server (${idleRef.toFixed(1)} MiB)`,
       target: '< 80 MiB',
       met: idleGateway < 80,
@@ -504,12 +558,13 @@ async function main(): Promise<void> {
       limit: fmt(loaded['node-limit'], 1),
       gateway: fmt(loaded.gateway, 1),
       nginx: '-',
+      caddy: '-',
       ratio: `${x(loaded.gateway / loaded['node-limit'])} node-limit`,
       target: '',
     });
 
     // 7. Spark Connect (gRPC): a server stream and unary calls, direct (TLS) vs through the
-    // gateway's h2c Spark Connect port. node-limit and nginx do not speak it: no column for them.
+    // gateway's h2c Spark Connect port. node-limit, nginx and Caddy are not set up for it: no column for them.
     const spark = await startFakeSpark(pki);
     const sparkPort = await freePort();
     const sparkGateway = await startGateway(`routes:\n${routeYaml('spark', spark.port)}    sparkConnect: { port: ${sparkPort} }\n`, dir);
@@ -524,7 +579,16 @@ async function main(): Promise<void> {
       const g = await measureGrpc(through, grpcSizes);
       answered.push('spark-connect');
       const grpcRow = (scenario: string, dv: number, gv: number, digits: number) =>
-        rows.push({ scenario, direct: fmt(dv, digits), limit: '-', gateway: fmt(gv, digits), nginx: '-', ratio: `${x(gv / dv)} direct`, target: '' });
+        rows.push({
+          scenario,
+          direct: fmt(dv, digits),
+          limit: '-',
+          gateway: fmt(gv, digits),
+          nginx: '-',
+          caddy: '-',
+          ratio: `${x(gv / dv)} direct`,
+          target: '',
+        });
       grpcRow(`Spark Connect ExecutePlan stream (MB/s, ${grpcSizes.count} x ${grpcSizes.size >> 10} KiB)`, d.streamMBps, g.streamMBps, 0);
       grpcRow('Spark Connect ExecutePlan stream (messages/s)', d.messagesPerSecond, g.messagesPerSecond, 0);
       grpcRow(`Spark Connect AnalyzePlan (calls/s, ${grpcSizes.concurrency} concurrent)`, d.unaryPerSecond, g.unaryPerSecond, 0);
@@ -558,6 +622,7 @@ async function main(): Promise<void> {
         limit: fmt(start.node!, 0),
         gateway: fmt(ms, 0),
         nginx: '-',
+        caddy: '-',
         ratio: `${x(ratio)} node -e 0`,
         target: `< ${target}x node -e 0`,
         met: ratio < target,
@@ -600,6 +665,7 @@ async function main(): Promise<void> {
         limit: '-',
         gateway: fmt(azRssMb, 1),
         nginx: '-',
+        caddy: '-',
         ratio: `${((azRssMb * 1e6) / 2 ** 20).toFixed(1)} MiB`,
         target: '< 60 MB',
         met: azRssMb < 60,
@@ -609,8 +675,16 @@ async function main(): Promise<void> {
     }
   } finally {
     await Promise.all([gateway.stop(), limit.stop(), limitWan.stop(), ...extra.map((g) => g.stop())]);
-    await nginx.stop();
-    await Promise.all([upstream.close(), wanUpstream.close(), relayGateway.close(), relayDirect.close(), relayNginx.close(), relayLimit.close()]);
+    await Promise.all([nginx.stop(), caddy?.stop()]);
+    await Promise.all([
+      upstream.close(),
+      wanUpstream.close(),
+      relayGateway.close(),
+      relayDirect.close(),
+      relayNginx.close(),
+      relayLimit.close(),
+      relayCaddy.close(),
+    ]);
     rmSync(dir, { recursive: true, force: true });
   }
 
@@ -620,10 +694,12 @@ async function main(): Promise<void> {
     for (const r of postgresRows)
       say(`${r.scenario}: direct ${r.direct}, pgbouncer ${r.pgbouncer}, gateway ${r.gateway} (${r.ratio}; target ${r.target}${r.met ? ', met' : ', NOT MET'})`);
   if (QUICK) {
-    say(`quick mode: every system answered in every scenario (${answered.join(', ')}); figures above are not meaningful at this size`);
+    say(
+      `quick mode: every system answered in every scenario (${answered.join(', ')}${caddy ? '' : `; Caddy ${CADDY_SKIPPED}`}); figures above are not meaningful at this size`,
+    );
     return;
   }
-  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${execSyncSafe('nginx -v 2>&1')}, ${execSyncSafe('wrk -v 2>&1 | head -1')}`;
+  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${execSyncSafe('nginx -v 2>&1')}, ${haveCaddy ? `Caddy ${execSyncSafe('caddy version')}` : 'Caddy: not installed'}, ${execSyncSafe('wrk -v 2>&1 | head -1')}`;
   mkdirSync(join(ROOT, 'docs'), { recursive: true });
   writeFileSync(join(ROOT, 'docs/benchmarks.svg'), ratioChart('dbx-gateway: ratios from one run (see docs/benchmarks.md)', bars));
   writeFileSync(join(ROOT, 'docs/benchmarks.md'), report(rows, machine, postgresRows));
@@ -688,8 +764,18 @@ function fmt(n: number, digits: number): string {
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['scenario', 'direct', 'node-limit', 'gateway', 'nginx', 'gateway ratio', 'target', 'met'];
-  const lines = rows.map((r) => [r.scenario, r.direct, r.limit, r.gateway, r.nginx, r.ratio, r.target, r.met === undefined ? '' : r.met ? 'met' : 'NOT MET']);
+  const header = ['scenario', 'direct', 'node-limit', 'gateway', 'nginx', 'Caddy', 'gateway ratio', 'target', 'met'];
+  const lines = rows.map((r) => [
+    r.scenario,
+    r.direct,
+    r.limit,
+    r.gateway,
+    r.nginx,
+    r.caddy,
+    r.ratio,
+    r.target,
+    r.met === undefined ? '' : r.met ? 'met' : 'NOT MET',
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   for (const l of [header, ...lines]) say(l.map((c, i) => c.padEnd(widths[i]!)).join('  '));
 }
@@ -710,11 +796,11 @@ function postgresTable(pg: PostgresRow[] | string): string {
 
 function report(rows: Row[], machine: string, pg: PostgresRow[] | string): string {
   const table = [
-    '| scenario | direct | node-limit | gateway | nginx | gateway ratio | target | met |',
-    '|---|---:|---:|---:|---:|---|---|---|',
+    '| scenario | direct | node-limit | gateway | nginx | Caddy | gateway ratio | target | met |',
+    '|---|---:|---:|---:|---:|---:|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.scenario} | ${r.direct} | ${r.limit} | ${r.gateway} | ${r.nginx} | ${r.ratio} | ${r.target} | ${r.met === undefined ? '' : r.met ? 'met' : '**not met**'} |`,
+        `| ${r.scenario} | ${r.direct} | ${r.limit} | ${r.gateway} | ${r.nginx} | ${r.caddy} | ${r.ratio} | ${r.target} | ${r.met === undefined ? '' : r.met ? 'met' : '**not met**'} |`,
     ),
   ].join('\n');
   return `# Benchmarks
@@ -733,13 +819,19 @@ backpressure, and nothing else (no routing, policy, token cache, logs or metrics
 gateway costs beyond it is the gateway's own code; **gateway** is a dbx-gateway process (PAT
 credential, logging at info to /dev/null); **nginx** is nginx (1 worker, the same single core the
 gateway's event loop gets) proxying to the same upstream over HTTPS with keepalive and a static
-Authorization header. The upstream is a Node HTTPS server with fixed bodies. Load: wrk (1 thread),
-curl for transfers and the WAN loop, all on the same ${cpus().length} cores.
+Authorization header; **Caddy** is the Go reverse proxy a user could pick instead, set up the same
+way ([bench/lib/caddy.ts](../bench/lib/caddy.ts)): one process with \`GOMAXPROCS=1\`, \`reverse_proxy\`
+over HTTPS verified against the test CA, a static Authorization header, 128 idle upstream
+connections kept, \`flush_interval -1\`, request bodies streamed, no admin endpoint, no access log
+(nginx has none either). The upstream is a Node HTTPS server with fixed bodies. Load: wrk (1
+thread), curl for transfers and the WAN loop, all on the same ${cpus().length} cores.
 
 CPU per 1,000 requests is utime + stime of the proxy's processes (\`/proc/PID/stat\`, all nginx
-processes) across the measured 64-connection wrk run, divided by the requests wrk counted. For
-the start-up rows (spawn to exit, median of ${sizes.startRuns}, \`HOME\` an empty directory, \`--no-profiles\`)
-the node-limit column is \`node -e 0\`, the floor of any Node program. The azure-cli row is a
+processes, the one Caddy process) across the measured 64-connection wrk run, divided by the
+requests wrk counted. Idle RSS is VmRSS of each proxy's processes (nginx's master and worker
+together) once it has answered one request, before any load. For the start-up rows (spawn to
+exit, median of ${sizes.startRuns}, \`HOME\` an empty directory, \`--no-profiles\`) the node-limit
+column is \`node -e 0\`, the floor of any Node program. The azure-cli row is a
 gateway whose route uses \`credential: azure-cli\` with a fake \`az\` on PATH, one request
 through it (the first token), then VmRSS after 1 s idle.
 
@@ -753,7 +845,8 @@ The WAN scenario runs each system through its own user-space TCP relay that dela
 ${WAN_DELAY_MS} ms each way (${2 * WAN_DELAY_MS} ms RTT) between the proxy (or the direct client)
 and the upstream.
 
-Reproduce: \`npm run bench\` (a few minutes; installs wrk and nginx with apt-get when missing).
+Reproduce: \`npm run bench\` (a few minutes; installs wrk, nginx and caddy with apt-get when missing;
+without caddy the Caddy column says it was skipped).
 
 ${readFileSync(join(ROOT, 'bench/ANALYSIS.md'), 'utf8')}`;
 }
