@@ -7,8 +7,10 @@
 # Checks: (a) --demo answers; (b) zero config with a fake az.cmd on the Windows PATH: the default
 # chain finds it through PATHEXT, `token prod` and a proxied request carry its token; (c) a
 # %USERPROFILE%\.databrickscfg profile is a route (and a Git Bash $HOME is not read); (d) stored
-# logins live under %APPDATA%\dbx-gateway; (e) the Databricks CLI as a .cmd is found and run
-# through cmd.exe with its arguments intact (CVE-2024-27980); (f) a config file with Windows paths.
+# logins live under %APPDATA%\dbx-gateway; (e) the Databricks CLI as a .cmd, under a path with
+# spaces and parentheses, is found and run through cmd.exe with its arguments intact
+# (CVE-2024-27980), and an argument cmd.exe cannot carry is refused; (f) a config file with
+# Windows paths.
 #
 # Exits 0 with "SKIP: ..." when Wine is absent and cannot be installed (apt-get, as root). Fresh
 # Wine prefix and work directory per run (idempotent); node.exe is cached in
@@ -323,8 +325,8 @@ else
 fi
 
 # --- (e) the Databricks CLI as a .cmd ----------------------------------------------------------------
-say "--- (e) databricks.cmd: found through PATHEXT, run through cmd.exe"
-DB_DIR="$WORK/dbcli"
+say "--- (e) databricks.cmd under a path with spaces and parentheses: found through PATHEXT, run through cmd.exe"
+DB_DIR="$WORK/Program Files (x86)/Databricks CLI"
 mkdir -p "$DB_DIR"
 cat >"$DB_DIR/fake-databricks.js" <<'EOF'
 // What `databricks auth token` prints: RFC 3339 expiry with nanoseconds.
@@ -333,7 +335,8 @@ fs.appendFileSync(__dirname + '/calls.log', JSON.stringify(process.argv.slice(2)
 const expiry = new Date(Date.now() + 3600e3).toISOString().replace(/\.(\d{3})Z$/, '.$1123456+00:00');
 process.stdout.write(JSON.stringify({ access_token: 'dbcli-wine-token', token_type: 'Bearer', expiry }));
 EOF
-printf '@echo off\r\n"%s" "%%~dp0fake-databricks.js" %%*\r\n' "$(winpath "$NODE_EXE")" >"$DB_DIR/databricks.cmd"
+printf '@echo off\r\nIF EXIST "%%~dp0fake-databricks.js" (\r\n  "%s" "%%~dp0fake-databricks.js" %%*\r\n) ELSE (\r\n  echo Failed to load the fake. 1>&2\r\n  exit /b 1\r\n)\r\n' \
+  "$(winpath "$NODE_EXE")" >"$DB_DIR/databricks.cmd"
 DB_ENV=(WINEPATH="$(winpath "$DB_DIR")")
 winrun token-e 90 "${DB_ENV[@]}" -- "$GW_JS" token dbc --workspace dbc=https://127.0.0.1:9 --no-profiles
 if out token-e | grep -q '"access_token":"dbcli-wine-token"' && grep -qF '["auth","token","--host","https://127.0.0.1:9"]' "$DB_DIR/calls.log" 2>/dev/null; then
@@ -341,21 +344,31 @@ if out token-e | grep -q '"access_token":"dbcli-wine-token"' && grep -qF '["auth
 else
   fail "(e) token dbc: stdout $(out token-e | head -c 300) | stderr $(err token-e) | calls $(cat "$DB_DIR/calls.log" 2>/dev/null)"
 fi
-# A profile name full of cmd.exe metacharacters, named by a config file route. No %VAR% in it:
-# Wine's cmd expands variables again inside a batch file's %* (real cmd.exe substitutes %* in the
-# same single pass and never re-expands it), so `%y%` would vanish in the .cmd under Wine only;
-# the unit test checks that the gateway escapes % for the cmd.exe command line.
+# A profile name full of the cmd.exe metacharacters that double quotes protect, named by a config
+# file route, inside the .cmd's IF block too.
 cat >"$WORK/odd.yaml" <<'EOF'
 routes:
   odd:
     host: https://adb-2222222222222222.2.azuredatabricks.net
-    credential: { type: databricks-cli, profile: 'w&x (z)^! ;a,b' }
+    credential: { type: databricks-cli, profile: 'w&x (z)^ ;a,b|<c>' }
+  pct:
+    host: https://adb-2222222222222222.2.azuredatabricks.net
+    credential: { type: databricks-cli, profile: '%PATH%' }
 EOF
 winrun token-e2 90 "${DB_ENV[@]}" -- "$GW_JS" token odd --config "$(winpath "$WORK/odd.yaml")" --no-profiles
-if out token-e2 | grep -q '"access_token":"dbcli-wine-token"' && grep -qF '["auth","token","--profile","w&x (z)^! ;a,b"]' "$DB_DIR/calls.log" 2>/dev/null; then
-  pass "(e) cmd.exe passed --profile 'w&x (z)^! ;a,b' to databricks.cmd as one literal argument"
+if out token-e2 | grep -q '"access_token":"dbcli-wine-token"' && grep -qF '["auth","token","--profile","w&x (z)^ ;a,b|<c>"]' "$DB_DIR/calls.log" 2>/dev/null; then
+  pass "(e) cmd.exe passed --profile 'w&x (z)^ ;a,b|<c>' to databricks.cmd as one literal argument"
 else
   fail "(e) token odd: stdout $(out token-e2 | head -c 300) | stderr $(err token-e2) | calls $(tail -1 "$DB_DIR/calls.log" 2>/dev/null)"
+fi
+# %VAR% (and !VAR!) cannot be kept literal inside quotes: refused, and the .cmd is not run.
+calls_before=$(wc -l <"$DB_DIR/calls.log" 2>/dev/null || echo 0)
+winrun token-e3 90 "${DB_ENV[@]}" -- "$GW_JS" token pct --config "$(winpath "$WORK/odd.yaml")" --no-profiles
+if [ -z "$(out token-e3)" ] && err token-e3 | grep -q 'through cmd.exe: the argument "%PATH%" has "%"' &&
+  [ "$(wc -l <"$DB_DIR/calls.log" 2>/dev/null || echo 0)" = "$calls_before" ]; then
+  pass "(e) --profile %PATH% is refused before cmd.exe runs: $(err token-e3 1 | cut -c1-160)..."
+else
+  fail "(e) token pct should be refused: stdout $(out token-e3 | head -c 300) | stderr $(err token-e3) | calls $(tail -1 "$DB_DIR/calls.log" 2>/dev/null)"
 fi
 
 # --- (f) a config file with Windows paths ------------------------------------------------------------

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { commandLine } from '../../src/auth/credentials/databricks-cli.js';
+import { commandLine } from '../../src/auth/credentials/run-tool.js';
 import { loginDir, loginFile, writeLogin } from '../../src/auth/login-store.js';
 import { databricksCfgPath } from '../../src/config/databrickscfg.js';
 import { configDir, envValue, expandHome, homeDir } from '../../src/config/paths.js';
@@ -83,7 +83,7 @@ describe('writeLogin', () => {
   });
 });
 
-describe('starting the Databricks CLI on Windows', () => {
+describe('starting a tool (az, databricks) on Windows', () => {
   const env = { ComSpec: 'C:\\Windows\\system32\\cmd.exe' };
 
   it('spawns an .exe directly (and anything on POSIX)', () => {
@@ -91,18 +91,42 @@ describe('starting the Databricks CLI on Windows', () => {
     assert.deepEqual(commandLine('/usr/bin/databricks.cmd', ['x'], env, 'linux'), ['/usr/bin/databricks.cmd', ['x'], {}]);
   });
 
-  it('runs a .cmd through cmd.exe /d /s /c with every metacharacter escaped (CVE-2024-27980)', () => {
-    const [file, args, options] = commandLine('C:\\Program Files\\db\\databricks.CMD', ['auth', 'token', '--profile', 'a&b|c %x% (y)'], env, 'win32');
+  it('runs a .cmd under a path with spaces through cmd.exe /d /s /c, the path and each argument quoted (CVE-2024-27980)', () => {
+    const az = 'C:\\Program Files\\Microsoft SDKs\\Azure\\CLI2\\wbin\\az.cmd';
+    const [file, args, options] = commandLine(az, ['account', 'get-access-token', '--resource', 'https://management.core.windows.net/'], env, 'win32');
     assert.equal(file, 'C:\\Windows\\system32\\cmd.exe');
     assert.deepEqual(options, { windowsVerbatimArguments: true });
-    assert.deepEqual(args.slice(0, 3), ['/d', '/s', '/c']);
-    assert.equal(args[3], '"C:\\Program^ Files\\db\\databricks.CMD ^"auth^" ^"token^" ^"--profile^" ^"a^&b^|c^ ^%x^%^ ^(y^)^""');
+    assert.deepEqual(args, [
+      '/d',
+      '/s',
+      '/c',
+      '""C:\\Program Files\\Microsoft SDKs\\Azure\\CLI2\\wbin\\az.cmd" "account" "get-access-token" "--resource" "https://management.core.windows.net/""',
+    ]);
   });
 
-  it('doubles trailing backslashes and refuses quotes and line breaks', () => {
-    assert.match(commandLine('x.bat', ['C:\\dir\\'], {}, 'win32')[1][3] ?? '', /\^"C:\\dir\\\\\^"/);
+  it('keeps cmd.exe metacharacters that quotes protect literal: & | < > ( ) ^ ; , and spaces', () => {
+    const [, args] = commandLine('C:\\Program Files (x86)\\db\\databricks.CMD', ['--profile', 'a&b|c <d> (y)^ ;e,f'], env, 'win32');
+    assert.equal(args[3], '""C:\\Program Files (x86)\\db\\databricks.CMD" "--profile" "a&b|c <d> (y)^ ;e,f""');
+  });
+
+  it('doubles trailing backslashes, normalizes the path and falls back to cmd.exe without ComSpec', () => {
+    assert.equal(commandLine('x.bat', ['C:\\dir\\'], {}, 'win32')[1][3], '""x.bat" "C:\\dir\\\\""');
+    assert.equal(commandLine('C:/tools/az.cmd', [], {}, 'win32')[1][3], '""C:\\tools\\az.cmd""');
     assert.equal(commandLine('x.bat', [], {}, 'win32')[0], 'cmd.exe');
-    assert.throws(() => commandLine('x.cmd', ['a"b'], env, 'win32'), /through cmd\.exe/);
-    assert.throws(() => commandLine('x.cmd', ['a\nb'], env, 'win32'), /through cmd\.exe/);
+    assert.equal(commandLine('x.bat', [], { COMSPEC: 'D:\\cmd.exe' }, 'win32')[0], 'D:\\cmd.exe');
+  });
+
+  it('refuses what quotes cannot protect: " % ! and control characters, in an argument or the path', () => {
+    for (const bad of ['a"b', '%PATH%', 'a!b!', 'a\nb', 'a\rb', 'a\u0000b', 'a\u001bb']) {
+      assert.throws(
+        () => commandLine('x.cmd', ['--profile', bad], env, 'win32'),
+        /cannot run x\.cmd through cmd\.exe: the argument .* has /,
+        JSON.stringify(bad),
+      );
+    }
+    assert.throws(() => commandLine('C:\\100%\\az.cmd', [], env, 'win32'), /through cmd\.exe: its path "C:\\\\100%\\\\az\.cmd" has "%"/);
+    assert.throws(() => commandLine('C:\\wow!\\az.cmd', [], env, 'win32'), /through cmd\.exe: its path .* has "!"/);
+    // Only a .cmd or .bat goes through cmd.exe: an .exe takes them all.
+    assert.deepEqual(commandLine('C:\\db\\databricks.exe', ['%x% !y! "z"'], env, 'win32')[1], ['%x% !y! "z"']);
   });
 });

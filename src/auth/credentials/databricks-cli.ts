@@ -1,11 +1,8 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { envValue } from '../../config/paths.js';
 import type { AccessToken, Credential } from '../credential.js';
-import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 import { findOnPath } from './find-on-path.js';
 import { type CredentialProvider, setting } from './provider.js';
+import { runTool, ToolRunError } from './run-tool.js';
 
 /** Databricks' install page for its CLI (every platform). */
 export const INSTALL_DATABRICKS_CLI_URL = 'https://docs.databricks.com/dev-tools/cli/install.html';
@@ -56,71 +53,22 @@ export const databricksCliProvider: CredentialProvider = {
   },
 };
 
-function run(cli: string, args: string[], env: NodeJS.ProcessEnv, loginCommand: string, signal?: AbortSignal): Promise<string> {
-  const [file, argv, spawnOptions] = commandLine(cli, args, env);
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      argv,
-      { env, timeout: TOKEN_FETCH_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 1 << 20, ...spawnOptions, ...(signal ? { signal } : {}) },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const e = err as NodeJS.ErrnoException & { killed?: boolean };
-        if (e.code === 'ENOENT') {
-          return reject(new Error(`the Databricks CLI was not found at ${cli}; install it or fix DATABRICKS_CLI_PATH`));
-        }
-        if (e.killed) {
-          return reject(new Error(`\`databricks ${args.join(' ')}\` did not finish within ${TOKEN_FETCH_TIMEOUT_MS / 1000} s`));
-        }
-        const said =
-          stderr
-            .replace(/^Error:\s*/i, '')
-            .replace(/\s+/g, ' ')
-            .trim()
-            .slice(0, 500) || `exit code ${String(e.code)}`;
-        if (/refresh token|invalid_grant|expired|log ?in|not found|no token|cannot find/i.test(said)) {
-          return reject(new Error(`the Databricks CLI has no valid login for this route (${said}); run ${loginCommand}`));
-        }
-        reject(new Error(`\`databricks ${args.join(' ')}\` failed: ${said}`));
-      },
-    );
-  });
-}
-
-/**
- * How to start the CLI. On Windows a .cmd/.bat (a wrapper or shim named by DATABRICKS_CLI_PATH or
- * found through PATHEXT) cannot be spawned directly: Node >= 20.12.2 refuses with EINVAL
- * (CVE-2024-27980), because cmd.exe re-parses its command line. It is run as
- * `cmd.exe /d /s /c "<line>"` the way cross-spawn does it: the path with every cmd.exe
- * metacharacter ^-escaped, each argument quoted for the C runtime and then ^-escaped too, so cmd
- * sees nothing quoted and hands the program the literal text (a profile named `a&b` stays one
- * argument). An argument with a double quote or a line break is refused: the batch file's own
- * %* would re-parse it. An .exe (the Databricks CLI itself) is spawned directly, as on POSIX.
- */
-export function commandLine(
-  cli: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  platform: NodeJS.Platform = process.platform,
-): [file: string, args: string[], options: { windowsVerbatimArguments?: boolean }] {
-  if (platform !== 'win32' || !/\.(cmd|bat)$/i.test(cli)) return [cli, args, {}];
-  const unsafe = args.find((a) => /["\r\n\0]/.test(a));
-  if (unsafe !== undefined) {
-    throw new Error(`cannot pass ${JSON.stringify(unsafe)} to ${cli} through cmd.exe; point DATABRICKS_CLI_PATH at databricks.exe`);
+async function run(cli: string, args: string[], env: NodeJS.ProcessEnv, loginCommand: string, signal?: AbortSignal): Promise<string> {
+  try {
+    // databricks.exe is spawned directly; a .cmd wrapper goes through cmd.exe (see run-tool.ts).
+    return await runTool(cli, args, { env, signal });
+  } catch (err) {
+    if (!(err instanceof ToolRunError)) throw err;
+    const { failure } = err;
+    if (failure.kind === 'missing') throw new Error(`the Databricks CLI was not found at ${cli}; install it or fix DATABRICKS_CLI_PATH`);
+    if (failure.kind === 'timeout') throw new Error(`\`databricks ${args.join(' ')}\` did not finish within ${failure.timeoutMs / 1000} s`);
+    if (failure.kind === 'refused') throw new Error(`${err.message}; point DATABRICKS_CLI_PATH at databricks.exe`);
+    const said = failure.said.replace(/^Error:\s*/i, '');
+    if (/refresh token|invalid_grant|expired|log ?in|not found|no token|cannot find/i.test(said)) {
+      throw new Error(`the Databricks CLI has no valid login for this route (${said}); run ${loginCommand}`);
+    }
+    throw new Error(`\`databricks ${args.join(' ')}\` failed: ${said}`);
   }
-  const line = [escapeForCmd(path.win32.normalize(cli)), ...args.map((a) => escapeForCmd(quoteForCrt(a)))].join(' ');
-  const comspec = envValue(env, 'ComSpec', platform) || 'cmd.exe';
-  return [comspec, ['/d', '/s', '/c', `"${line}"`], { windowsVerbatimArguments: true }];
-}
-
-/** One argument as the Microsoft C runtime splits a command line: quoted, trailing backslashes doubled. */
-function quoteForCrt(arg: string): string {
-  return `"${arg.replace(/(\\+)$/, '$1$1')}"`;
-}
-
-/** Every character cmd.exe gives a meaning to, ^-escaped (see robvanderwoude.com/escapechars.php). */
-function escapeForCmd(text: string): string {
-  return text.replace(/([()\][%!^"`<>&|;, *?])/g, '^$1');
 }
 
 function parseCliToken(stdout: string, cli: string): AccessToken {

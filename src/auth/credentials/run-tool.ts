@@ -1,0 +1,142 @@
+import { type ExecFileException, execFile } from 'node:child_process';
+import path from 'node:path';
+import { envValue } from '../../config/paths.js';
+import { escapeControl } from '../../observability/terminal-text.js';
+import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
+
+/**
+ * Running a sign-in tool's CLI (az, databricks) for a token: one process call, its stdout. Shared
+ * by the azure-cli and databricks-cli credentials; they turn a ToolRunError into their own words.
+ */
+
+/** What a tool may print: a token's JSON is a few KiB. */
+const MAX_OUTPUT_BYTES = 1 << 20;
+
+export type ToolFailure =
+  /** The file is gone (ENOENT), or cmd.exe could not find the .cmd it was given. */
+  | { kind: 'missing' }
+  /** Killed after the timeout. */
+  | { kind: 'timeout'; timeoutMs: number }
+  /** It ran and failed: `said` is its stderr (or the exit code) as one line, safe to show. */
+  | { kind: 'failed'; said: string }
+  /** Not run: cmd.exe could not pass an argument (or the path) on as it is (see commandLine). */
+  | { kind: 'refused' };
+
+export class ToolRunError extends Error {
+  constructor(
+    readonly failure: ToolFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ToolRunError';
+  }
+}
+
+export interface RunToolOptions {
+  env: NodeJS.ProcessEnv;
+  /** The working directory; the gateway's own when unset. */
+  cwd?: string;
+  signal?: AbortSignal | undefined;
+  timeoutMs?: number;
+  /** How much of stderr a failure keeps (after collapsing whitespace). */
+  stderrChars?: number;
+}
+
+/**
+ * Runs `file args` (a path findOnPath or the user gave; a .cmd/.bat on Windows through cmd.exe,
+ * see commandLine) and resolves with its stdout. Rejects with a ToolRunError (missing, timeout,
+ * failed, refused), or with the AbortError when `signal` aborts. stdout, which
+ * holds the token, never goes into an error; stderr does only as one line with its control
+ * characters shown escaped (escapeControl) and cut to `stderrChars`.
+ */
+export async function runTool(file: string, args: string[], options: RunToolOptions): Promise<string> {
+  const [command, argv, spawnOptions] = commandLine(file, args, options.env);
+  const viaCmd = command !== file;
+  const timeoutMs = options.timeoutMs ?? TOKEN_FETCH_TIMEOUT_MS;
+  return new Promise((resolve, reject) => {
+    execFile(
+      command,
+      argv,
+      {
+        env: options.env,
+        ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: MAX_OUTPUT_BYTES,
+        windowsHide: true,
+        ...spawnOptions,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const e: ExecFileException = err;
+        if (e.name === 'AbortError') return reject(err);
+        if (e.code === 'ENOENT') return reject(new ToolRunError({ kind: 'missing' }, `${file} was not found`));
+        if (e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
+          return reject(new ToolRunError({ kind: 'failed', said: `printed more than ${MAX_OUTPUT_BYTES} bytes` }, `${file} printed too much`));
+        }
+        if (e.killed) return reject(new ToolRunError({ kind: 'timeout', timeoutMs }, `${file} did not finish within ${timeoutMs} ms`));
+        const text = stderr.replace(/\s+/g, ' ').trim();
+        // cmd.exe's own "is not recognized as an internal or external command" (Wine's cmd: "Can't
+        // recognize ..."), exit code 9009: the .cmd went away between the PATH lookup and the run.
+        if (viaCmd && (e.code === 9009 || /is not recognized as an internal or external command|can't recognize/i.test(text))) {
+          return reject(new ToolRunError({ kind: 'missing' }, `${file} was not found`));
+        }
+        const limit = options.stderrChars ?? 500;
+        const said = text ? escapeControl(text.length > limit ? `${text.slice(0, limit)}...` : text) : `exit code ${String(e.code)}`;
+        reject(new ToolRunError({ kind: 'failed', said }, said));
+      },
+    );
+  });
+}
+
+/**
+ * Characters a .cmd's arguments (and its path) cannot carry through cmd.exe even inside double
+ * quotes: `"` ends the quoting, cmd.exe expands `%VAR%` inside quotes (and Wine's cmd again inside
+ * the batch file's %*), `!VAR!` when delayed expansion is on (a registry setting /d does not turn
+ * off), and control characters (a line break ends the command).
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
+const NOT_THROUGH_CMD = /["%!\u0000-\u001f\u007f]/;
+
+/**
+ * How to start a tool. On POSIX, and for an .exe on Windows (databricks.exe), the file itself with
+ * its arguments, as given. On Windows a .cmd/.bat (az.cmd; a databricks.cmd wrapper or shim found
+ * through PATHEXT or named by DATABRICKS_CLI_PATH) cannot be spawned directly: Node >= 20.12.2
+ * refuses with EINVAL (CVE-2024-27980, "BatBadBut": cmd.exe re-parses the command line, so
+ * arguments could run commands). Node's documentation (child_process, "Spawning .bat and .cmd
+ * files on Windows") says to run them through cmd.exe and to quote a script path with spaces. This
+ * does what Node's own `shell: true` does (lib/child_process.js: `ComSpec || cmd.exe`,
+ * `/d /s /c "<command line>"`, windowsVerbatimArguments), with the command line built here: the
+ * path and every argument in double quotes, so a space (`C:\Program Files\...\Azure CLI2\wbin\
+ * az.cmd`) or one of `& | < > ( ) ^ ; ,` is literal text to cmd.exe, and to the batch file's %*,
+ * which hands the quoted arguments on as they are. /s makes cmd.exe strip only the outer pair of
+ * quotes; /d skips AutoRun commands. A trailing backslash is doubled so that the C runtime of the
+ * program the batch file starts does not read `\"` as a quote. What quoting cannot protect
+ * (NOT_THROUGH_CMD: `"`, `%`, `!`, control characters) is refused with an error saying so; the
+ * arguments are resource and tenant ids, hosts and profile names, which do not need them.
+ */
+export function commandLine(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  platform: NodeJS.Platform = process.platform,
+): [command: string, args: string[], options: { windowsVerbatimArguments?: boolean }] {
+  if (platform !== 'win32' || !/\.(cmd|bat)$/i.test(file)) return [file, args, {}];
+  const script = path.win32.normalize(file);
+  const refuse = (what: string, text: string, char: string) =>
+    new ToolRunError(
+      { kind: 'refused' },
+      `cannot run ${escapeControl(script)} through cmd.exe: ${what} ${escapeControl(JSON.stringify(text))} has ${escapeControl(JSON.stringify(char))}, ` +
+        'which cmd.exe would not pass on as it is (a .cmd or .bat takes no ", %, ! or control characters)',
+    );
+  const badInPath = NOT_THROUGH_CMD.exec(script);
+  if (badInPath) throw refuse('its path', script, badInPath[0]);
+  for (const arg of args) {
+    const bad = NOT_THROUGH_CMD.exec(arg);
+    if (bad) throw refuse('the argument', arg, bad[0]);
+  }
+  const line = [`"${script}"`, ...args.map((a) => `"${a.replace(/(\\+)$/, '$1$1')}"`)].join(' ');
+  const comspec = envValue(env, 'ComSpec', platform) || 'cmd.exe';
+  return [comspec, ['/d', '/s', '/c', `"${line}"`], { windowsVerbatimArguments: true }];
+}
