@@ -4,8 +4,10 @@
 #
 #   bash scripts/windows/run-under-wine.sh        # PASS/FAIL per check; exit 1 on any FAIL
 #
-# Checks: (a) --demo answers; (b) zero config with a fake az.cmd on the Windows PATH: the default
-# chain finds it through PATHEXT, `token prod` and a proxied request carry its token; (c) a
+# Checks: (a) --demo answers; (b) zero config with a fake az.cmd on the Windows PATH, in a
+# directory with a space in its name (as in C:\Program Files\...\CLI2\wbin): the default chain
+# finds it through PATHEXT, the azure-cli credential runs it through cmd.exe, and `token prod`
+# and a proxied request carry its token, also with a tenantId; (c) a
 # %USERPROFILE%\.databrickscfg profile is a route (and a Git Bash $HOME is not read); (d) stored
 # logins live under %APPDATA%\dbx-gateway; (e) the Databricks CLI as a .cmd, under a path with
 # spaces and parentheses, is found and run through cmd.exe with its arguments intact
@@ -210,8 +212,10 @@ process.stdout.write(JSON.stringify({
   tokenType: 'Bearer',
 }));
 EOF
-# The real az.cmd runs python.exe with the CLI; this one runs node.exe with the fake.
-printf '@echo off\r\n"%s" "%%~dp0fake-az.js" %%*\r\n' "$(winpath "$NODE_EXE")" >"$AZ_DIR/az.cmd"
+# The real az.cmd runs python.exe with the CLI, %* inside an IF block; this one runs node.exe
+# with the fake the same way.
+printf '@echo off\r\nIF EXIST "%%~dp0fake-az.js" (\r\n  "%s" "%%~dp0fake-az.js" %%*\r\n) ELSE (\r\n  echo Failed to load the fake. 1>&2\r\n  exit /b 1\r\n)\r\n' \
+  "$(winpath "$NODE_EXE")" >"$AZ_DIR/az.cmd"
 # The Git Bash script the Azure CLI installs next to az.cmd: never the one to run on Windows.
 printf '#!/bin/bash\necho this is the bash script >&2\nexit 1\n' >"$AZ_DIR/az"
 
@@ -246,9 +250,23 @@ else
   fail "(b) token prod: stdout $(out token-b | head -c 300) | stderr $(err token-b)"
 fi
 if grep -q -- '--resource 2ff814a6-3304-4ab8-85cb-cd0e6f879c1d' "$AZ_DIR/calls.log" 2>/dev/null; then
-  pass "(b) @azure/identity ran az.cmd as: az $(head -1 "$AZ_DIR/calls.log" | tr -d '\r')"
+  pass "(b) the azure-cli credential ran $(winpath "$AZ_DIR")\\az.cmd as: az $(head -1 "$AZ_DIR/calls.log" | tr -d '\r')"
 else
   fail "(b) az.cmd was not run with --resource <AzureDatabricks app id>: $(cat "$AZ_DIR/calls.log" 2>/dev/null)"
+fi
+
+cat >"$WORK/tenant.yaml" <<EOF
+routes:
+  tenanted:
+    host: https://127.0.0.1:$UP_PORT
+    credential: { type: azure-cli, tenantId: contoso.onmicrosoft.com }
+EOF
+winrun token-b3 120 "${AZ_ENV[@]}" -- "$GW_JS" token tenanted --config "$(winpath "$WORK/tenant.yaml")" --no-profiles
+if out token-b3 | grep -q "\"access_token\":\"$AZ_TOKEN\"" &&
+  tail -1 "$AZ_DIR/calls.log" | grep -q -- '--output json --tenant contoso.onmicrosoft.com'; then
+  pass "(b) tenantId: az.cmd ran as: az $(tail -1 "$AZ_DIR/calls.log" | tr -d '\r')"
+else
+  fail "(b) token tenanted: stdout $(out token-b3 | head -c 300) | stderr $(err token-b3) | calls $(tail -1 "$AZ_DIR/calls.log" 2>/dev/null)"
 fi
 
 PORT=$(free_port)

@@ -8,12 +8,12 @@ import { request } from '../helpers/http.js';
 import { testPki } from '../helpers/tls.js';
 import { waitFor } from '../helpers/wait.js';
 
-// The real @azure/identity AzureCliCredential runs `az` from the process's PATH (whatever the
-// gateway's env says): put the fake first there, and nothing after it.
+// The credential runs `az` from the gateway's env's PATH; the process's PATH holds the fake too,
+// and nothing after it, so no real az is ever run.
 const az: FakeAz = installFakeAz();
 process.env.PATH = az.path;
 
-describe('azure-cli credential (real @azure/identity, fake az on PATH)', () => {
+describe('azure-cli credential (fake az on PATH)', () => {
   let upstream: FakeUpstream;
   let gw: TestGateway;
   const clock = { offsetMs: 0 };

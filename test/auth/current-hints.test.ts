@@ -1,7 +1,7 @@
 /**
  * Hints follow the machine as it is when a token fetch fails, not as it was at start: az or the
  * Databricks CLI installed while the gateway runs (a fake copied into a directory on its PATH
- * between two requests) turns "install it" into "sign in with it". Real CLI, real @azure/identity.
+ * between two requests) turns "install it" into "sign in with it". Real CLI process calls.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync } from 'node:fs';

@@ -2,13 +2,14 @@
  * Running a sign-in tool (src/auth/credentials/run-tool.ts, shared by azure-cli and databricks-cli)
  * with real processes: what a failure keeps of stderr, the timeout, a missing file, an abort. The
  * Windows command line is checked in test/windows/paths.test.ts and, under the real Windows build
- * of Node, by scripts/windows/run-under-wine.sh.
+ * of Node, by scripts/windows/run-under-wine.sh. Also az's JSON as the azure-cli credential reads it.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { parseAzToken } from '../../src/auth/credentials/azure-cli.js';
 import { runTool, ToolRunError } from '../../src/auth/credentials/run-tool.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dbxgw-run-tool-'));
@@ -81,5 +82,31 @@ describe('runTool', { skip: process.platform === 'win32' ? 'POSIX scripts' : fal
   it('runs in the given working directory', async () => {
     const cwd = tool('cwd', 'process.stdout.write(process.cwd())');
     assert.equal(await runTool(cwd, [], { env: {}, cwd: '/' }), '/');
+  });
+});
+
+describe('parseAzToken (az account get-access-token --output json)', () => {
+  it('prefers expires_on (epoch seconds, az >= 2.54) over expiresOn', () => {
+    const token = parseAzToken(JSON.stringify({ accessToken: 't', expiresOn: '2001-01-01 00:00:00.000000', expires_on: 1893456000 }));
+    assert.deepEqual(token, { token: 't', expiresOnMs: 1893456000 * 1000 });
+    // Some versions print it as a string.
+    assert.equal(parseAzToken(JSON.stringify({ accessToken: 't', expires_on: '1893456000' })).expiresOnMs, 1893456000 * 1000);
+  });
+
+  it('falls back to expiresOn (local time without a zone) for older az', () => {
+    const token = parseAzToken(JSON.stringify({ accessToken: 't', expiresOn: '2030-01-01 12:00:00.000000' }));
+    assert.equal(token.expiresOnMs, new Date('2030-01-01 12:00:00.000000').getTime());
+  });
+
+  it('refuses output that is not a token, without repeating it', () => {
+    assert.throws(
+      () => parseAzToken('eyJnot.json.atall'),
+      (err: Error) => /not JSON/.test(err.message) && !err.message.includes('eyJ'),
+    );
+    assert.throws(() => parseAzToken('{"expires_on": 1}'), /no accessToken/);
+    assert.throws(
+      () => parseAzToken('{"accessToken": "eyJsecret", "expiresOn": "soon"}'),
+      (err: Error) => /unreadable expiresOn "soon"/.test(err.message) && !err.message.includes('eyJsecret'),
+    );
   });
 });

@@ -174,7 +174,7 @@ describe('dbx-gateway CLI', () => {
       HOME: EMPTY_DIR,
     });
     assert.equal(res.status, 1);
-    assert.match(res.stderr, /Azure CLI could not be found.*Fix: install the Azure CLI \(https:\/\/aka\.ms\/installazurecli\) and run az login/);
+    assert.match(res.stderr, /the Azure CLI \(az\) was not found on PATH.*Fix: install the Azure CLI \(https:\/\/aka\.ms\/installazurecli\) and run az login/);
   });
 
   it('exits 2 when a named credential lacks settings, saying which', () => {

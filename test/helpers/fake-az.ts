@@ -10,8 +10,8 @@ export interface FakeAzState {
 export type FakeAz = FakeBin<FakeAzState>;
 
 /**
- * A fake `az` on PATH, driven by a state file and counting its calls; the real
- * @azure/identity AzureCliCredential runs it exactly as it would run the Azure CLI.
+ * A fake `az` on PATH, driven by a state file and counting its calls; the azure-cli credential
+ * runs it exactly as it would run the Azure CLI (`az account get-access-token ... --output json`).
  */
 export function installFakeAz(initial: Partial<FakeAzState> = {}): FakeAz {
   return installFakeBin<FakeAzState>(
