@@ -1,4 +1,22 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * prom-client's four classes the gateway uses, each from its own file: the package index also
+ * loads the default process metrics, which pull in @opentelemetry/api (51 modules), the
+ * Pushgateway client and the Summary's t-digest, none of which the gateway uses (issue 23's
+ * memory breakdown in docs/benchmarks.md). prom-client has no `exports` map; test/runtime/lean-imports.test.ts
+ * checks these files are still the index's classes.
+ */
+const promFile = createRequire(import.meta.url);
+export const prom = {
+  Registry: promFile('prom-client/lib/registry.js') as typeof PromClient.Registry,
+  Counter: promFile('prom-client/lib/counter.js') as typeof PromClient.Counter,
+  Gauge: promFile('prom-client/lib/gauge.js') as typeof PromClient.Gauge,
+  Histogram: promFile('prom-client/lib/histogram.js') as typeof PromClient.Histogram,
+};
+
 import { RequestStats } from './request-stats.js';
 
 /** A route's metric series, bound once (prom-client hashes a label object on every call otherwise). */
@@ -44,7 +62,7 @@ const MAX_GRPC_METHODS = 64;
  * process, as they do in the tests. Labels never carry tokens, keys or paths (unbounded cardinality).
  */
 export function createMetrics(): GatewayMetrics {
-  const registry = new Registry();
+  const registry = new prom.Registry();
   const prefix = 'dbx_gateway_';
   const meters = new Map<string, RouteMeter>();
   const grpcMethods = new Set<string>();
@@ -66,69 +84,69 @@ export function createMetrics(): GatewayMetrics {
     },
     registry,
     stats: new RequestStats(),
-    requests: new Counter({
+    requests: new prom.Counter({
       name: `${prefix}requests_total`,
       help: 'Requests answered, by route, method, status and inbound key name ("-" without keys)',
       labelNames: ['route', 'method', 'status', 'key'],
       registers: [registry],
     }),
-    duration: new Histogram({
+    duration: new prom.Histogram({
       name: `${prefix}request_duration_seconds`,
       help: 'Time from request to end of response',
       labelNames: ['route'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     }),
-    responseBytes: new Counter({
+    responseBytes: new prom.Counter({
       name: `${prefix}response_bytes_total`,
       help: 'Response body bytes sent to clients',
       labelNames: ['route'],
       registers: [registry],
     }),
-    requestBytes: new Counter({
+    requestBytes: new prom.Counter({
       name: `${prefix}request_bytes_total`,
       help: 'Request body bytes forwarded upstream',
       labelNames: ['route'],
       registers: [registry],
     }),
-    tokenFetches: new Counter({
+    tokenFetches: new prom.Counter({
       name: `${prefix}token_fetches_total`,
       help: 'Token fetches started, by credential type and audience',
       labelNames: ['credential', 'audience'],
       registers: [registry],
     }),
-    tokenFailures: new Counter({
+    tokenFailures: new prom.Counter({
       name: `${prefix}token_fetch_failures_total`,
       help: 'Token fetches that failed',
       labelNames: ['credential', 'audience'],
       registers: [registry],
     }),
-    grpcCalls: new Counter({
+    grpcCalls: new prom.Counter({
       name: `${prefix}grpc_calls_total`,
       help: 'Spark Connect (gRPC) calls answered, by route, method, grpc-status and inbound key name',
       labelNames: ['route', 'method', 'grpc_status', 'key'],
       registers: [registry],
     }),
-    grpcDuration: new Histogram({
+    grpcDuration: new prom.Histogram({
       name: `${prefix}grpc_call_duration_seconds`,
       help: 'Time from a gRPC call to its end (a streamed ExecutePlan included)',
       labelNames: ['route'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers: [registry],
     }),
-    postgresSessions: new Gauge({
+    postgresSessions: new prom.Gauge({
       name: `${prefix}postgres_sessions`,
       help: 'Lakebase (PostgreSQL) sessions open now, by route',
       labelNames: ['route'],
       registers: [registry],
     }),
-    postgresSessionsTotal: new Counter({
+    postgresSessionsTotal: new prom.Counter({
       name: `${prefix}postgres_sessions_total`,
       help: 'Lakebase (PostgreSQL) sessions ended, by route and outcome',
       labelNames: ['route', 'outcome'],
       registers: [registry],
     }),
-    tokenExpiry: new Gauge({
+    tokenExpiry: new prom.Gauge({
       name: `${prefix}token_expiry_seconds`,
       help: 'Expiry (epoch seconds) of the cached token per route; absent when none is cached',
       labelNames: ['route'],

@@ -16,14 +16,30 @@ const TCP_KEEP_ALIVE_DELAY_MS = 60_000;
  * undici, loaded on first use: it is ~50 ms of start-up, which `token`, `login` and `--help`
  * never need. `serve` loads it at start (preloadTransport) so no request pays for it.
  */
-let undici: typeof import('undici') | undefined;
-function loadUndici(): typeof import('undici') {
-  undici ??= createRequire(import.meta.url)('undici') as typeof import('undici');
-  return undici;
+let PoolClass: typeof Pool | undefined;
+function loadPool(): typeof Pool {
+  PoolClass ??= requirePool();
+  return PoolClass;
+}
+
+/**
+ * undici's Pool module on its own: the package index also loads fetch, WebSocket, the cache
+ * stores and the mock agents, about 8 MiB of resident memory the gateway never uses (issue 23's
+ * per-module measurement in docs/benchmarks.md). undici has no `exports` map, so the file is
+ * reachable; if a release moves it, the index is the fallback (test/runtime/lean-imports.test.ts checks
+ * that the file is still the index's Pool).
+ */
+function requirePool(): typeof Pool {
+  const require = createRequire(import.meta.url);
+  try {
+    return require('undici/lib/dispatcher/pool.js') as typeof Pool;
+  } catch {
+    return (require('undici') as typeof import('undici')).Pool;
+  }
 }
 
 export function preloadTransport(): void {
-  loadUndici();
+  loadPool();
 }
 
 /** What the gateway asks of an upstream pool: requests, and an orderly or immediate end. */
@@ -69,7 +85,7 @@ export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstr
 }
 
 function buildPool(target: URL, options: UpstreamOptions): Pool {
-  const { Pool } = loadUndici();
+  const Pool = loadPool();
   const { timeouts, proxy, caFile } = options;
   const upstream: ConnectUpstreamOptions = {
     timeoutMs: timeouts.connectMs,

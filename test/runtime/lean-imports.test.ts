@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { describe, it } from 'node:test';
+import { usePatGateway } from '../helpers/gateway.js';
+
+const require = createRequire(import.meta.url);
+const loaded = (pattern: RegExp) => Object.keys(require.cache).filter((file) => pattern.test(file.replaceAll('\\', '/')));
+
+// Issue 23: the gateway loads undici's Pool and prom-client's four classes from their own files,
+// not the packages' indexes (fetch, WebSocket, mocks; default metrics with @opentelemetry/api).
+describe('a serving gateway loads only the parts of undici and prom-client it uses', () => {
+  const setup = usePatGateway();
+
+  it("proxies a request without loading undici's index or @opentelemetry/api", async () => {
+    const res = await fetch(new URL('/ws/prod/api/2.0/clusters/list', setup.gw.url));
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    assert.deepEqual(loaded(/\/node_modules\/undici\/index\.js$/), [], 'undici/index.js was loaded');
+    assert.deepEqual(loaded(/\/node_modules\/@opentelemetry\/api\//), [], '@opentelemetry/api was loaded');
+    assert.deepEqual(loaded(/\/node_modules\/prom-client\/index\.js$/), [], 'prom-client/index.js was loaded');
+    assert.ok(loaded(/\/node_modules\/undici\/lib\/dispatcher\/pool\.js$/).length === 1, "undici's Pool file is what serves");
+  });
+});
+
+// The files are internal paths (neither package has an `exports` map): a release that moves or
+// renames them fails here rather than in a user's gateway.
+describe("the files the gateway loads are the packages' own classes", () => {
+  it('undici/lib/dispatcher/pool.js is undici.Pool', () => {
+    assert.equal(require('undici/lib/dispatcher/pool.js'), require('undici').Pool);
+  });
+
+  it("prom-client/lib/{registry,counter,gauge,histogram}.js are prom-client's classes", () => {
+    const prom = require('prom-client');
+    for (const [file, name] of [
+      ['registry', 'Registry'],
+      ['counter', 'Counter'],
+      ['gauge', 'Gauge'],
+      ['histogram', 'Histogram'],
+    ] as const) {
+      assert.equal(require(`prom-client/lib/${file}.js`), prom[name], `prom-client/lib/${file}.js`);
+    }
+  });
+});
