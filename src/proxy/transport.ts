@@ -15,31 +15,40 @@ const TCP_KEEP_ALIVE_DELAY_MS = 60_000;
 /**
  * undici, loaded on first use: it is ~50 ms of start-up, which `token`, `login` and `--help`
  * never need. `serve` loads it at start (preloadTransport) so no request pays for it.
+ *
+ * Only the two parts the gateway uses, each from its own file: the Pool, and `request` (the
+ * promise API the token clients and the route probe call). The package index also loads fetch,
+ * WebSocket, the cache stores and the mock agents, about 8 MiB of resident memory the gateway
+ * never uses (docs/benchmarks.md); it is also what puts `request` on Dispatcher.prototype, so a
+ * Pool from its own file has none and `request` is called on it here. undici has no `exports`
+ * map, so the files are reachable; if a release moves them, the index is the fallback, and
+ * test/runtime/lean-imports.test.ts fails first.
  */
-let PoolClass: typeof Pool | undefined;
-function loadPool(): typeof Pool {
-  PoolClass ??= requirePool();
-  return PoolClass;
+interface UndiciParts {
+  Pool: typeof Pool;
+  request: (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+}
+let undici: UndiciParts | undefined;
+function loadUndici(): UndiciParts {
+  undici ??= requireUndiciParts();
+  return undici;
 }
 
-/**
- * undici's Pool module on its own: the package index also loads fetch, WebSocket, the cache
- * stores and the mock agents, about 8 MiB of resident memory the gateway never uses (issue 23's
- * per-module measurement in docs/benchmarks.md). undici has no `exports` map, so the file is
- * reachable; if a release moves it, the index is the fallback (test/runtime/lean-imports.test.ts checks
- * that the file is still the index's Pool).
- */
-function requirePool(): typeof Pool {
+function requireUndiciParts(): UndiciParts {
   const require = createRequire(import.meta.url);
   try {
-    return require('undici/lib/dispatcher/pool.js') as typeof Pool;
+    return {
+      Pool: require('undici/lib/dispatcher/pool.js') as typeof Pool,
+      request: require('undici/lib/api/api-request.js') as UndiciParts['request'],
+    };
   } catch {
-    return (require('undici') as typeof import('undici')).Pool;
+    const index = require('undici') as typeof import('undici');
+    return { Pool: index.Pool, request: index.Pool.prototype.request as UndiciParts['request'] };
   }
 }
 
 export function preloadTransport(): void {
-  loadPool();
+  loadUndici();
 }
 
 /** What the gateway asks of an upstream pool: requests, and an orderly or immediate end. */
@@ -74,7 +83,7 @@ export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstr
   const get = () => (pool ??= buildPool(target, options));
   return {
     dispatch: (opts, handler) => get().dispatch(opts, handler),
-    request: (opts) => get().request(opts),
+    request: (opts) => loadUndici().request.call(get(), opts),
     close: async () => {
       await pool?.close();
     },
@@ -85,7 +94,7 @@ export function createUpstreamPool(target: URL, options: UpstreamOptions): Upstr
 }
 
 function buildPool(target: URL, options: UpstreamOptions): Pool {
-  const Pool = loadPool();
+  const { Pool } = loadUndici();
   const { timeouts, proxy, caFile } = options;
   const upstream: ConnectUpstreamOptions = {
     timeoutMs: timeouts.connectMs,

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
+import { createUpstreamPool } from '../../src/proxy/transport.js';
 import { usePatGateway } from '../helpers/gateway.js';
+import { testPki } from '../helpers/tls.js';
 
 const require = createRequire(import.meta.url);
 const loaded = (pattern: RegExp) => Object.keys(require.cache).filter((file) => pattern.test(file.replaceAll('\\', '/')));
@@ -19,6 +21,23 @@ describe('a serving gateway loads only the parts of undici and prom-client it us
     assert.deepEqual(loaded(/\/node_modules\/@opentelemetry\/api\//), [], '@opentelemetry/api was loaded');
     assert.deepEqual(loaded(/\/node_modules\/prom-client\/index\.js$/), [], 'prom-client/index.js was loaded');
     assert.ok(loaded(/\/node_modules\/undici\/lib\/dispatcher\/pool\.js$/).length === 1, "undici's Pool file is what serves");
+  });
+
+  // The index is what puts `request` on undici's Dispatcher.prototype: a Pool from its own file
+  // has none, and the token clients (Entra, Databricks OAuth) and the route probe call it.
+  it('answers request() on an upstream pool, as the token clients and the route probe call it', async () => {
+    const pool = createUpstreamPool(setup.upstream.url, {
+      timeouts: { connectMs: 5_000, headersMs: 5_000, idleMs: 5_000, drainMs: 0 },
+      caFile: testPki().caFile,
+    });
+    try {
+      const res = await pool.request({ path: '/oidc/v1/token', method: 'GET' });
+      assert.equal(res.statusCode, 200);
+      await res.body.text();
+    } finally {
+      await pool.close();
+    }
+    assert.deepEqual(loaded(/\/node_modules\/undici\/index\.js$/), [], 'undici/index.js was loaded');
   });
 });
 
