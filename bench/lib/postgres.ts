@@ -73,12 +73,14 @@ export async function benchPostgres({ quick, startGateway }: PostgresBenchOption
     stops.push(await startPgbouncer(pgbouncerBin, dir, bouncerPort, server.port, credential));
 
     const systems = {
+      // The gateway first: pgbench -C through the others leaves tens of thousands of TIME_WAIT
+      // rows in /proc/net/tcp, which the gateway's same-user lookup of each connection would walk.
+      gateway: { conn: `host=127.0.0.1 port=${gwPort} user=x dbname=${DATABASE} sslmode=disable`, env: {} },
       direct: {
         conn: `host=localhost port=${server.port} user=${LAKEBASE_USER} dbname=${DATABASE} sslmode=verify-full sslrootcert=${testPki().caFile}`,
         env: { PGPASSWORD: credential },
       },
       pgbouncer: { conn: `host=127.0.0.1 port=${bouncerPort} user=${LAKEBASE_USER} dbname=${DATABASE} sslmode=disable`, env: {} },
-      gateway: { conn: `host=127.0.0.1 port=${gwPort} user=x dbname=${DATABASE} sslmode=disable`, env: {} },
     };
     type System = keyof typeof systems;
     const each = async <T>(work: (s: System) => Promise<T>): Promise<Record<System, T>> => {
