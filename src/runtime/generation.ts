@@ -7,16 +7,12 @@ import type { ControlOptions } from '../local/control.js';
 import { metadataRoutes } from '../local/metadata-service.js';
 import { statusJson } from '../local/status-page.js';
 import type { Logger } from '../observability/logger.js';
-import { databaseCredential, discoverServer, loginUser, serverProxy } from '../postgres/credential.js';
 import type { PostgresDoor } from '../postgres/session.js';
-import { authHeaders } from '../proxy/auth-headers.js';
 import { Forwarder } from '../proxy/forward.js';
 import { createHttpDoor, type HttpDoor } from '../proxy/handler.js';
-import type { Route } from '../routing/route-table.js';
 import { fixedResolver, prefixResolver } from '../routing/route-table.js';
 import { type Admission, createAdmission } from '../security/admission.js';
-import { recordSparkCall } from '../spark/call-log.js';
-import { createSparkConnectForwarder, type SparkConnectForwarder } from '../spark/forwarder.js';
+import type { SparkConnectForwarder } from '../spark/forwarder.js';
 import type { GatewayCore } from './core.js';
 
 /** Everything a reload replaces: built from one config, used by every listener. */
@@ -55,7 +51,7 @@ export interface GenerationContext {
   tunnels: Set<Duplex>;
 }
 
-export function buildGeneration(config: GatewayConfig, core: GatewayCore, context: GenerationContext): Generation {
+export async function buildGeneration(config: GatewayConfig, core: GatewayCore, context: GenerationContext): Promise<Generation> {
   const { logger, routePorts, tunnels } = context;
   const forwarder = new Forwarder(core.tokens, config.timeouts, logger);
   const admission = createAdmission(config);
@@ -111,13 +107,20 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
   const doorDeps = { admission, forwarder, logger, metrics: core.metrics, tunnels };
   const routeDoors = new Map<string, HttpDoor>();
   for (const route of core.routes.all) routeDoors.set(route.name, createHttpDoor(doorDeps, fixedResolver(route)));
+  // The Spark Connect and Lakebase doors' modules load with the first route that has one.
   const sparkDoors = new Map<string, SparkConnectForwarder>();
-  for (const route of core.routes.all) {
-    if (route.config.sparkConnect) sparkDoors.set(route.name, sparkForwarder(route, core, admission, config, logger));
+  if (core.routes.all.some((route) => route.config.sparkConnect)) {
+    const { sparkForwarder } = await import('./spark-door.js');
+    for (const route of core.routes.all) {
+      if (route.config.sparkConnect) sparkDoors.set(route.name, sparkForwarder(route, core, admission, config, logger));
+    }
   }
   const postgresDoors = new Map<string, PostgresDoor>();
-  for (const route of core.routes.all) {
-    if (route.config.postgres) postgresDoors.set(route.name, postgresDoor(route, route.config.postgres, core, admission, config));
+  if (core.routes.all.some((route) => route.config.postgres)) {
+    const { postgresDoor } = await import('./postgres-door.js');
+    for (const route of core.routes.all) {
+      if (route.config.postgres) postgresDoors.set(route.name, postgresDoor(route, route.config.postgres, core, admission, config));
+    }
   }
   return {
     config,
@@ -134,61 +137,5 @@ export function buildGeneration(config: GatewayConfig, core: GatewayCore, contex
       for (const spark of sparkDoors.values()) spark.close();
       await core.close();
     },
-  };
-}
-
-/** A route's Spark Connect forwarder: its token, its upstream (port 443 unless the host names one), its proxy and caFile. */
-function sparkForwarder(route: Route, core: GatewayCore, admission: Admission, config: GatewayConfig, logger: Logger): SparkConnectForwarder {
-  const { tokens, metrics } = core;
-  return createSparkConnectForwarder(
-    {
-      routeName: route.name,
-      upstream: route.target,
-      ...(route.config.caFile ? { caFile: route.config.caFile } : {}),
-      ...(route.proxy ? { proxy: route.proxy } : {}),
-      authHeaders: () => authHeaders(route, tokens),
-      // As an HTTP 401 does (token-cache.ts): dropped, with the same backoff against a hostile upstream.
-      rejectToken: (token) => void tokens.reject(route.credential, 'databricks', token),
-      ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
-      ...(admission.rateLimit ? { rateLimit: admission.rateLimit } : {}),
-      connectTimeoutMs: config.timeouts.connectMs,
-      callIdleMs: config.timeouts.idleMs,
-    },
-    (call) => recordSparkCall(logger, metrics, call),
-  );
-}
-
-/**
- * A route's Lakebase door for this generation: its database credential, and the server address
- * and login role, each found once (a failure is not kept: the next session asks again).
- */
-function postgresDoor(
-  route: Route,
-  settings: NonNullable<Route['config']['postgres']>,
-  core: GatewayCore,
-  admission: Admission,
-  config: GatewayConfig,
-): PostgresDoor {
-  const { tokens } = core;
-  const once = <T>(work: () => Promise<T>) => {
-    let pending: Promise<T> | undefined;
-    return () => {
-      pending ??= work().catch((err: unknown) => {
-        pending = undefined;
-        throw err;
-      });
-      return pending;
-    };
-  };
-  return {
-    route,
-    settings,
-    tokens,
-    credential: databaseCredential(route, settings, tokens),
-    ...(admission.authenticate ? { authenticate: admission.authenticate } : {}),
-    proxyFor: (address) => serverProxy(route, address),
-    connectTimeoutMs: config.timeouts.connectMs,
-    server: once(() => discoverServer(route, settings, tokens)),
-    user: once(() => loginUser(route, settings, tokens)),
   };
 }

@@ -8,25 +8,15 @@ import { ConfigError } from '../errors.js';
 import type { ControlOptions } from '../local/control.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
-import { createPostgresListener, type PostgresListener } from '../postgres/listener.js';
-import { recordPostgresSession } from '../postgres/session-log.js';
+import type { PostgresListener } from '../postgres/listener.js';
 import { preloadTransport } from '../proxy/transport.js';
 import type { Route, RouteTable } from '../routing/route-table.js';
 import { describeSameUser } from '../security/peer-user.js';
 import { type CoreOptions, createGatewayCore } from './core.js';
 import { buildGeneration, type Generation } from './generation.js';
-import {
-  type ConnectionCounts,
-  createListener,
-  createSparkListener,
-  type ListenerOptions,
-  listen,
-  listenerTls,
-  listenOnSocket,
-  type SparkListener,
-  unsafeListeners,
-} from './listener.js';
+import { type ConnectionCounts, createListener, type ListenerOptions, listen, listenerTls, listenOnSocket, unsafeListeners } from './listener.js';
 import { clockTime, type RouteUsage, type RouteWatch, type RouteWatchOptions, watchRoutes } from './route-watch.js';
+import type { SparkListener } from './spark-listener.js';
 
 /** A serving gateway: its listeners, and the generation (config, routes, tokens) they currently serve. */
 export interface RunningGateway {
@@ -156,20 +146,35 @@ async function openRouteListeners(
     await listen(routeServer, route.config.port, config.listen.host);
     routePorts.set(route.name, (routeServer.address() as AddressInfo).port);
   }
+  // Spark Connect and Lakebase: each door's modules load with the first route that has one, so a
+  // gateway without them never loads their doors (nor pg-protocol).
+  const routes = current().core.routes.all;
+  const spark = routes.some((r) => r.config.sparkConnect) ? await import('./spark-listener.js') : undefined;
+  const postgres = routes.some((r) => r.config.postgres)
+    ? await Promise.all([import('../postgres/listener.js'), import('../postgres/session-log.js')])
+    : undefined;
   // Spark Connect: an HTTP/2 listener per route that asks for one.
-  for (const route of current().core.routes.all) {
-    if (!route.config.sparkConnect) continue;
-    const spark = createSparkListener({ config, tls, connections, door: () => current().sparkDoors.get(route.name), routeName: route.name, sameUserOnly });
-    sparkListeners.push(spark);
-    servers.push(spark.server);
-    await listen(spark.server, route.config.sparkConnect.port, config.listen.host);
-    sparkPorts.set(route.name, (spark.server.address() as AddressInfo).port);
+  for (const route of routes) {
+    if (!route.config.sparkConnect || !spark) continue;
+    const sparkListener = spark.createSparkListener({
+      config,
+      tls,
+      connections,
+      door: () => current().sparkDoors.get(route.name),
+      routeName: route.name,
+      sameUserOnly,
+    });
+    sparkListeners.push(sparkListener);
+    servers.push(sparkListener.server);
+    await listen(sparkListener.server, route.config.sparkConnect.port, config.listen.host);
+    sparkPorts.set(route.name, (sparkListener.server.address() as AddressInfo).port);
   }
   // TLS renewal swaps the HTTP listeners' contexts; Postgres listeners read the leaf per session.
   const renewable = [...servers];
   // Lakebase: a PostgreSQL listener per route that asks for one.
-  for (const route of current().core.routes.all) {
-    if (!route.config.postgres) continue;
+  for (const route of routes) {
+    if (!route.config.postgres || !postgres) continue;
+    const [{ createPostgresListener }, { recordPostgresSession }] = postgres;
     const pg = createPostgresListener({
       config,
       tls,
@@ -226,7 +231,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
     }
     logRefresh(options.logger, current.core.routes.all, credential, audience, token);
   };
-  let current: Generation = buildGeneration(config, await createGatewayCore(config, { ...options, onToken }), context);
+  let current: Generation = await buildGeneration(config, await createGatewayCore(config, { ...options, onToken }), context);
   const retired = new Set<Generation>();
 
   const servers: NetServer[] = [];
@@ -317,7 +322,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
         next = { ...next, metadataService: previous.config.metadataService };
       }
       const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
-      current = buildGeneration(next, core, context);
+      current = await buildGeneration(next, core, context);
       watch?.sync();
       // In-flight exchanges keep the old generation's connections until they finish, however long;
       // each closes as it frees up. The generation is released then; shutdown closes what is left.

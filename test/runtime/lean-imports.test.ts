@@ -10,7 +10,7 @@ const loaded = (pattern: RegExp) => Object.keys(require.cache).filter((file) => 
 
 // Issue 23: the gateway loads undici's Pool and prom-client's four classes from their own files,
 // not the packages' indexes (fetch, WebSocket, mocks; default metrics with @opentelemetry/api).
-describe('a serving gateway loads only the parts of undici and prom-client it uses', () => {
+describe('a serving gateway loads only what its routes use', () => {
   const setup = usePatGateway();
 
   it("proxies a request without loading undici's index or @opentelemetry/api", async () => {
@@ -21,6 +21,12 @@ describe('a serving gateway loads only the parts of undici and prom-client it us
     assert.deepEqual(loaded(/\/node_modules\/@opentelemetry\/api\//), [], '@opentelemetry/api was loaded');
     assert.deepEqual(loaded(/\/node_modules\/prom-client\/index\.js$/), [], 'prom-client/index.js was loaded');
     assert.ok(loaded(/\/node_modules\/undici\/lib\/dispatcher\/pool\.js$/).length === 1, "undici's Pool file is what serves");
+  });
+
+  // The Lakebase door loads with a route that has one (runtime/server.ts, generation.ts); this
+  // gateway's one route has none. (node:http2 is no measure of the Spark door: undici loads it.)
+  it('has not loaded pg-protocol without a Lakebase route', () => {
+    assert.deepEqual(loaded(/\/node_modules\/pg-protocol\//), [], 'pg-protocol was loaded');
   });
 
   // The index is what puts `request` on undici's Dispatcher.prototype: a Pool from its own file
