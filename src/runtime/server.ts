@@ -233,6 +233,43 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
   };
   let current: Generation = await buildGeneration(config, await createGatewayCore(config, { ...options, onToken }), context);
   const retired = new Set<Generation>();
+  let reloads: Promise<unknown> = Promise.resolve();
+  const reloadNow = async (requested: GatewayConfig): Promise<{ notes: string[] }> => {
+    let next = requested;
+    const previous = current;
+    // Judged against the sockets actually bound: a new file that drops the keys (and says
+    // 127.0.0.1) must not leave a 0.0.0.0 listener serving without them.
+    const unsafe = unsafeListeners(servers, next);
+    if (unsafe.length > 0)
+      throw new ConfigError(
+        unsafe.map((p) => `${next.envValues?.mask(p) ?? p}; the reload was refused and the previous configuration stays`),
+        next.configFile,
+      );
+    // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
+    if (next.metadataService?.generated && previous.config.metadataService) {
+      next = { ...next, metadataService: previous.config.metadataService };
+    }
+    const { metrics } = previous.core;
+    const expirySource = metrics.tokenExpirySource;
+    const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics } });
+    let generation: Generation | undefined;
+    try {
+      generation = await buildGeneration(next, core, context);
+      if (draining) throw new Error('the gateway is shutting down; the reload was not applied');
+    } catch (err) {
+      // Nothing of the new generation stays: its pools close, and /metrics reads the old routes again.
+      metrics.tokenExpirySource = expirySource;
+      await (generation ?? core).close();
+      throw err;
+    }
+    current = generation;
+    watch?.sync();
+    // In-flight exchanges keep the old generation's connections until they finish, however long;
+    // each closes as it frees up. The generation is released then; shutdown closes what is left.
+    retired.add(previous);
+    void previous.retire().then(() => retired.delete(previous));
+    return { notes: [...restartOnlyChanges(config, next, routePorts, sparkPorts), ...postgresRestartNotes(next, postgresPorts)] };
+  };
 
   const servers: NetServer[] = [];
   const sparkListeners: SparkListener[] = [];
@@ -307,28 +344,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions)
       });
       watch.sync();
     },
-    async reload(next) {
-      const previous = current;
-      // Judged against the sockets actually bound: a new file that drops the keys (and says
-      // 127.0.0.1) must not leave a 0.0.0.0 listener serving without them.
-      const unsafe = unsafeListeners(servers, next);
-      if (unsafe.length > 0)
-        throw new ConfigError(
-          unsafe.map((p) => `${next.envValues?.mask(p) ?? p}; the reload was refused and the previous configuration stays`),
-          next.configFile,
-        );
-      // A metadata-service URL handed to SDKs stays valid across reloads unless a secret is configured.
-      if (next.metadataService?.generated && previous.config.metadataService) {
-        next = { ...next, metadataService: previous.config.metadataService };
-      }
-      const core = await createGatewayCore(next, { ...options, reuse: { tokens: previous.core.tokens, metrics: previous.core.metrics } });
-      current = await buildGeneration(next, core, context);
-      watch?.sync();
-      // In-flight exchanges keep the old generation's connections until they finish, however long;
-      // each closes as it frees up. The generation is released then; shutdown closes what is left.
-      retired.add(previous);
-      void previous.retire().then(() => retired.delete(previous));
-      return { notes: [...restartOnlyChanges(config, next, routePorts, sparkPorts), ...postgresRestartNotes(next, postgresPorts)] };
+    reload(next) {
+      // One reload at a time: SIGHUP and POST /-/reload may overlap, and each must start from the
+      // generation the one before it left (else the slower one wins with an older file, and a
+      // generation is never retired).
+      const turn = reloads.then(() => reloadNow(next));
+      reloads = turn.catch(() => {});
+      return turn;
     },
     async shutdown(drainMs = current.config.timeouts.drainMs) {
       draining = true;
