@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DEFAULT_PATHEXT, findOnPath, pathExtensions } from '../../src/auth/credentials/find-on-path.js';
 
@@ -101,5 +101,24 @@ describe('findOnPath on POSIX (executable bit)', () => {
 
   it('does not split on ; on POSIX', () => {
     assert.equal(findOnPath('az', { PATH: `/nonexistent;${bin}` }, 'linux'), undefined);
+  });
+});
+
+// Go's exec.LookPath refuses what a relative PATH entry finds (ErrDot): the gateway's start
+// directory, or the tool's, must never decide which binary runs.
+describe('findOnPath skips relative PATH entries', () => {
+  const planted = dirWith('planted', { az: 0o755, 'az.cmd': 0o644 });
+  const rel = relative(process.cwd(), planted);
+
+  it('on POSIX: `.`-style and relative directories are not searched, absolute ones are', () => {
+    assert.ok(!rel.startsWith('/'), rel);
+    assert.equal(findOnPath('az', { PATH: rel }, 'linux'), undefined);
+    assert.equal(findOnPath('az', { PATH: `${rel}:${planted}` }, 'linux'), `${planted}/az`);
+  });
+
+  it('on Windows: relative and drive-relative entries are not searched', () => {
+    assert.equal(findOnPath('az', { PATH: rel }, 'win32'), undefined);
+    assert.equal(findOnPath('az', { PATH: `C:planted;${rel}` }, 'win32'), undefined);
+    assert.equal(findOnPath('az', { PATH: `${rel};${planted}` }, 'win32'), `${planted}/az.cmd`);
   });
 });

@@ -114,6 +114,14 @@ describe('starting a tool (az, databricks) on Windows', () => {
     assert.equal(commandLine('C:/tools/az.cmd', [], {}, 'win32')[1][3], '""C:\\tools\\az.cmd""');
     assert.equal(commandLine('x.bat', [], {}, 'win32')[0], 'cmd.exe');
     assert.equal(commandLine('x.bat', [], { COMSPEC: 'D:\\cmd.exe' }, 'win32')[0], 'D:\\cmd.exe');
+    // Without ComSpec, System32's cmd.exe: a bare name is looked up in the current directory first.
+    assert.equal(commandLine('x.bat', [], { SystemRoot: 'C:\\Windows' }, 'win32')[0], 'C:\\Windows\\System32\\cmd.exe');
+  });
+
+  it('takes a name ending in dots or spaces after .cmd as the batch file Windows makes of it', () => {
+    for (const file of ['C:\\db\\databricks.cmd.', 'C:\\db\\databricks.cmd ', 'C:\\db\\x.BAT. .']) {
+      assert.equal(commandLine(file, ['auth'], env, 'win32')[0], env.ComSpec, JSON.stringify(file));
+    }
   });
 
   it('refuses what quotes cannot protect: " % ! and control characters, in an argument or the path', () => {

@@ -18,8 +18,10 @@ export const DEFAULT_PATHEXT = '.COM;.EXE;.BAT;.CMD';
  * executable bit: a regular file is enough. PATHEXT is read case-insensitively (`.CMD` and `.cmd`
  * are one extension); the file system decides the rest (NTFS is case-insensitive; on a
  * case-sensitive directory the lower-case spelling, az.cmd, and PATHEXT's own, az.CMD, are tried).
- * The current directory is not searched first, unlike cmd.exe: a gateway never runs a binary
- * planted in whatever directory it was started from.
+ * The current directory is not searched first, unlike cmd.exe, and a relative PATH entry (`.`,
+ * `bin`, an empty one) is skipped, as Go's exec.LookPath refuses such results: a gateway never
+ * runs a binary planted in whatever directory it was started from (or whatever directory the
+ * tool is then started in).
  *
  * `platform` is a parameter so the Windows rules are testable on Linux with real directories.
  */
@@ -29,7 +31,7 @@ export function findOnPath(name: string, env: NodeJS.ProcessEnv, platform: NodeJ
 
 function findOnPosixPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
   for (const dir of (env.PATH ?? '').split(path.posix.delimiter)) {
-    if (!dir) continue;
+    if (!path.posix.isAbsolute(dir)) continue;
     const candidate = path.posix.join(dir, name);
     try {
       accessSync(candidate, constants.X_OK);
@@ -51,7 +53,9 @@ function findOnWindowsPath(name: string, env: NodeJS.ProcessEnv): string | undef
   }
   for (const raw of (envValue(env, 'PATH', 'win32') ?? '').split(path.win32.delimiter)) {
     const dir = raw.trim().replace(/^"(.*)"$/, '$1');
-    if (!dir) continue;
+    // Absolute only (C:\tools, \\server\share, \tools on the current drive): `.`, `bin` or a
+    // drive-relative `C:tools` depend on the current directory.
+    if (!path.win32.isAbsolute(dir)) continue;
     for (const file of names) {
       const candidate = joinKeepingSeparators(dir, file);
       try {

@@ -122,7 +122,8 @@ export function commandLine(
   env: NodeJS.ProcessEnv,
   platform: NodeJS.Platform = process.platform,
 ): [command: string, args: string[], options: { windowsVerbatimArguments?: boolean }] {
-  if (platform !== 'win32' || !/\.(cmd|bat)$/i.test(file)) return [file, args, {}];
+  // Windows drops trailing dots and spaces from a file name: `databricks.cmd.` is a batch file too.
+  if (platform !== 'win32' || !/\.(cmd|bat)[. ]*$/i.test(file)) return [file, args, {}];
   const script = path.win32.normalize(file);
   const refuse = (what: string, text: string, char: string) =>
     new ToolRunError(
@@ -137,6 +138,8 @@ export function commandLine(
     if (bad) throw refuse('the argument', arg, bad[0]);
   }
   const line = [`"${script}"`, ...args.map((a) => `"${a.replace(/(\\+)$/, '$1$1')}"`)].join(' ');
-  const comspec = envValue(env, 'ComSpec', platform) || 'cmd.exe';
+  // Without ComSpec, cmd.exe from System32: a bare `cmd.exe` is looked up in the current directory first.
+  const systemRoot = envValue(env, 'SystemRoot', platform);
+  const comspec = envValue(env, 'ComSpec', platform) || (systemRoot ? path.win32.join(systemRoot, 'System32', 'cmd.exe') : 'cmd.exe');
   return [comspec, ['/d', '/s', '/c', `"${line}"`], { windowsVerbatimArguments: true }];
 }
