@@ -125,7 +125,7 @@ type System = (typeof SYSTEMS)[number];
 /** A result per system (no 'caddy' entry when Caddy is skipped). */
 type Systems<T> = Record<System, T>;
 /** The Caddy column's cells when caddy is not there and apt-get could not install it. */
-const CADDY_SKIPPED = 'skipped: caddy not installed';
+const CADDY_SKIPPED = 'skipped: caddy not installed or did not start';
 
 /** Median wall time of spawnSync(command) over `runs` runs, each checked for exit 0 and `check`. */
 function startupMs(
@@ -173,7 +173,6 @@ async function main(): Promise<void> {
   // Caddy is optional: without it the Caddy column says it was skipped.
   const haveCaddy = ensureTool('caddy', 'caddy');
   if (!haveCaddy) process.stderr.write(`bench: caddy is not available and could not be installed (apt-get install caddy); the Caddy column is skipped\n`);
-  const systems: readonly System[] = haveCaddy ? SYSTEMS : SYSTEMS.filter((s) => s !== 'caddy');
   const dir = mkdtempSync(join(tmpdir(), 'dbxgw-bench-'));
   const pki = testPki();
   const upstream = await startBenchUpstream(pki);
@@ -199,6 +198,8 @@ async function main(): Promise<void> {
     upstreams: { prod: upstream.port, wan: relayNginx.port },
   });
   const nginxUrl = `http://127.0.0.1:${nginx.port}`;
+  // A Caddy that is installed but does not start (a release that rejects the config) is skipped
+  // too, with its reason, rather than ending the run with every other process left behind.
   const caddy: Caddy | undefined = haveCaddy
     ? await startCaddy({
         dir: join(dir, 'caddy'),
@@ -207,8 +208,12 @@ async function main(): Promise<void> {
         token: TOKEN,
         procs: 1,
         upstreams: { prod: upstream.port, wan: relayCaddy.port },
+      }).catch((err: unknown) => {
+        process.stderr.write(`bench: caddy did not start (${err instanceof Error ? err.message : String(err)}); the Caddy column is skipped\n`);
+        return undefined;
       })
     : undefined;
+  const systems: readonly System[] = caddy ? SYSTEMS : SYSTEMS.filter((s) => s !== 'caddy');
   const caddyUrl = `http://127.0.0.1:${caddy?.port ?? 0}`;
   const path = '/api/2.0/clusters/list';
   const urls: Systems<string> = {
@@ -431,6 +436,8 @@ async function main(): Promise<void> {
     await getWithHeaders(`${tUrls['node-limit']}${path}`, {});
     await new Promise((r) => setTimeout(r, 1000));
     const idleBeforeTransfer = memoryMiB(transferGateway.child.pid!).rss;
+    // VmHWM from here on, not since start-up: writing 5 to clear_refs resets it to the current RSS.
+    for (const pid of [transferGateway.child.pid!, transferLimit.child.pid!]) writeFileSync(`/proc/${pid}/clear_refs`, '5');
     // Each system moves the file `transferRuns` times in turn, and its median counts: one transfer
     // of a few seconds on two shared cores moves by a fifth between runs.
     const downRuns = Object.fromEntries(systems.map((s) => [s, [] as number[]])) as unknown as Systems<number[]>;
