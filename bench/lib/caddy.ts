@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
+import { portOpen } from './proc.js';
 
 export interface Caddy {
   port: number;
@@ -80,7 +80,7 @@ export async function startCaddy(options: {
     err += d;
   });
   const started = performance.now();
-  while (!(await accepts(options.port))) {
+  while (!(await portOpen(options.port))) {
     if (child.exitCode !== null) throw new Error(`caddy did not start: ${err}`);
     if (performance.now() - started > 10_000) {
       child.kill('SIGKILL');
@@ -103,15 +103,4 @@ export async function startCaddy(options: {
         child.kill('SIGTERM');
       }),
   };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }

@@ -1,6 +1,5 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TEST_PAT } from '../../test/helpers/gateway.js';
@@ -8,6 +7,7 @@ import { LAKEBASE_USER, startFakeWorkspace } from '../../test/helpers/lakebase.j
 import { freePort } from '../../test/helpers/ports.js';
 import { ident, postgresBinDir, startPostgres } from '../../test/helpers/postgres.js';
 import { testPki } from '../../test/helpers/tls.js';
+import { portOpen } from './proc.js';
 
 // The Lakebase door against the reference a user would put in front of a database instead: a real
 // PostgreSQL server with TLS and password roles, reached directly (TLS, the current credential),
@@ -194,17 +194,6 @@ async function startPgbouncer(bin: string, dir: string, port: number, serverPort
     child.kill('SIGTERM');
     if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
   };
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<string> {

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 
 /** VmRSS and VmHWM (peak) of a process in MiB, from /proc (Linux). */
 export function memoryMiB(pid: number): { rss: number; peak: number } {
@@ -88,4 +89,16 @@ export function ensureTool(binary: string, debianPackage: string): boolean {
     // reported below
   }
   return found();
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port now. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
