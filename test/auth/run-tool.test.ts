@@ -5,7 +5,7 @@
  * of Node, by scripts/windows/run-under-wine.sh. Also az's JSON as the azure-cli credential reads it.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -70,6 +70,32 @@ describe('runTool', { skip: process.platform === 'win32' ? 'POSIX scripts' : fal
     const err = await failure(runTool(hang, [], { env: {}, timeoutMs: 300 }));
     assert.deepEqual(err.failure, { kind: 'timeout', timeoutMs: 300 });
     assert.ok(Date.now() - started < 5000);
+  });
+
+  // az is a shell script that starts Python (and az.cmd on Windows the same): a timeout that
+  // killed only the script left Python running with the pipes open, and the run never ended.
+  it('ends what the tool started as well, within the timeout', async () => {
+    const pidFile = join(dir, 'grandchild.pid');
+    const parent = tool(
+      'parent',
+      `const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'inherit', 'inherit'] });
+require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(c.pid));
+setInterval(() => {}, 1000);`,
+    );
+    const started = Date.now();
+    const err = await failure(runTool(parent, [], { env: {}, timeoutMs: 1000 }));
+    assert.deepEqual(err.failure, { kind: 'timeout', timeoutMs: 1000 });
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    await new Promise((r) => setTimeout(r, 200));
+    // Gone, or a zombie waiting for a reaper (a container's init may not reap orphans).
+    let state = 'gone';
+    try {
+      state = readFileSync(`/proc/${grandchild}/stat`, 'utf8').split(') ')[1]?.[0] ?? 'gone';
+    } catch {
+      // gone
+    }
+    assert.ok(state === 'gone' || state === 'Z', `the tool's own child is still running (state ${state})`);
   });
 
   it('rejects with the AbortError when the signal aborts', async () => {

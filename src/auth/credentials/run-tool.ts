@@ -1,4 +1,4 @@
-import { type ExecFileException, execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { envValue } from '../../config/paths.js';
 import { escapeControl } from '../../observability/terminal-text.js';
@@ -11,6 +11,8 @@ import { TOKEN_FETCH_TIMEOUT_MS } from '../token-cache.js';
 
 /** What a tool may print: a token's JSON is a few KiB. */
 const MAX_OUTPUT_BYTES = 1 << 20;
+/** What is kept of its stderr before it is collapsed and cut to stderrChars. */
+const MAX_STDERR_CHARS = 64 * 1024;
 
 export type ToolFailure =
   /** The file is gone (ENOENT), or cmd.exe could not find the .cmd it was given. */
@@ -53,41 +55,96 @@ export async function runTool(file: string, args: string[], options: RunToolOpti
   const [command, argv, spawnOptions] = commandLine(file, args, options.env);
   const viaCmd = command !== file;
   const timeoutMs = options.timeoutMs ?? TOKEN_FETCH_TIMEOUT_MS;
+  const { signal } = options;
+  if (signal?.aborted) throw abortError(signal);
   return new Promise((resolve, reject) => {
-    execFile(
-      command,
-      argv,
-      {
-        env: options.env,
-        ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        maxBuffer: MAX_OUTPUT_BYTES,
-        windowsHide: true,
-        ...spawnOptions,
-        ...(options.signal ? { signal: options.signal } : {}),
-      },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const e: ExecFileException = err;
-        if (e.name === 'AbortError') return reject(err);
-        if (e.code === 'ENOENT') return reject(new ToolRunError({ kind: 'missing' }, `${file} was not found`));
-        if (e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
-          return reject(new ToolRunError({ kind: 'failed', said: `printed more than ${MAX_OUTPUT_BYTES} bytes` }, `${file} printed too much`));
-        }
-        if (e.killed) return reject(new ToolRunError({ kind: 'timeout', timeoutMs }, `${file} did not finish within ${timeoutMs} ms`));
-        const text = stderr.replace(/\s+/g, ' ').trim();
-        // cmd.exe's own "is not recognized as an internal or external command" (Wine's cmd: "Can't
-        // recognize ..."), exit code 9009: the .cmd went away between the PATH lookup and the run.
-        if (viaCmd && (e.code === 9009 || /is not recognized as an internal or external command|can't recognize/i.test(text))) {
-          return reject(new ToolRunError({ kind: 'missing' }, `${file} was not found`));
-        }
-        const limit = options.stderrChars ?? 500;
-        const said = text ? escapeControl(text.length > limit ? `${text.slice(0, limit)}...` : text) : `exit code ${String(e.code)}`;
-        reject(new ToolRunError({ kind: 'failed', said }, said));
-      },
-    );
+    let timedOut = false;
+    let tooMuch = false;
+    const stdout: Buffer[] = [];
+    let stdoutBytes = 0;
+    let stderr = '';
+    const child = spawn(command, argv, {
+      env: options.env,
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      windowsHide: true,
+      // Its own process group on POSIX, so that a timeout or an abort ends what it started too.
+      detached: process.platform !== 'win32',
+      ...spawnOptions,
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killTree(child);
+    }, timeoutMs);
+    const onAbort = () => killTree(child);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdoutBytes += chunk.length;
+      if (stdoutBytes <= MAX_OUTPUT_BYTES) stdout.push(chunk);
+      else if (!tooMuch) {
+        tooMuch = true;
+        killTree(child);
+      }
+    });
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      if (stderr.length < MAX_STDERR_CHARS) stderr += chunk;
+    });
+    let ended = false;
+    const end = (spawnError: NodeJS.ErrnoException | undefined, code: number | null) => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (signal?.aborted) return reject(abortError(signal));
+      if (spawnError?.code === 'ENOENT') return reject(new ToolRunError({ kind: 'missing' }, `${file} was not found`));
+      if (tooMuch) return reject(new ToolRunError({ kind: 'failed', said: `printed more than ${MAX_OUTPUT_BYTES} bytes` }, `${file} printed too much`));
+      if (timedOut) return reject(new ToolRunError({ kind: 'timeout', timeoutMs }, `${file} did not finish within ${timeoutMs} ms`));
+      if (!spawnError && code === 0) return resolve(Buffer.concat(stdout).toString('utf8'));
+      const text = stderr.replace(/\s+/g, ' ').trim();
+      // cmd.exe's own "is not recognized as an internal or external command" (Wine's cmd: "Can't
+      // recognize ..."), exit code 9009: the .cmd went away between the PATH lookup and the run.
+      if (viaCmd && (code === 9009 || /is not recognized as an internal or external command|can't recognize/i.test(text))) {
+        return reject(new ToolRunError({ kind: 'missing' }, `${file} was not found`));
+      }
+      const limit = options.stderrChars ?? 500;
+      const said = text ? escapeControl(text.length > limit ? `${text.slice(0, limit)}...` : text) : `exit code ${String(spawnError?.code ?? code)}`;
+      reject(new ToolRunError({ kind: 'failed', said }, said));
+    };
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      // A spawn failure (ENOENT, EACCES) has no 'close' to wait for when no pipe ever opened.
+      if (child.pid === undefined) end(err, null);
+    });
+    child.once('close', (code: number | null) => end(undefined, code));
   });
+}
+
+/** What an aborted run rejects with, as child_process does: an AbortError whose cause is the signal's reason. */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
+}
+
+/**
+ * Ends a tool and whatever it started: az is a shell script (POSIX) or a .cmd (Windows) that runs
+ * Python, and killing only the script leaves Python running, holding the output pipes open, so
+ * the run would not end either. POSIX: the tool's process group (runTool starts it as one);
+ * Windows: taskkill /T, the process and its descendants. The pipes are closed here as well, so
+ * the run ends even if something in the tree survives.
+ */
+function killTree(child: ChildProcess): void {
+  const { pid } = child;
+  if (pid !== undefined && child.exitCode === null && child.signalCode === null) {
+    try {
+      if (process.platform === 'win32') {
+        const systemRoot = process.env.SystemRoot ?? 'C:\\Windows';
+        execFile(path.win32.join(systemRoot, 'System32', 'taskkill.exe'), ['/T', '/F', '/PID', String(pid)], { windowsHide: true }, () => {});
+      } else process.kill(-pid, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL');
+    }
+  }
+  child.stdout?.destroy();
+  child.stderr?.destroy();
 }
 
 /**
