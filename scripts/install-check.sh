@@ -65,7 +65,10 @@ user dbx-gateway --help >"$tmp/help.txt" || fail "dbx-gateway --help"
 grep -q 'dbx-gateway' "$tmp/help.txt" || fail "dbx-gateway --help printed no usage"
 
 step "dbx-gateway serve --port 0 --demo"
-user dbx-gateway serve --port 0 --demo --log-format json >"$tmp/serve.out" 2>"$tmp/serve.err" &
+# Not through user(): a function run with & is a subshell that forks again for user()'s own
+# subshell, so $! would be a shell that kill stops while the gateway keeps running. One subshell
+# that execs makes $! the gateway itself.
+(cd "$elsewhere" && exec env -i HOME="$home" PATH="$prefix/bin:$node_dir" dbx-gateway serve --port 0 --demo --log-format json) >"$tmp/serve.out" 2>"$tmp/serve.err" &
 gateway_pid=$!
 url=""
 # The JSON log's "listening on" line carries the URL (test/helpers/spawn-gateway.ts reads the same).
