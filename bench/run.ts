@@ -232,6 +232,14 @@ async function main(): Promise<void> {
   const x = (n: number) => `${n.toFixed(2)}x`;
   /** A Caddy cell: the figure, or why there is none. */
   const caddyFmt = (n: number | undefined, digits: number) => (caddy ? fmt(n ?? Number.NaN, digits) : CADDY_SKIPPED);
+  /** A row's five system cells from each system's figure (Caddy's, or why it has none). */
+  const cells = (of: (system: System) => number | undefined, digits: number) => ({
+    direct: fmt(of('direct') ?? Number.NaN, digits),
+    limit: fmt(of('node-limit') ?? Number.NaN, digits),
+    gateway: fmt(of('gateway') ?? Number.NaN, digits),
+    nginx: fmt(of('nginx') ?? Number.NaN, digits),
+    caddy: caddyFmt(of('caddy'), digits),
+  });
   /** "0.80x Caddy" (gateway over Caddy), or that Caddy was skipped. */
   const vsCaddy = (gatewayValue: number, caddyValue: number | undefined) => (caddy ? `${x(gatewayValue / (caddyValue ?? Number.NaN))} Caddy` : 'Caddy skipped');
 
@@ -276,11 +284,7 @@ async function main(): Promise<void> {
     const tputRatio = tput.gateway.rps / tput['node-limit'].rps;
     rows.push({
       scenario: 'Small JSON GET, 64 connections (req/s)',
-      direct: fmt(tput.direct.rps, 0),
-      limit: fmt(tput['node-limit'].rps, 0),
-      gateway: fmt(tput.gateway.rps, 0),
-      nginx: fmt(tput.nginx.rps, 0),
-      caddy: caddyFmt(tput.caddy?.rps, 0),
+      ...cells((s) => tput[s]?.rps, 0),
       ratio: `${x(tputRatio)} node-limit, ${vsCaddy(tput.gateway.rps, tput.caddy?.rps)} (${x(tput.gateway.rps / tput.nginx.rps)} nginx, ${x(tput.gateway.rps / tput.direct.rps)} direct)`,
       target: caddy ? ">= 0.75x node-limit and >= Caddy's" : '>= 0.75x node-limit',
       met: tputRatio >= 0.75 && (!caddy || tput.gateway.rps >= tput.caddy.rps),
@@ -315,22 +319,14 @@ async function main(): Promise<void> {
     const plus = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(3)} ms`;
     rows.push({
       scenario: 'Latency p50, 4 connections (ms)',
-      direct: fmt(lat.direct.p50ms, 3),
-      limit: fmt(lat['node-limit'].p50ms, 3),
-      gateway: fmt(lat.gateway.p50ms, 3),
-      nginx: fmt(lat.nginx.p50ms, 3),
-      caddy: caddyFmt(lat.caddy?.p50ms, 3),
+      ...cells((s) => lat[s]?.p50ms, 3),
       ratio: `${plus(p50Over)} over direct (node-limit ${plus(p50OverLimit)})`,
       target: "<= node-limit's +0.25 ms",
       met: p50Over <= p50OverLimit + 0.25,
     });
     rows.push({
       scenario: 'Latency p99, 4 connections (ms)',
-      direct: fmt(lat.direct.p99ms, 3),
-      limit: fmt(lat['node-limit'].p99ms, 3),
-      gateway: fmt(lat.gateway.p99ms, 3),
-      nginx: fmt(lat.nginx.p99ms, 3),
-      caddy: caddyFmt(lat.caddy?.p99ms, 3),
+      ...cells((s) => lat[s]?.p99ms, 3),
       ratio: `${plus(p99Over)} over direct (node-limit ${plus(p99OverLimit)})`,
       target: '<= +2 ms',
       met: p99Over <= 2,
@@ -361,11 +357,7 @@ async function main(): Promise<void> {
     const wanSpeedup = wan.direct / wan.gateway;
     rows.push({
       scenario: `curl loop over a ${2 * WAN_DELAY_MS} ms RTT link (ms per call)`,
-      direct: fmt(wan.direct, 1),
-      limit: fmt(wan['node-limit'], 1),
-      gateway: fmt(wan.gateway, 1),
-      nginx: fmt(wan.nginx, 1),
-      caddy: caddyFmt(wan.caddy, 1),
+      ...cells((s) => wan[s], 1),
       ratio: `${x(wanSpeedup)} faster than direct (node-limit ${x(wan.direct / wan['node-limit'])})`,
       target: '>= 2.2x faster',
       met: wanSpeedup >= 2.2,
@@ -388,11 +380,7 @@ async function main(): Promise<void> {
     checkErrors('new connection per request', fresh);
     rows.push({
       scenario: 'New connection per request, 4 connections (req/s)',
-      direct: fmt(fresh.direct.rps, 0),
-      limit: fmt(fresh['node-limit'].rps, 0),
-      gateway: fmt(fresh.gateway.rps, 0),
-      nginx: fmt(fresh.nginx.rps, 0),
-      caddy: caddyFmt(fresh.caddy?.rps, 0),
+      ...cells((s) => fresh[s]?.rps, 0),
       ratio: `${x(fresh.gateway.rps / fresh['node-limit'].rps)} node-limit`,
       target: '',
     });
@@ -472,22 +460,14 @@ async function main(): Promise<void> {
     const sizeLabel = mb >= 1024 ? `${mb / 1024} GiB` : `${mb} MiB`;
     rows.push({
       scenario: `${sizeLabel} download (MiB/s)`,
-      direct: fmt(down.direct, 0),
-      limit: fmt(down['node-limit'], 0),
-      gateway: fmt(down.gateway, 0),
-      nginx: fmt(down.nginx, 0),
-      caddy: caddyFmt(down.caddy, 0),
+      ...cells((s) => down[s], 0),
       ratio: `${x(downRatio)} node-limit, ${vsCaddy(down.gateway, down.caddy)} (${x(down.gateway / down.direct)} direct; nginx ${x(down.nginx / down.direct)} direct${caddy ? `; Caddy ${x(down.caddy / down.direct)} direct` : ''})`,
       target: '>= 1.0x node-limit',
       met: downRatio >= 1,
     });
     rows.push({
       scenario: `${sizeLabel} upload (MiB/s)`,
-      direct: fmt(up.direct, 0),
-      limit: fmt(up['node-limit'], 0),
-      gateway: fmt(up.gateway, 0),
-      nginx: fmt(up.nginx, 0),
-      caddy: caddyFmt(up.caddy, 0),
+      ...cells((s) => up[s], 0),
       ratio: `${x(upRatio)} node-limit, ${vsCaddy(up.gateway, up.caddy)} (${x(up.gateway / up.direct)} direct; nginx ${x(up.nginx / up.direct)} direct${caddy ? `; Caddy ${x(up.caddy / up.direct)} direct` : ''})`,
       target: '>= 1.0x node-limit',
       met: upRatio >= 1,
