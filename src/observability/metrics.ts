@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { RequestStats } from './request-stats.js';
 
 /**
  * prom-client's four classes the gateway uses, each from its own file: the package index also
@@ -10,14 +11,12 @@ import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
  * checks these files are still the index's classes.
  */
 const promFile = createRequire(import.meta.url);
-export const prom = {
+const prom = {
   Registry: promFile('prom-client/lib/registry.js') as typeof PromClient.Registry,
   Counter: promFile('prom-client/lib/counter.js') as typeof PromClient.Counter,
   Gauge: promFile('prom-client/lib/gauge.js') as typeof PromClient.Gauge,
   Histogram: promFile('prom-client/lib/histogram.js') as typeof PromClient.Histogram,
 };
-
-import { RequestStats } from './request-stats.js';
 
 /** A route's metric series, bound once (prom-client hashes a label object on every call otherwise). */
 export interface RouteMeter {
