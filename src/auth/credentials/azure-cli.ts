@@ -1,9 +1,8 @@
-import { envValue } from '../../config/paths.js';
 import { azureScope, resolveAzureEnvironment } from '../azure-cloud.js';
 import type { AccessToken, Credential } from '../credential.js';
 import { findOnPath } from './find-on-path.js';
 import { type CredentialProvider, setting } from './provider.js';
-import { runTool, ToolRunError } from './run-tool.js';
+import { runTool, ToolRunError, windowsDir } from './run-tool.js';
 
 /** Microsoft's install page for the Azure CLI (every platform). */
 export const INSTALL_AZURE_CLI_URL = 'https://aka.ms/installazurecli';
@@ -61,7 +60,7 @@ function resourceOf(scope: string): string {
 
 /** @azure/identity runs az from a fixed directory (never wherever the gateway was started). */
 function safeWorkingDir(env: NodeJS.ProcessEnv): string {
-  return process.platform === 'win32' ? envValue(env, 'SystemRoot', 'win32') || 'C:\\Windows' : '/';
+  return process.platform === 'win32' ? windowsDir(env) : '/';
 }
 
 async function azAccessToken(resource: string, tenantId: string | undefined, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<AccessToken> {

@@ -74,16 +74,16 @@ export async function runTool(file: string, args: string[], options: RunToolOpti
     });
     const timer = setTimeout(() => {
       timedOut = true;
-      killTree(child);
+      killTree(child, options.env);
     }, timeoutMs);
-    const onAbort = () => killTree(child);
+    const onAbort = () => killTree(child, options.env);
     signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout?.on('data', (chunk: Buffer) => {
       stdoutBytes += chunk.length;
       if (stdoutBytes <= MAX_OUTPUT_BYTES) stdout.push(chunk);
       else if (!tooMuch) {
         tooMuch = true;
-        killTree(child);
+        killTree(child, options.env);
       }
     });
     child.stderr?.setEncoding('utf8');
@@ -119,6 +119,11 @@ export async function runTool(file: string, args: string[], options: RunToolOpti
   });
 }
 
+/** The Windows directory (%SystemRoot%): where Windows' own tools live, and a working directory no one plants files in. */
+export function windowsDir(env: NodeJS.ProcessEnv): string {
+  return envValue(env, 'SystemRoot', 'win32') || 'C:\\Windows';
+}
+
 /** What an aborted run rejects with, as child_process does: an AbortError whose cause is the signal's reason. */
 function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
@@ -131,13 +136,12 @@ function abortError(signal: AbortSignal): Error {
  * Windows: taskkill /T, the process and its descendants. The pipes are closed here as well, so
  * the run ends even if something in the tree survives.
  */
-function killTree(child: ChildProcess): void {
+function killTree(child: ChildProcess, env: NodeJS.ProcessEnv): void {
   const { pid } = child;
   if (pid !== undefined && child.exitCode === null && child.signalCode === null) {
     try {
       if (process.platform === 'win32') {
-        const systemRoot = process.env.SystemRoot ?? 'C:\\Windows';
-        execFile(path.win32.join(systemRoot, 'System32', 'taskkill.exe'), ['/T', '/F', '/PID', String(pid)], { windowsHide: true }, () => {});
+        execFile(path.win32.join(windowsDir(env), 'System32', 'taskkill.exe'), ['/T', '/F', '/PID', String(pid)], { windowsHide: true }, () => {});
       } else process.kill(-pid, 'SIGKILL');
     } catch {
       child.kill('SIGKILL');
