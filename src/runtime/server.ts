@@ -138,8 +138,9 @@ async function openRouteListeners(
   { servers, sparkListeners, postgresListeners, routePorts, sparkPorts, postgresPorts }: BoundListeners,
 ): Promise<NetServer[]> {
   const { config, tls, connections, sameUserOnly } = base;
+  const routes = current().core.routes.all;
   // Per-route ports: the same route with no prefix, for tools that take only host:port.
-  for (const route of current().core.routes.all) {
+  for (const route of routes) {
     if (route.config.port === undefined) continue;
     const routeServer = createListener({ config, tls, connections, door: () => current().routeDoors.get(route.name), routeName: route.name, sameUserOnly });
     servers.push(routeServer);
@@ -148,7 +149,6 @@ async function openRouteListeners(
   }
   // Spark Connect and Lakebase: each door's modules load with the first route that has one, so a
   // gateway without them never loads their doors (nor pg-protocol).
-  const routes = current().core.routes.all;
   const spark = routes.some((r) => r.config.sparkConnect) ? await import('./spark-listener.js') : undefined;
   const postgres = routes.some((r) => r.config.postgres)
     ? await Promise.all([import('../postgres/listener.js'), import('../postgres/session-log.js')])
